@@ -1,0 +1,137 @@
+// "Changes since checkpoint X" = the union, across all layers, of X and of every bitmap created after
+// X (directory order within a layer, layers base to top). Covers libvirt's style (every checkpoint
+// bitmap keeps recording, same names in every layer) and the seed's style (older bitmaps disabled when
+// a newer one starts). Any doubt makes the answer 'unknown' with reasons, never a smaller set.
+import path from 'node:path';
+import type { Chain, Layer } from './qcow2/chain.ts';
+import { allocationExtents, bitmapExtents } from './qcow2/chain.ts';
+import type { BitmapEntry } from './qcow2/bitmaps.ts';
+import { union, uncoveredBytes, totalBytes, type ExtentList } from './extents.ts';
+import type { CheckpointReport } from './contract.ts';
+import { StrataError } from './errors.ts';
+
+const DIRTY_TRACKING = 1;
+
+/** Caches decoded extents for one chain walk: inspect asks for the same bitmap once per checkpoint. */
+export class ChainContents {
+  private bitmaps = new Map<string, ExtentList>();
+  private allocs = new Map<Layer, ExtentList>();
+  constructor(readonly chain: Chain) {}
+
+  bitmap(layer: Layer, bm: BitmapEntry): ExtentList {
+    const key = `${layer.path}\0${bm.name}`;
+    let l = this.bitmaps.get(key);
+    if (!l) {
+      l = bitmapExtents(layer, bm);
+      this.bitmaps.set(key, l);
+    }
+    return l;
+  }
+
+  allocation(layer: Layer): ExtentList {
+    let l = this.allocs.get(layer);
+    if (!l) {
+      l = allocationExtents(layer);
+      this.allocs.set(layer, l);
+    }
+    return l;
+  }
+}
+
+/** Checkpoint names oldest first: first appearance walking layers base to top, each in directory order. */
+export function checkpointOrder(chain: Chain): string[] {
+  const order: string[] = [];
+  const seen = new Set<string>();
+  for (let i = chain.layers.length - 1; i >= 0; i--) {
+    for (const bm of chain.layers[i].bitmaps) {
+      if (!seen.has(bm.name)) {
+        seen.add(bm.name);
+        order.push(bm.name);
+      }
+    }
+  }
+  return order;
+}
+
+export interface SinceResult {
+  checkpoint: string;
+  sources: { layer: Layer; bitmap: BitmapEntry }[];
+  problems: string[];
+  /** null when the answer cannot be known */
+  extents: ExtentList | null;
+}
+
+const base = (p: string) => path.basename(p);
+
+export function since(contents: ChainContents, checkpoint: string): SinceResult {
+  const chain = contents.chain;
+  const order = checkpointOrder(chain);
+  const rank = new Map(order.map((n, i) => [n, i]));
+  const r = rank.get(checkpoint);
+  if (r === undefined) {
+    throw new StrataError('E_NO_BITMAP', `${chain.image}: no layer of the chain has a bitmap named '${checkpoint}'`, { file: chain.image });
+  }
+  // Layers are top first; find the lowest (closest to the base) layer holding the checkpoint itself.
+  let lowest = -1;
+  for (let i = chain.layers.length - 1; i >= 0; i--) {
+    if (chain.layers[i].bitmaps.some((b) => b.name === checkpoint)) {
+      lowest = i;
+      break;
+    }
+  }
+  const sources: SinceResult['sources'] = [];
+  const problems: string[] = [];
+  for (let i = lowest; i >= 0; i--) {
+    const layer = chain.layers[i];
+    const set = layer.bitmaps.filter((b) => (rank.get(b.name) ?? -1) >= r);
+    if (set.length === 0) {
+      problems.push(
+        `layer ${base(layer.path)} has no bitmap for checkpoint '${checkpoint}' or any later one: writes made while it was the active layer are not tracked (was it created outside Strata, e.g. with qemu-img create -b?)`,
+      );
+      continue;
+    }
+    if (layer.bitmapsStale) {
+      problems.push(`layer ${base(layer.path)}: its bitmaps were left stale by a program that did not understand them; QEMU will discard them`);
+    }
+    for (const bm of set) {
+      sources.push({ layer, bitmap: bm });
+      if (bm.inUse) {
+        problems.push(
+          `bitmap '${bm.name}' in ${base(layer.path)} is marked in-use: a QEMU process has the image open read-write, or one crashed while it did; its contents cannot be trusted`,
+        );
+      }
+      if (bm.type !== DIRTY_TRACKING) problems.push(`bitmap '${bm.name}' in ${base(layer.path)} is of unknown type ${bm.type}`);
+    }
+    const newest = set[set.length - 1];
+    if (i === 0 && !newest.auto) {
+      problems.push(
+        `in the active layer ${base(layer.path)}, bitmap '${newest.name}' (the newest one covering checkpoint '${checkpoint}') is disabled: writes since it was disabled are not tracked`,
+      );
+    }
+    if (i < lowest && problems.length === 0) {
+      // Every cluster allocated in a layer was written after the layer was made, which is after the
+      // checkpoint: the layer's bitmaps must cover its whole allocation, or writes were missed.
+      const missing = uncoveredBytes(contents.allocation(layer), union(set.map((b) => contents.bitmap(layer, b))));
+      if (missing > 0) {
+        problems.push(
+          `layer ${base(layer.path)} holds ${missing} bytes written that no bitmap of checkpoint '${checkpoint}' covers: the layer was written before its bitmaps were created`,
+        );
+      }
+    }
+  }
+  const extents = problems.length === 0 ? union(sources.map((s) => contents.bitmap(s.layer, s.bitmap))) : null;
+  return { checkpoint, sources, problems, extents };
+}
+
+export function checkpointReports(contents: ChainContents): CheckpointReport[] {
+  return checkpointOrder(contents.chain).map((name) => {
+    const s = since(contents, name);
+    return {
+      name,
+      state: s.problems.length === 0 ? 'ok' : 'unknown',
+      problems: s.problems,
+      sources: s.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name })),
+      dirtyBytes: s.extents ? totalBytes(s.extents) : null,
+    };
+  });
+}

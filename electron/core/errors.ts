@@ -1,0 +1,50 @@
+// Typed errors. Every error names the file (or command) it is about, so the CLI can print one line
+// and the IPC/WebSocket wrapper can carry {code, message} across a boundary that loses classes.
+
+export type StrataErrorCode =
+  | 'E_NOT_FOUND' // a path does not exist
+  | 'E_IO' // the OS refused a read
+  | 'E_NOT_QCOW2' // not an image we understand (bad magic) where qcow2 was required
+  | 'E_CORRUPT' // structure points outside the file, overlaps, or breaks a format rule
+  | 'E_UNSUPPORTED' // valid qcow2, but a feature we refuse rather than misread (encryption, external data)
+  | 'E_BACKING_MISSING'
+  | 'E_BACKING_LOOP'
+  | 'E_BACKING_PROTOCOL' // json:/nbd:/... backing strings: not a local file
+  | 'E_NO_BITMAP'
+  | 'E_NO_LAYER'
+  | 'E_CHECKPOINT_UNKNOWN' // the answer cannot be known (inconsistent bitmap, gap, ...)
+  | 'E_BAD_INPUT' // bad argument from a user or a client
+  | 'E_TOOL' // an external QEMU tool failed
+  | 'E_INTERNAL';
+
+export class StrataError extends Error {
+  readonly code: StrataErrorCode;
+  readonly file?: string;
+  readonly offset?: number;
+  constructor(code: StrataErrorCode, message: string, opts: { file?: string; offset?: number; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'StrataError';
+    this.code = code;
+    this.file = opts.file;
+    this.offset = opts.offset;
+  }
+}
+
+export function corrupt(file: string, offset: number, what: string): StrataError {
+  return new StrataError('E_CORRUPT', `${file}: corrupt image at offset ${offset}: ${what}`, { file, offset });
+}
+
+export function unsupported(file: string, what: string): StrataError {
+  return new StrataError('E_UNSUPPORTED', `${file}: unsupported: ${what}`, { file });
+}
+
+export function isStrataError(e: unknown): e is StrataError {
+  return e instanceof StrataError;
+}
+
+/** A plain {code, message} for transports that cannot carry classes. */
+export function toWireError(e: unknown): { code: string; message: string } {
+  if (e instanceof StrataError) return { code: e.code, message: e.message };
+  const err = e as { message?: unknown };
+  return { code: 'E_INTERNAL', message: typeof err?.message === 'string' ? err.message : String(e) };
+}

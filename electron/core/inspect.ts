@@ -1,0 +1,61 @@
+// One read-only scan of a chain: the facts of every layer, every bitmap, every checkpoint.
+import type { ChainReport, LayerInfo, BitmapFlag } from './contract.ts';
+import { openChain, type Chain, type Layer } from './qcow2/chain.ts';
+import type { BitmapEntry } from './qcow2/bitmaps.ts';
+import { ChainContents, checkpointReports } from './checkpoints.ts';
+import { totalBytes } from './extents.ts';
+
+export function bitmapFlags(bm: BitmapEntry): BitmapFlag[] {
+  const f: BitmapFlag[] = [];
+  if (bm.auto) f.push('auto');
+  if (bm.inUse) f.push('in-use');
+  return f;
+}
+
+function layerInfo(contents: ChainContents, layer: Layer): LayerInfo {
+  const h = layer.header;
+  return {
+    path: layer.path,
+    format: layer.format,
+    virtualSize: layer.virtualSize,
+    fileSize: layer.file.size,
+    clusterSize: h ? h.clusterSize : null,
+    qcow2Version: h ? h.version : null,
+    backingFile: layer.backingFile,
+    backingFormat: layer.backingFormat,
+    allocatedBytes: totalBytes(contents.allocation(layer)),
+    extendedL2: h ? h.extendedL2 : false,
+    compressionType: h ? h.compressionType : null,
+    bitmapsStale: layer.bitmapsStale,
+    bitmaps: layer.bitmaps.map((bm) => ({
+      name: bm.name,
+      granularity: bm.granularity,
+      flags: bitmapFlags(bm),
+      dirtyBytes: totalBytes(contents.bitmap(layer, bm)),
+      index: bm.index,
+    })),
+  };
+}
+
+export function inspectOpenChain(chain: Chain): ChainReport {
+  const t0 = performance.now();
+  const contents = new ChainContents(chain);
+  const layers = chain.layers.map((l) => layerInfo(contents, l));
+  const checkpoints = checkpointReports(contents);
+  return {
+    image: chain.image,
+    layers,
+    checkpoints,
+    scannedAt: new Date().toISOString(),
+    scanMs: Math.round((performance.now() - t0) * 100) / 100,
+  };
+}
+
+export function inspect(image: string): ChainReport {
+  const chain = openChain(image);
+  try {
+    return inspectOpenChain(chain);
+  } finally {
+    chain.close();
+  }
+}

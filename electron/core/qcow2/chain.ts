@@ -1,0 +1,172 @@
+// Opening a backing chain from its top image, the way QEMU resolves it from the headers:
+// relative names against the referring image's folder, backing format from the header extension
+// (probed by magic when absent), and typed errors for missing files, loops and non-file backings.
+import fs from 'node:fs';
+import path from 'node:path';
+import { ImageFile } from './image-file.ts';
+import { readHeader, isQcow2, type Qcow2Header } from './header.ts';
+import { readBitmapDirectory, bitmapsStale, forEachBitRun, type BitmapEntry } from './bitmaps.ts';
+import { forEachAllocation, UNALLOCATED, type AllocKind } from './allocation.ts';
+import { ExtentBuilder, type ExtentList } from '../extents.ts';
+import { StrataError, unsupported } from '../errors.ts';
+
+export const MAX_CHAIN_DEPTH = 1024;
+
+export interface Layer {
+  /** absolute path as QEMU would name it (not symlink-resolved) */
+  path: string;
+  format: 'qcow2' | 'raw';
+  file: ImageFile;
+  header: Qcow2Header | null;
+  virtualSize: number;
+  backingFile: string | null;
+  backingFormat: string | null;
+  bitmaps: BitmapEntry[];
+  bitmapsStale: boolean;
+}
+
+export interface Chain {
+  image: string;
+  /** top first */
+  layers: Layer[];
+  close(): void;
+}
+
+/** A backing string QEMU would hand to a protocol driver rather than open as a local file. */
+function protocolOf(name: string): string | null {
+  if (name.startsWith('json:')) return 'json';
+  const colon = name.indexOf(':');
+  const slash = name.indexOf('/');
+  if (colon > 0 && (slash < 0 || colon < slash)) return name.slice(0, colon);
+  return null;
+}
+
+export function resolveBacking(layerPath: string, backing: string): string {
+  const proto = protocolOf(backing);
+  if (proto === 'file') backing = backing.slice(5);
+  else if (proto !== null) {
+    throw new StrataError('E_BACKING_PROTOCOL', `${layerPath}: backing file '${backing}' uses the '${proto}' protocol, not a local file`, {
+      file: layerPath,
+    });
+  }
+  return path.isAbsolute(backing) ? path.normalize(backing) : path.resolve(path.dirname(layerPath), backing);
+}
+
+export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
+  const file = ImageFile.open(p);
+  try {
+    const magic = file.size >= 4 ? file.read(0, 4, 'magic') : Buffer.alloc(0);
+    const fmt = format ?? (isQcow2(magic) ? 'qcow2' : 'raw');
+    if (fmt === 'raw') {
+      return { path: p, format: 'raw', file, header: null, virtualSize: file.size, backingFile: null, backingFormat: null, bitmaps: [], bitmapsStale: false };
+    }
+    const header = readHeader(file);
+    const stale = bitmapsStale(header);
+    // A stale directory is still parsed (so it can be shown), but never trusted for contents.
+    const bitmaps = readBitmapDirectory(file, header);
+    return {
+      path: p,
+      format: 'qcow2',
+      file,
+      header,
+      virtualSize: header.virtualSize,
+      backingFile: header.backingFile,
+      backingFormat: header.backingFormat,
+      bitmaps,
+      bitmapsStale: stale,
+    };
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
+
+function realpathOr(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+export function openChain(image: string): Chain {
+  const top = path.resolve(image);
+  const layers: Layer[] = [];
+  const seen = new Map<string, string>();
+  const close = () => {
+    for (const l of layers) l.file.close();
+  };
+  try {
+    let current: string | null = top;
+    let format: 'qcow2' | 'raw' | null = null;
+    let referrer: string | null = null;
+    while (current !== null) {
+      const real = realpathOr(current);
+      if (seen.has(real)) {
+        throw new StrataError('E_BACKING_LOOP', `${referrer}: backing chain loops back to ${current}`, { file: referrer ?? current });
+      }
+      if (layers.length >= MAX_CHAIN_DEPTH) throw new StrataError('E_CORRUPT', `${top}: backing chain deeper than ${MAX_CHAIN_DEPTH}`, { file: top });
+      seen.set(real, current);
+      let layer: Layer;
+      try {
+        layer = openLayer(current, format);
+      } catch (e) {
+        if (referrer !== null && e instanceof StrataError && e.code === 'E_NOT_FOUND') {
+          throw new StrataError('E_BACKING_MISSING', `${referrer}: backing file ${current} does not exist`, { file: referrer, cause: e });
+        }
+        throw e;
+      }
+      layers.push(layer);
+      if (layer.backingFile === null) break;
+      const bf = layer.backingFormat;
+      if (bf !== null && bf !== 'qcow2' && bf !== 'raw') throw unsupported(layer.path, `backing format '${bf}'`);
+      format = bf as 'qcow2' | 'raw' | null;
+      referrer = layer.path;
+      current = resolveBacking(layer.path, layer.backingFile);
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return { image: top, layers, close };
+}
+
+export function withChain<T>(image: string, fn: (c: Chain) => T): T {
+  const c = openChain(image);
+  try {
+    return fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+/** Runs of one layer: raw layers define every byte they hold. */
+export function forEachLayerAllocation(layer: Layer, sink: (start: number, length: number, kind: AllocKind) => void): void {
+  if (layer.header === null) {
+    if (layer.virtualSize > 0) sink(0, layer.virtualSize, 1);
+    return;
+  }
+  forEachAllocation(layer.file, layer.header, sink);
+}
+
+export function allocationExtents(layer: Layer): ExtentList {
+  const b = new ExtentBuilder();
+  forEachLayerAllocation(layer, (s, len, kind) => {
+    if (kind !== UNALLOCATED) b.push(s, s + len);
+  });
+  return b.finish();
+}
+
+export function findBitmap(layer: Layer, name: string): BitmapEntry | undefined {
+  return layer.bitmaps.find((b) => b.name === name);
+}
+
+/** A bitmap's dirty areas as byte extents, clipped to the virtual size. */
+export function bitmapExtents(layer: Layer, bm: BitmapEntry): ExtentList {
+  if (layer.header === null) throw new StrataError('E_NO_BITMAP', `${layer.path}: raw images hold no bitmaps`, { file: layer.path });
+  const g = bm.granularity;
+  const size = layer.virtualSize;
+  const b = new ExtentBuilder();
+  forEachBitRun(layer.file, layer.header, bm, (s, e) => b.push(s * g, Math.min(e * g, size)));
+  return b.finish();
+}

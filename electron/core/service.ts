@@ -1,0 +1,154 @@
+// The core behind the contract: one handler per channel, plus pushed events. Both transports
+// (Electron IPC, browser-mode WebSocket) call these through dispatch(), never directly.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import type { AppInfo, ArgOf, Channel, ContentSource, EventName, Events, ResultOf } from './contract.ts';
+import { openDb, type Db } from './store/db.ts';
+import { History } from './store/history.ts';
+import { inspect } from './inspect.ts';
+import { ContentsCache } from './contents.ts';
+import { density, slice } from './extents.ts';
+import { buildDemo } from './demo/build-demo.ts';
+import { StrataError } from './errors.ts';
+import { VERSION } from './version.ts';
+
+export type Handlers = { [C in Channel]: (arg: ArgOf<C>) => Promise<ResultOf<C>> | ResultOf<C> };
+export type EventListener = <E extends EventName>(event: E, payload: Events[E]) => void;
+
+export interface ServiceOptions {
+  dataDir: string;
+  mode: AppInfo['mode'];
+  /** better_sqlite3.node for the running ABI (Electron) */
+  nativeBinding?: string;
+  /** native file picker, Electron only */
+  openImageDialog?: () => Promise<string | null>;
+}
+
+export interface Service {
+  handlers: Handlers;
+  subscribe(listener: EventListener): () => void;
+  close(): void;
+}
+
+function qemuImgVersion(): string | null {
+  try {
+    return execFileSync('qemu-img', ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0].trim();
+  } catch {
+    return null;
+  }
+}
+
+const MAX_BUCKETS = 65536;
+const MAX_EXTENTS = 100_000;
+
+function bad(msg: string): never {
+  throw new StrataError('E_BAD_INPUT', msg);
+}
+
+function needPath(v: unknown, what: string): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 4096 || v.includes('\0')) bad(`${what}: expected a file path`);
+  if (!path.isAbsolute(v)) bad(`${what}: '${v}' is not an absolute path`);
+  return path.normalize(v);
+}
+
+function needInt(v: unknown, what: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) bad(`${what}: expected an integer in ${min}..${max}`);
+  return v;
+}
+
+function needSource(v: unknown): ContentSource {
+  const s = v as Partial<Record<string, unknown>> | null;
+  if (!s || typeof s !== 'object') bad('source: expected an object');
+  if (s.kind === 'bitmap') {
+    if (typeof s.name !== 'string' || !s.name) bad('source.name: expected a bitmap name');
+    return { kind: 'bitmap', layer: needPath(s.layer, 'source.layer'), name: s.name };
+  }
+  if (s.kind === 'allocation') return { kind: 'allocation', layer: needPath(s.layer, 'source.layer') };
+  if (s.kind === 'since') {
+    if (typeof s.checkpoint !== 'string' || !s.checkpoint) bad('source.checkpoint: expected a checkpoint name');
+    return { kind: 'since', image: needPath(s.image, 'source.image'), checkpoint: s.checkpoint };
+  }
+  return bad(`source.kind: expected bitmap, allocation or since`);
+}
+
+function needRange(a: { start?: unknown; end?: unknown }, size: number): [number, number] {
+  const start = needInt(a.start, 'start', 0, Number.MAX_SAFE_INTEGER);
+  const end = Math.min(needInt(a.end, 'end', 0, Number.MAX_SAFE_INTEGER), size);
+  if (end < start) bad('end: must not be before start');
+  return [start, end];
+}
+
+export function createService(opts: ServiceOptions): Service {
+  const db: Db = openDb(path.join(opts.dataDir, 'strata.db'), { nativeBinding: opts.nativeBinding });
+  const history = new History(db);
+  const cache = new ContentsCache();
+  const listeners = new Set<EventListener>();
+  const emit: EventListener = (event, payload) => {
+    for (const l of listeners) l(event, payload);
+  };
+  let demoRunning: Promise<{ images: string[] }> | null = null;
+
+  const handlers: Handlers = {
+    'app:info': () => ({ version: VERSION, mode: opts.mode, dataDir: opts.dataDir, qemuImg: qemuImgVersion(), platform: process.platform }),
+    'workspace:list': () => history.listWorkspace(),
+    'workspace:add': ({ path: p }) => {
+      const abs = needPath(p, 'path');
+      // Reading the chain first means a bad path is refused before it is remembered.
+      const report = inspect(abs);
+      const img = history.addImage(report.image);
+      emit('chain:scanned', history.recordScan(report));
+      emit('workspace:changed', history.listWorkspace());
+      return { ...img, lastScanAt: report.scannedAt };
+    },
+    'workspace:remove': ({ path: p }) => {
+      history.removeImage(needPath(p, 'path'));
+      emit('workspace:changed', history.listWorkspace());
+    },
+    'chain:inspect': ({ path: p }) => {
+      const report = inspect(needPath(p, 'path'));
+      emit('chain:scanned', history.recordScan(report));
+      return report;
+    },
+    'contents:density': (a) => {
+      const r = cache.get(needSource(a?.source));
+      const [start, end] = needRange(a, r.virtualSize);
+      const d = density(r.extents, start, end, needInt(a.buckets, 'buckets', 1, MAX_BUCKETS));
+      return { start, end, bucketSize: d.bucketSize, marked: d.marked, totalMarked: d.totalMarked };
+    },
+    'contents:extents': (a) => {
+      const r = cache.get(needSource(a?.source));
+      const [start, end] = needRange(a, r.virtualSize);
+      return slice(r.extents, start, end, needInt(a.limit, 'limit', 1, MAX_EXTENTS));
+    },
+    'history:scans': (a) => history.scans(a?.image === undefined ? undefined : needPath(a.image, 'image'), a?.limit ?? 100),
+    'demo:create': async () => {
+      demoRunning ??= buildDemo(opts.dataDir, (step, done, total) => emit('demo:progress', { step, done, total })).finally(() => {
+        demoRunning = null;
+      });
+      const out = await demoRunning;
+      for (const img of out.images) {
+        const report = inspect(img);
+        history.addImage(report.image);
+        emit('chain:scanned', history.recordScan(report));
+      }
+      emit('workspace:changed', history.listWorkspace());
+      return out;
+    },
+    'dialog:open-image': async () => {
+      if (!opts.openImageDialog) bad('the file picker is only available in the desktop app; type the image path instead');
+      return opts.openImageDialog();
+    },
+  };
+
+  return {
+    handlers,
+    subscribe(l) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    close() {
+      listeners.clear();
+      db.close();
+    },
+  };
+}

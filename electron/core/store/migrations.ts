@@ -1,0 +1,22 @@
+// Versioned schema. A migration is appended, never edited: user databases carry the older ones.
+export const MIGRATIONS: { version: number; sql: string }[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE workspace_images (
+        path TEXT PRIMARY KEY,
+        added_at TEXT NOT NULL,
+        last_scan_at TEXT
+      );
+      CREATE TABLE scans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        image TEXT NOT NULL,
+        scanned_at TEXT NOT NULL,
+        scan_ms REAL NOT NULL,
+        layers_json TEXT NOT NULL,
+        changes_json TEXT NOT NULL
+      );
+      CREATE INDEX scans_image ON scans(image, id);
+    `,
+  },
+];

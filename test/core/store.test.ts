@@ -1,0 +1,56 @@
+// History on a real SQLite file: migrations, workspace, scans and what changed between them.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { openDb, schemaVersion } from '../../electron/core/store/db.ts';
+import { History } from '../../electron/core/store/history.ts';
+import { MIGRATIONS } from '../../electron/core/store/migrations.ts';
+import { inspect } from '../../electron/core/inspect.ts';
+import { tempDir, qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { buildSeed } from './seed-chain.ts';
+
+test('migrations bring a new file to the latest schema and reopen idempotently', (t) => {
+  const file = path.join(tempDir(t), 'sub', 'strata.db');
+  const db = openDb(file);
+  assert.equal(schemaVersion(db), MIGRATIONS[MIGRATIONS.length - 1].version);
+  db.close();
+  const again = openDb(file);
+  assert.equal(schemaVersion(again), MIGRATIONS[MIGRATIONS.length - 1].version);
+  again.close();
+});
+
+test('a database from a newer Strata is refused, not downgraded', (t) => {
+  const file = path.join(tempDir(t), 'strata.db');
+  const db = openDb(file);
+  db.pragma('user_version = 999');
+  db.close();
+  assert.throws(() => openDb(file), (e: any) => e.code === 'E_UNSUPPORTED' && e.message.includes(file));
+});
+
+test('workspace survives reopening; scans record external edits', (t) => {
+  const dir = tempDir(t);
+  const { top } = buildSeed(dir);
+  const file = path.join(dir, 'strata.db');
+  let h = new History(openDb(file));
+  h.addImage(top);
+  h.addImage(top); // idempotent
+  const first = h.recordScan(inspect(top));
+  assert.deepEqual(first.changes, []);
+  // Someone edits the chain outside Strata: a new bitmap, a write, a disabled bitmap.
+  qemuImg('bitmap', '--add', top, 'extra');
+  qemuIo(top, ['write -P 1 0 64k']);
+  qemuImg('bitmap', '--disable', top, 'bitmap3');
+  const db2 = openDb(file);
+  h = new History(db2);
+  assert.deepEqual(h.listWorkspace().map((w) => w.path), [top]);
+  const second = h.recordScan(inspect(top));
+  assert.ok(second.changes.includes("bitmap 'extra' added in top.qcow2"), second.changes.join('\n'));
+  assert.ok(second.changes.includes("bitmap 'bitmap3' in top.qcow2: flags [auto] → []"), second.changes.join('\n'));
+  assert.ok(second.changes.some((c) => c.startsWith('layer top.qcow2: allocated bytes')), second.changes.join('\n'));
+  const scans = h.scans(top);
+  assert.deepEqual(scans.map((s) => s.id), [second.id, first.id]);
+  assert.equal(h.listWorkspace()[0].lastScanAt, second.scannedAt);
+  assert.equal(h.removeImage(top), true);
+  assert.deepEqual(h.listWorkspace(), []);
+  db2.close();
+});

@@ -1,0 +1,45 @@
+// Running the real QEMU tools from tests: argument arrays only, output captured, failures loud.
+import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export function run(cmd: string, args: string[], opts: ExecFileSyncOptions = {}): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts }) as string;
+  } catch (e) {
+    const err = e as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${err.stderr || err.stdout || err.message}`);
+  }
+}
+
+export const qemuImg = (...args: string[]) => run('qemu-img', args);
+/** qemu-io with one or more -c commands; output discarded unless asked for. */
+export const qemuIo = (image: string, cmds: string[], extra: string[] = []) =>
+  run('qemu-io', [...extra, ...cmds.flatMap((c) => ['-c', c]), image]);
+
+/** A temporary folder removed when the test ends (pass t from node:test). */
+export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'strata-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** qemu-img info --backing-chain --output=json, parsed. */
+export function qemuInfoChain(image: string): any[] {
+  return JSON.parse(qemuImg('info', '-U', '--backing-chain', '--output=json', image));
+}
+
+/** qemu-img map --output=json, merged by (depth, present, zero, data) to drop host offsets. */
+export function qemuMap(image: string): { start: number; length: number; depth: number; present: boolean; zero: boolean; data: boolean }[] {
+  const raw = JSON.parse(qemuImg('map', '-U', '--output=json', image)) as any[];
+  const out: { start: number; length: number; depth: number; present: boolean; zero: boolean; data: boolean }[] = [];
+  for (const e of raw) {
+    const last = out[out.length - 1];
+    const x = { start: e.start, length: e.length, depth: e.depth, present: e.present, zero: e.zero, data: e.data };
+    if (last && last.start + last.length === x.start && last.depth === x.depth && last.present === x.present && last.zero === x.zero && last.data === x.data) {
+      last.length += x.length;
+    } else out.push(x);
+  }
+  return out;
+}
