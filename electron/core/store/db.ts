@@ -2,14 +2,11 @@
 // transaction each; the schema version lives in PRAGMA user_version.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import type BetterSqlite3 from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { MIGRATIONS } from './migrations.ts';
 import { StrataError } from '../errors.ts';
 
-export type Db = BetterSqlite3.Database;
-
-const require = createRequire(import.meta.url);
+export type Db = Database.Database;
 
 export interface OpenDbOptions {
   /** a better_sqlite3.node built for another ABI (the Electron app passes its own) */
@@ -18,7 +15,6 @@ export interface OpenDbOptions {
 
 export function openDb(file: string, opts: OpenDbOptions = {}): Db {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const Database = require('better-sqlite3') as typeof BetterSqlite3;
   let db: Db;
   try {
     db = new Database(file, opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {});
