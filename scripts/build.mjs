@@ -1,5 +1,5 @@
 // Bundles everything that runs without TypeScript at run time:
-//   dist/cli.mjs            the strata command (bin/strata.mjs imports it)
+//   dist/cli.cjs            the strata command (bin/strata.cjs requires it)
 //   dist/web.mjs            browser mode (npm run web, and npm start's fallback)
 //   dist/electron/*.cjs     Electron main process and sandboxed preload
 //   dist/renderer/          the Vue app (Vite)
@@ -29,7 +29,8 @@ const common = {
 const esmBanner = { js: "import { createRequire as __strataCreateRequire } from 'node:module'; const require = __strataCreateRequire(import.meta.url);" };
 
 const jobs = [];
-if (want('cli')) jobs.push(build({ ...common, entryPoints: ['electron/core/cli/main.ts'], outfile: 'dist/cli.mjs', format: 'esm', banner: esmBanner }));
+// CommonJS: the command starts faster than through the ESM loader.
+if (want('cli')) jobs.push(build({ ...common, entryPoints: ['electron/core/cli/main.ts'], outfile: 'dist/cli.cjs', format: 'cjs', sourcemap: false }));
 if (want('web')) jobs.push(build({ ...common, entryPoints: ['electron/core/server/web-main.ts'], outfile: 'dist/web.mjs', format: 'esm', banner: esmBanner }));
 if (want('electron')) {
   if (fs.existsSync(path.join(root, 'electron/main.ts'))) {

@@ -9,7 +9,7 @@ import { buildSeed, clusters } from './seed-chain.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const strata = (...args: string[]) => {
-  const r = spawnSync(process.execPath, [path.join(root, 'bin/strata.mjs'), ...args], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(root, 'bin/strata.cjs'), ...args], { encoding: 'utf8' });
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
@@ -105,4 +105,10 @@ test('--help for every command', () => {
     assert.equal(r.code, 0);
     assert.match(r.out, /Usage: strata/);
   }
+});
+
+test('npx strata works from the repository after install (the README promise)', () => {
+  const r = spawnSync('npx', ['--no-install', 'strata', '--version'], { cwd: root, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^strata \d+\.\d+\.\d+/);
 });

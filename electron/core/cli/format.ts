@@ -7,7 +7,9 @@ export function humanBytes(n: number): string {
     v /= 1024;
     u++;
   }
-  return u === 0 ? `${n} B` : `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+  if (u === 0) return `${n} B`;
+  const digits = Number.isInteger(v) || v >= 100 ? 0 : v >= 10 ? 1 : 2;
+  return `${v.toFixed(digits)} ${units[u]}`;
 }
 
 export function table(headers: string[], rows: string[][]): string {
