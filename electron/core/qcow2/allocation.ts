@@ -92,7 +92,8 @@ export function forEachAllocation(img: ImageFile, h: Qcow2Header, sink: AllocSin
         throw corrupt(f, l2Off + at, `L2 entry points to cluster ${hostOff} past end of file (${img.size})`);
       }
       if (!h.extendedL2) {
-        if (elo & 1) emit(vStart, vLen, ZERO);
+        // Bit 0 means "reads as zero" from v3 on; in v2 it is reserved and ignored.
+        if (elo & 1 && h.version === 3) emit(vStart, vLen, ZERO);
         else emit(vStart, vLen, hostOff !== 0 ? DATA : UNALLOCATED);
         continue;
       }

@@ -52,11 +52,30 @@ export function resolveBacking(layerPath: string, backing: string): string {
   return path.isAbsolute(backing) ? path.normalize(backing) : path.resolve(path.dirname(layerPath), backing);
 }
 
+// Formats QEMU would probe by magic and we do not read: refuse them rather than misread them as raw.
+const OTHER_FORMATS: [string, Buffer][] = [
+  ['vmdk', Buffer.from('KDMV')],
+  ['vhdx', Buffer.from('vhdxfile')],
+  ['vpc (vhd)', Buffer.from('conectix')],
+  ['qed', Buffer.from('QED\0', 'latin1')],
+  ['luks', Buffer.from('LUKS\xba\xbe', 'latin1')],
+  ['cloop', Buffer.from('#!/bin/sh\n#V2.0 Format')],
+];
+
+function probe(file: ImageFile): 'qcow2' | 'raw' {
+  const head = file.size > 0 ? file.read(0, Math.min(file.size, 72), 'magic') : Buffer.alloc(0);
+  if (isQcow2(head)) return 'qcow2';
+  if (head.length >= 72 && head.readUInt32LE(64) === 0xbeda107f) throw unsupported(file.path, 'vdi images (only qcow2 and raw are read)');
+  for (const [name, magic] of OTHER_FORMATS) {
+    if (head.subarray(0, magic.length).equals(magic)) throw unsupported(file.path, `${name} images (only qcow2 and raw are read)`);
+  }
+  return 'raw';
+}
+
 export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
   const file = ImageFile.open(p);
   try {
-    const magic = file.size >= 4 ? file.read(0, 4, 'magic') : Buffer.alloc(0);
-    const fmt = format ?? (isQcow2(magic) ? 'qcow2' : 'raw');
+    const fmt = format ?? probe(file);
     if (fmt === 'raw') {
       return { path: p, format: 'raw', file, header: null, virtualSize: file.size, backingFile: null, backingFormat: null, bitmaps: [], bitmapsStale: false };
     }
