@@ -15,6 +15,13 @@ export type StrataErrorCode =
   | 'E_CHECKPOINT_UNKNOWN' // the answer cannot be known (inconsistent bitmap, gap, ...)
   | 'E_BAD_INPUT' // bad argument from a user or a client
   | 'E_TOOL' // an external QEMU tool failed
+  | 'E_QMP_CONNECT' // the monitor socket could not be reached
+  | 'E_QMP_NEGOTIATION' // greeting or qmp_capabilities failed
+  | 'E_QMP_EXECUTE' // QEMU answered a command with an error (carries its class)
+  | 'E_QMP_INTERRUPTED' // the connection ended while a call was pending
+  | 'E_QMP_STATE' // a call before connect or after close
+  | 'E_QMP_PROTOCOL' // garbage, a reply without id, a line over the limit
+  | 'E_QMP_TIMEOUT'
   | 'E_INTERNAL';
 
 export class StrataError extends Error {

@@ -1,0 +1,214 @@
+// The thin transport around QmpProtocol: a UNIX socket, timers, and promises for pending calls.
+// One connection per monitor: QEMU serves one client per monitor chardev, and a second client
+// waits silently, so a missing greeting is reported as a likely busy monitor.
+import net from 'node:net';
+import { QmpProtocol, type QmpEvent, type QmpGreeting, type ProtocolOutput } from './protocol.ts';
+import { QmpExecuteError, qmpError, type QmpError } from './errors.ts';
+
+export interface QmpClientOptions {
+  /** ms to wait for the socket and the greeting */
+  connectTimeoutMs?: number;
+  /** default per-call timeout */
+  callTimeoutMs?: number;
+  /** every line sent and received, for the history log */
+  onTraffic?: (direction: 'out' | 'in', line: string) => void;
+}
+
+interface Pending {
+  command: string;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout | null;
+}
+
+export class QmpClient {
+  readonly path: string;
+  greeting: QmpGreeting | null = null;
+  private proto = new QmpProtocol();
+  private socket: net.Socket | null = null;
+  private pending = new Map<string, Pending>();
+  private eventListeners = new Set<(e: QmpEvent) => void>();
+  private closeListeners = new Set<(why: string) => void>();
+  private closed = false;
+  private opts: Required<Pick<QmpClientOptions, 'connectTimeoutMs' | 'callTimeoutMs'>> & QmpClientOptions;
+
+  private constructor(path: string, opts: QmpClientOptions) {
+    this.path = path;
+    this.opts = { connectTimeoutMs: 5000, callTimeoutMs: 30000, ...opts };
+  }
+
+  static async connect(path: string, opts: QmpClientOptions = {}): Promise<QmpClient> {
+    const c = new QmpClient(path, opts);
+    await c.open();
+    return c;
+  }
+
+  get state(): string {
+    return this.closed ? 'closed' : this.proto.state;
+  }
+
+  private open(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (e: QmpError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.shutdown(e.message, e);
+        reject(e);
+      };
+      const timer = setTimeout(() => {
+        fail(
+          this.proto.state === 'awaiting-greeting' && this.socket?.readyState === 'open'
+            ? qmpError.negotiation(this.path, `no greeting within ${this.opts.connectTimeoutMs} ms (is another client connected? QEMU serves one client per monitor)`)
+            : qmpError.connect(this.path, `no answer within ${this.opts.connectTimeoutMs} ms`),
+        );
+      }, this.opts.connectTimeoutMs);
+
+      const sock = net.createConnection({ path: this.path });
+      this.socket = sock;
+      sock.on('error', (e: NodeJS.ErrnoException) => {
+        if (!settled) fail(qmpError.connect(this.path, e.code === 'ENOENT' ? 'no such socket' : e.code === 'ECONNREFUSED' ? 'nothing is listening' : e.message, e));
+        else this.shutdown(`socket error: ${e.message}`);
+      });
+      sock.on('close', () => {
+        if (!settled) fail(qmpError.negotiation(this.path, 'the connection closed before negotiation finished'));
+        else this.shutdown('the connection closed');
+      });
+      sock.on('data', (chunk) => {
+        for (const out of this.proto.receive(chunk)) {
+          if (out.kind === 'greeting') {
+            this.greeting = out.greeting;
+            const n = this.proto.negotiate();
+            this.trafficIn(JSON.stringify(out.greeting));
+            this.send(n.bytes);
+            this.pending.set(n.id, {
+              command: 'qmp_capabilities',
+              resolve: () => {
+                this.proto.negotiated();
+                settled = true;
+                clearTimeout(timer);
+                resolve();
+              },
+              reject: (e) => fail(qmpError.negotiation(this.path, e.message)),
+              timer: null,
+            });
+          } else this.handle(out, (e) => fail(e));
+        }
+      });
+    });
+  }
+
+  private trafficIn(line: string): void {
+    this.opts.onTraffic?.('in', line);
+  }
+
+  private send(bytes: string): void {
+    this.opts.onTraffic?.('out', bytes.trimEnd());
+    this.socket?.write(bytes);
+  }
+
+  private handle(out: ProtocolOutput, onFatal: (e: QmpError) => void): void {
+    switch (out.kind) {
+      case 'return':
+      case 'error': {
+        this.trafficIn(JSON.stringify(out.kind === 'return' ? { return: out.value, id: out.id } : { error: { class: out.errorClass, desc: out.desc }, id: out.id }));
+        const p = this.pending.get(out.id);
+        if (!p) return; // a late reply to a call that timed out: nobody waits for it
+        this.pending.delete(out.id);
+        if (p.timer) clearTimeout(p.timer);
+        if (out.kind === 'return') p.resolve(out.value);
+        else p.reject(new QmpExecuteError(p.command, out.errorClass, out.desc));
+        return;
+      }
+      case 'event':
+        this.trafficIn(JSON.stringify(out.event));
+        for (const l of this.eventListeners) l(out.event);
+        return;
+      case 'violation':
+        this.trafficIn(`(protocol) ${out.why}`);
+        if (out.fatal) {
+          const e = qmpError.protocol(this.path, out.why);
+          onFatal(e);
+          this.shutdown(out.why, e);
+        }
+        return;
+      case 'greeting':
+        return;
+    }
+  }
+
+  /** Run one command; rejects with QmpExecuteError (QEMU's class), timeout, interrupted or state errors. */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<T> {
+    if (this.closed || this.proto.state !== 'ready') return Promise.reject(qmpError.state(command, this.state));
+    const { id, bytes } = this.proto.command(command, args);
+    return new Promise<T>((resolve, reject) => {
+      const ms = opts.timeoutMs ?? this.opts.callTimeoutMs;
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(qmpError.timeout(this.path, command, ms));
+      }, ms);
+      this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.send(bytes);
+    });
+  }
+
+  onEvent(listener: (e: QmpEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  onClose(listener: (why: string) => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  /** Wait for an event matching `match`; the listener is installed before the caller sends anything. */
+  waitEvent(match: (e: QmpEvent) => boolean, timeoutMs = 30000): Promise<QmpEvent> {
+    return new Promise((resolve, reject) => {
+      const off = this.onEvent((e) => {
+        if (match(e)) {
+          clearTimeout(timer);
+          off();
+          offClose();
+          resolve(e);
+        }
+      });
+      const offClose = this.onClose((why) => {
+        clearTimeout(timer);
+        off();
+        reject(qmpError.interrupted(this.path, 'waiting for an event', why));
+      });
+      const timer = setTimeout(() => {
+        off();
+        offClose();
+        reject(qmpError.timeout(this.path, 'event wait', timeoutMs));
+      }, timeoutMs);
+    });
+  }
+
+  private shutdown(why: string, cause?: QmpError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.proto.close();
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(cause && cause.code === 'E_QMP_PROTOCOL' ? cause : qmpError.interrupted(this.path, p.command, why));
+    }
+    this.socket?.destroy();
+    for (const l of this.closeListeners) l(why);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.closed || !this.socket) {
+        this.shutdown('closed by Strata');
+        resolve();
+        return;
+      }
+      this.socket.once('close', () => resolve());
+      this.shutdown('closed by Strata');
+    });
+  }
+}
