@@ -62,8 +62,9 @@ export function forEachMapExtent(chain: Chain, sink: (e: MapExtent) => void): vo
     for (let d = 0; d < chain.layers.length; d++) {
       const layer = chain.layers[d];
       if (pos >= layer.virtualSize) {
-        // A shorter backing reads as zeroes past its end.
-        emit(pos, end, d, true, true);
+        // Past the end of a shorter backing the disk reads as zeroes; QEMU attributes that to the
+        // layer above, as unallocated.
+        emit(pos, end, d - 1, false, true);
         resolved = true;
         break;
       }

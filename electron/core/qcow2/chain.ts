@@ -77,7 +77,9 @@ export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
   try {
     const fmt = format ?? probe(file);
     if (fmt === 'raw') {
-      return { path: p, format: 'raw', file, header: null, virtualSize: file.size, backingFile: null, backingFormat: null, bitmaps: [], bitmapsStale: false };
+      // QEMU counts whole 512-byte sectors of a raw file; the tail reads as zeroes.
+      const virtualSize = Math.ceil(file.size / 512) * 512;
+      return { path: p, format: 'raw', file, header: null, virtualSize, backingFile: null, backingFormat: null, bitmaps: [], bitmapsStale: false };
     }
     const header = readHeader(file);
     const stale = bitmapsStale(header);

@@ -24,7 +24,6 @@ export const AUTOCLEAR_BITMAPS = 1 << 0;
 // QEMU's own ceilings (block/qcow2.h). Anything above is refused before any allocation.
 const MAX_L1_BYTES = 32 * 1024 * 1024;
 const MAX_BACKING_NAME = 1023;
-const MAX_VIRTUAL_SIZE = 2 ** 53 - 1;
 
 export interface BitmapsExtension {
   count: number;
@@ -81,8 +80,7 @@ export function readHeader(img: ImageFile): Qcow2Header {
   const clusterBits = h.readUInt32BE(20);
   if (clusterBits < 9 || clusterBits > 21) throw corrupt(f, 20, `cluster_bits ${clusterBits} outside 9..21`);
   const clusterSize = 2 ** clusterBits;
-  const virtualSize = u64(h, 24, f, 24, 'virtual size');
-  if (virtualSize > MAX_VIRTUAL_SIZE) throw unsupported(f, `virtual size ${virtualSize}`);
+  const virtualSize = u64(h, 24, f, 24, 'virtual size'); // u64() refuses anything past 2^53
   const cryptMethod = h.readUInt32BE(32);
   if (cryptMethod !== 0) throw unsupported(f, `encrypted image (crypt_method ${cryptMethod})`);
   const l1Size = h.readUInt32BE(36);
@@ -134,8 +132,9 @@ export function readHeader(img: ImageFile): Qcow2Header {
   }
 
   let backingFile: string | null = null;
-  if (backingOffset !== 0) {
-    if (backingSize === 0 || backingSize > MAX_BACKING_NAME) throw corrupt(f, 16, `backing file name length ${backingSize}`);
+  // A zero-length name means no backing, as QEMU reads it.
+  if (backingOffset !== 0 && backingSize !== 0) {
+    if (backingSize > MAX_BACKING_NAME) throw corrupt(f, 16, `backing file name length ${backingSize}`);
     if (backingOffset + backingSize > clusterSize) throw corrupt(f, 8, 'backing file name outside the header cluster');
     backingFile = img.read(backingOffset, backingSize, 'backing file name').toString('utf8');
     if (backingFile.includes('\0')) throw corrupt(f, backingOffset, 'backing file name contains NUL');
@@ -145,7 +144,7 @@ export function readHeader(img: ImageFile): Qcow2Header {
   let backingFormat: string | null = null;
   let bitmaps: BitmapsExtension | null = null;
   const featureNames: FeatureName[] = [];
-  const extLimit = Math.min(clusterSize, img.size, backingOffset !== 0 ? backingOffset : clusterSize);
+  const extLimit = Math.min(clusterSize, img.size, backingOffset !== 0 && backingSize !== 0 ? backingOffset : clusterSize);
   let pos = headerLength;
   const area = img.read(0, Math.min(clusterSize, img.size), 'header cluster');
   for (;;) {
