@@ -6,16 +6,19 @@ import path from 'node:path';
 import type { Chain, Layer } from './qcow2/chain.ts';
 import { allocationExtents, bitmapExtents } from './qcow2/chain.ts';
 import type { BitmapEntry } from './qcow2/bitmaps.ts';
-import { union, uncoveredBytes, totalBytes, type ExtentList } from './extents.ts';
+import { union, uncoveredBytes, totalBytes, EMPTY, type ExtentList } from './extents.ts';
 import type { CheckpointReport } from './contract.ts';
 import { StrataError } from './errors.ts';
 
 const DIRTY_TRACKING = 1;
 
-/** Caches decoded extents for one chain walk: inspect asks for the same bitmap once per checkpoint. */
+/** Caches decoded extents and derived facts for one chain walk: inspect asks for the same bitmap,
+ * the same coverage check and the same ranks once per checkpoint. */
 export class ChainContents {
   private bitmaps = new Map<string, ExtentList>();
   private allocs = new Map<Layer, ExtentList>();
+  private coverage = new Map<string, number>();
+  private ranks: Map<string, number> | null = null;
   constructor(readonly chain: Chain) {}
 
   bitmap(layer: Layer, bm: BitmapEntry): ExtentList {
@@ -35,6 +38,22 @@ export class ChainContents {
       this.allocs.set(layer, l);
     }
     return l;
+  }
+
+  /** Bytes allocated in `layer` that none of `set` (bitmaps of that layer) covers. */
+  uncovered(layer: Layer, set: BitmapEntry[]): number {
+    const key = `${layer.path}\0${set.map((b) => b.index).join(',')}`;
+    let n = this.coverage.get(key);
+    if (n === undefined) {
+      n = uncoveredBytes(this.allocation(layer), union(set.map((b) => this.bitmap(layer, b))));
+      this.coverage.set(key, n);
+    }
+    return n;
+  }
+
+  /** Checkpoint name -> position in creation order. */
+  rank(): Map<string, number> {
+    return (this.ranks ??= new Map(checkpointOrder(this.chain).map((n, i) => [n, i])));
   }
 }
 
@@ -63,10 +82,10 @@ export interface SinceResult {
 
 const base = (p: string) => path.basename(p);
 
-export function since(contents: ChainContents, checkpoint: string): SinceResult {
+/** Which bitmaps make up "changes since `checkpoint`", and every reason the answer is unknown. */
+function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<SinceResult, 'extents'> {
   const chain = contents.chain;
-  const order = checkpointOrder(chain);
-  const rank = new Map(order.map((n, i) => [n, i]));
+  const rank = contents.rank();
   const r = rank.get(checkpoint);
   if (r === undefined) {
     throw new StrataError('E_NO_BITMAP', `${chain.image}: no layer of the chain has a bitmap named '${checkpoint}'`, { file: chain.image });
@@ -93,6 +112,7 @@ export function since(contents: ChainContents, checkpoint: string): SinceResult 
     if (layer.bitmapsStale) {
       problems.push(`layer ${base(layer.path)}: its bitmaps were left stale by a program that did not understand them; QEMU will discard them`);
     }
+    const before = problems.length;
     for (const bm of set) {
       sources.push({ layer, bitmap: bm });
       if (bm.inUse) {
@@ -108,10 +128,10 @@ export function since(contents: ChainContents, checkpoint: string): SinceResult 
         `in the active layer ${base(layer.path)}, bitmap '${newest.name}' (the newest one covering checkpoint '${checkpoint}') is disabled: writes since it was disabled are not tracked`,
       );
     }
-    if (i < lowest && problems.length === 0) {
+    if (i < lowest && problems.length === before) {
       // Every cluster allocated in a layer was written after the layer was made, which is after the
       // checkpoint: the layer's bitmaps must cover its whole allocation, or writes were missed.
-      const missing = uncoveredBytes(contents.allocation(layer), union(set.map((b) => contents.bitmap(layer, b))));
+      const missing = contents.uncovered(layer, set);
       if (missing > 0) {
         problems.push(
           `layer ${base(layer.path)} holds ${missing} bytes written that no bitmap of checkpoint '${checkpoint}' covers: the layer was written before its bitmaps were created`,
@@ -119,19 +139,35 @@ export function since(contents: ChainContents, checkpoint: string): SinceResult 
       }
     }
   }
-  const extents = problems.length === 0 ? union(sources.map((s) => contents.bitmap(s.layer, s.bitmap))) : null;
-  return { checkpoint, sources, problems, extents };
+  return { checkpoint, sources, problems };
 }
 
+export function since(contents: ChainContents, checkpoint: string): SinceResult {
+  const s = sourcesAndProblems(contents, checkpoint);
+  const extents = s.problems.length === 0 ? union(s.sources.map((x) => contents.bitmap(x.layer, x.bitmap))) : null;
+  return { ...s, extents };
+}
+
+/**
+ * Every checkpoint at once. The sources of a checkpoint are those of the next newer one plus its
+ * own bitmaps (ranks count from the base up), so the unions are built newest first, incrementally.
+ */
 export function checkpointReports(contents: ChainContents): CheckpointReport[] {
-  return checkpointOrder(contents.chain).map((name) => {
-    const s = since(contents, name);
-    return {
+  const order = checkpointOrder(contents.chain);
+  const out: CheckpointReport[] = new Array(order.length);
+  let acc: ExtentList = EMPTY;
+  for (let k = order.length - 1; k >= 0; k--) {
+    const name = order[k];
+    const s = sourcesAndProblems(contents, name);
+    const own = s.sources.filter((x) => x.bitmap.name === name).map((x) => contents.bitmap(x.layer, x.bitmap));
+    acc = union([acc, ...own]);
+    out[k] = {
       name,
       state: s.problems.length === 0 ? 'ok' : 'unknown',
       problems: s.problems,
       sources: s.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name })),
-      dirtyBytes: s.extents ? totalBytes(s.extents) : null,
+      dirtyBytes: s.problems.length === 0 ? totalBytes(acc) : null,
     };
-  });
+  }
+  return out;
 }

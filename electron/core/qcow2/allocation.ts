@@ -66,8 +66,9 @@ export function forEachAllocation(img: ImageFile, h: Qcow2Header, sink: AllocSin
     if (l2Off % cs !== 0) throw corrupt(f, l1EntryAt, `L1[${i}] points to unaligned L2 table at ${l2Off}`);
     if (l2Off < cs) throw corrupt(f, l1EntryAt, `L1[${i}] points into the header cluster`);
     if (l2Off < l1End && l2Off + cs > h.l1Offset) throw corrupt(f, l1EntryAt, `L1[${i}] points into the L1 table`);
-    img.readInto(l2, l2Off, cs, `L2 table ${i}`);
     const clusters = Math.ceil(span / cs);
+    // Only the entries that map the disk: a small image needs a few bytes of each L2 table.
+    img.readInto(l2, l2Off, clusters * h.l2EntrySize, `L2 table ${i}`);
     for (let j = 0; j < clusters; j++) {
       const at = j * h.l2EntrySize;
       const ehi = l2.readUInt32BE(at);

@@ -144,9 +144,13 @@ export function forEachBitRun(img: ImageFile, h: Qcow2Header, bm: BitmapEntry, s
       }
       if (lo & 1) throw corrupt(f, entryAt, `bitmap '${bm.name}' table entry ${t} has both an offset and the all-ones bit`);
       if (off % cs !== 0) throw corrupt(f, entryAt, `bitmap '${bm.name}' data cluster ${off} not aligned`);
-      img.readInto(dataBuf, off, cs, `bitmap '${bm.name}' data cluster`);
       const bitsHere = lastBit - firstBit;
       const nWords = Math.ceil(bitsHere / 32);
+      // Read only the bytes that hold bits of this disk (the last cluster is usually partial).
+      if (off + Math.ceil(bitsHere / 8) > img.size) throw corrupt(f, entryAt, `bitmap '${bm.name}' data cluster at ${off} past end of file`);
+      const need = Math.min(cs, nWords * 4, img.size - off);
+      if (need < nWords * 4) data.fill(0, need, nWords * 4);
+      img.readInto(dataBuf, off, need, `bitmap '${bm.name}' data cluster`);
       for (let w = 0; w < nWords; w++) {
         const v = words[w];
         const wBit = firstBit + w * 32;

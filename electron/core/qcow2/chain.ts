@@ -104,7 +104,7 @@ export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
 
 function realpathOr(p: string): string {
   try {
-    return fs.realpathSync(p);
+    return fs.realpathSync.native(p);
   } catch {
     return p;
   }

@@ -146,18 +146,24 @@ export function readHeader(img: ImageFile): Qcow2Header {
   const featureNames: FeatureName[] = [];
   const extLimit = Math.min(clusterSize, img.size, backingOffset !== 0 && backingSize !== 0 ? backingOffset : clusterSize);
   let pos = headerLength;
-  const area = img.read(0, Math.min(clusterSize, img.size), 'header cluster');
+  // Extensions almost always fit in the first 4 KiB; read the whole header cluster only if not.
+  let area = img.read(0, Math.min(4096, extLimit), 'header');
+  const need = (end: number) => {
+    if (end > area.length && area.length < extLimit) area = img.read(0, extLimit, 'header cluster');
+  };
   for (;;) {
     if (pos + 8 > extLimit) {
       // v2 images may end right after the header with no end marker.
       if (version === 2 && pos >= extLimit) break;
       throw corrupt(f, pos, 'header extensions run past the header cluster');
     }
+    need(pos + 8);
     const type = area.readUInt32BE(pos);
     const len = area.readUInt32BE(pos + 4);
     if (type === EXT_END) break;
     const data = pos + 8;
     if (data + len > extLimit) throw corrupt(f, pos, `header extension 0x${type.toString(16)} of ${len} bytes overruns the header cluster`);
+    need(data + len);
     switch (type) {
       case EXT_BACKING_FORMAT:
         backingFormat = area.toString('utf8', data, data + len);
