@@ -131,7 +131,8 @@ export interface DemoProgress {
 export interface Channels {
   'app:info': [void, AppInfo];
   'workspace:list': [void, WorkspaceImage[]];
-  'workspace:add': [{ path: string }, WorkspaceImage];
+  /** Adds the image (after reading its chain) and answers with that first scan. */
+  'workspace:add': [{ path: string }, { image: WorkspaceImage; report: ChainReport }];
   'workspace:remove': [{ path: string }, void];
   'chain:inspect': [{ path: string }, ChainReport];
   'contents:density': [DensityRequest, DensityResult];

@@ -98,7 +98,7 @@ export function createService(opts: ServiceOptions): Service {
       const img = history.addImage(report.image);
       emit('chain:scanned', history.recordScan(report));
       emit('workspace:changed', history.listWorkspace());
-      return { ...img, lastScanAt: report.scannedAt };
+      return { image: { ...img, lastScanAt: report.scannedAt }, report };
     },
     'workspace:remove': ({ path: p }) => {
       history.removeImage(needPath(p, 'path'));

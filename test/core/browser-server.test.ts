@@ -79,7 +79,8 @@ test('the contract over WebSocket: replies, typed errors, pushed events', async 
   });
   const added = await call(ws, 1, 'workspace:add', { path: top });
   assert.equal(added.ok, true);
-  assert.equal(added.result.path, top);
+  assert.equal(added.result.image.path, top);
+  assert.equal(added.result.report.layers.length, 2);
   const list = await call(ws, 2, 'workspace:list', undefined);
   assert.deepEqual(list.result.map((w: any) => w.path), [top]);
   const density = await call(ws, 3, 'contents:density', { source: { kind: 'since', image: top, checkpoint: 'bitmap1' }, start: 0, end: 524288, buckets: 8 });

@@ -1,0 +1,42 @@
+// Errors from the core keep their code across the transport, so the UI can explain them in plain words.
+import type { WireError } from '../../../electron/core/contract';
+
+export class ApiError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+  }
+
+  static from(e: unknown): ApiError {
+    if (e instanceof ApiError) return e;
+    const w = e as Partial<WireError> | null;
+    if (w && typeof w.code === 'string' && typeof w.message === 'string') return new ApiError(w.code, w.message);
+    const msg = e instanceof Error ? e.message : String(e);
+    return new ApiError('E_INTERNAL', msg);
+  }
+}
+
+/** Short human titles for the core's error codes; the message itself always names the file. */
+const TITLES: Record<string, string> = {
+  E_NOT_FOUND: 'File not found',
+  E_IO: 'Could not read the file',
+  E_NOT_QCOW2: 'Not a disk image Strata understands',
+  E_CORRUPT: 'The image looks corrupt',
+  E_UNSUPPORTED: 'Unsupported image feature',
+  E_BACKING_MISSING: 'Backing file missing',
+  E_BACKING_LOOP: 'The backing chain loops',
+  E_BACKING_PROTOCOL: 'Backing file is not a local file',
+  E_NO_BITMAP: 'No such bitmap',
+  E_NO_LAYER: 'No such layer',
+  E_CHECKPOINT_UNKNOWN: 'Changes cannot be known',
+  E_BAD_INPUT: 'Not accepted',
+  E_TOOL: 'A QEMU tool failed',
+  E_INTERNAL: 'Unexpected error',
+  E_DISCONNECTED: 'Not connected to the Strata core',
+};
+
+export function errorTitle(code: string): string {
+  return TITLES[code] ?? 'Error';
+}

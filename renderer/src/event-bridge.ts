@@ -1,0 +1,52 @@
+// The one place that listens to the core: every pushed event and the transport's connection state
+// go from here into the stores. Components never subscribe to the transport themselves.
+import { EVENTS, type EventName, type Events } from '../../electron/core/contract';
+import type { Transport } from './api/transport';
+import { useChainsStore } from './stores/chains';
+import { useConnectionStore } from './stores/connection';
+import { useHistoryStore } from './stores/history';
+import { useWorkspaceStore } from './stores/workspace';
+
+type Handlers = { [E in EventName]: (payload: Events[E]) => void };
+
+export function startEventBridge(transport: Transport): () => void {
+  const workspace = useWorkspaceStore();
+  const chains = useChainsStore();
+  const history = useHistoryStore();
+  const connection = useConnectionStore();
+
+  const handlers: Handlers = {
+    'workspace:changed': (list) => {
+      workspace.setImages(list);
+      // A removed image's report would otherwise come back stale if it is added again.
+      for (const p of Object.keys(chains.reports)) if (!list.some((i) => i.path === p)) chains.forget(p);
+    },
+    'chain:scanned': (rec) => {
+      history.addScan(rec);
+      chains.onScanned(rec);
+    },
+    'demo:progress': (p) => workspace.setDemoProgress(p),
+  };
+
+  const offs = EVENTS.map((e) => transport.on(e, handlers[e] as (p: unknown) => void));
+
+  let wasOpen = transport.status().state === 'open';
+  let hadOpen = wasOpen;
+  offs.push(
+    transport.onStatus((s) => {
+      connection.setStatus(s);
+      const open = s.state === 'open';
+      // Events pushed while we were away are lost: re-read what is on screen after a reconnect.
+      if (open && !wasOpen && hadOpen) {
+        void connection.loadAppInfo();
+        void workspace.load();
+        if (workspace.selectedPath) void chains.inspect(workspace.selectedPath);
+        history.reloadLoaded();
+      }
+      if (open) hadOpen = true;
+      wasOpen = open;
+    }),
+  );
+
+  return () => offs.forEach((off) => off());
+}

@@ -1,0 +1,71 @@
+// Human-readable numbers for people who also want the exact figure (shown in titles).
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+export function formatBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '—';
+  if (n < 1024) return `${n} B`;
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const digits = v >= 100 || Number.isInteger(v) ? 0 : v >= 10 ? 1 : 2;
+  // Trim "1.50" to "1.5" but keep "1.05".
+  const s = v.toFixed(digits).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
+  return `${s} ${UNITS[u]}`;
+}
+
+const groups = new Intl.NumberFormat('en-US');
+
+export function exactBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return 'unknown';
+  return `${groups.format(n)} bytes`;
+}
+
+export function formatInt(n: number): string {
+  return groups.format(n);
+}
+
+export function formatPercent(part: number, whole: number): string {
+  if (!whole) return '0%';
+  const p = (part / whole) * 100;
+  if (p > 0 && p < 0.1) return '<0.1%';
+  return `${p >= 10 || p === 0 ? Math.round(p) : p.toFixed(1)}%`;
+}
+
+export function basename(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i >= 0 ? p.slice(i + 1) : p;
+}
+
+export function dirname(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i > 0 ? p.slice(0, i) : '/';
+}
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+export function formatTime(iso: string): string {
+  return timeFmt.format(new Date(iso));
+}
+
+export function formatDateTime(iso: string): string {
+  return dateTimeFmt.format(new Date(iso));
+}
+
+/** "just now", "5 min ago", "3 h ago", else the date. */
+export function formatAgo(iso: string, now = Date.now()): string {
+  const s = Math.round((now - new Date(iso).getTime()) / 1000);
+  if (s < 45) return 'just now';
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return formatDateTime(iso);
+}
+
+/** A byte offset for ruler labels: compact, exact when it is a whole unit. */
+export function formatOffset(n: number): string {
+  return n === 0 ? '0' : formatBytes(n);
+}
