@@ -50,7 +50,8 @@ test('real daemon: kill -9 rejects pending calls as interrupted and the client i
   const pending = c.waitEvent((e) => e.event === 'NEVER', 10000);
   d.child.kill('SIGKILL');
   await assert.rejects(pending, (e: any) => e.code === 'E_QMP_INTERRUPTED');
-  assert.match(await closed, /closed/);
+  // The kernel reports the peer's death as a close or a reset, depending on timing.
+  assert.match(await closed, /closed|ECONNRESET/);
   await assert.rejects(c.execute('query-version'), (e: any) => e.code === 'E_QMP_STATE');
 });
 

@@ -12,6 +12,7 @@ import { forEachMapExtent } from '../chain-map.ts';
 import { totalBytes, type ExtentList } from '../extents.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
+import { cmdBitmapChange, BITMAP_CHANGE_HELP } from './bitmap-change.ts';
 
 const HELP: Record<string, string> = {
   main: `strata ${VERSION}: qcow2 backing chains, their checkpoints (dirty bitmaps) and what they hold
@@ -24,7 +25,13 @@ Commands:
   since IMAGE CHECKPOINT      the areas changed since a checkpoint, across the chain
   map IMAGE                   which layer defines each area (like qemu-img map)
 
-Every command reads images only, takes --json for machine-readable output and --help.
+  bitmap add|remove|enable|disable|clear TARGET NAME [--yes]
+  bitmap merge TARGET DEST SRC... [--yes]
+                              change bitmaps; without --yes only prints the plan (the QMP)
+  TARGET is an IMAGE (opened in Strata's own qemu-storage-daemon) or --socket PATH --node NODE
+  (a running QEMU).
+
+inspect, bitmap show, since and map read images only. Every command takes --json and --help.
 Exit status: 0 success, 2 bad input (the message names the file), 1 internal error.`,
   inspect: `Usage: strata inspect IMAGE [--json]
 
@@ -206,7 +213,7 @@ function cmdMap(argv: string[], out: Out): void {
   });
 }
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const out = new Out();
   try {
     const [cmd, ...rest] = argv;
@@ -218,7 +225,8 @@ export function main(argv: string[]): number {
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') cmdBitmapShow(more, out);
-      else if (sub === undefined || sub === '--help' || sub === '-h') out.write(HELP['bitmap show'] + '\n');
+      else if (sub !== undefined && sub in BITMAP_CHANGE_HELP) await cmdBitmapChange(sub as keyof typeof BITMAP_CHANGE_HELP, more, out);
+      else if (sub === undefined || sub === '--help' || sub === '-h') out.write(HELP['bitmap show'] + '\n\n' + Object.values(BITMAP_CHANGE_HELP).join('\n\n') + '\n');
       else throw new StrataError('E_BAD_INPUT', `unknown command 'bitmap ${sub}'; see strata --help`);
     } else throw new StrataError('E_BAD_INPUT', `unknown command '${cmd}'; see strata --help`);
     out.flush();

@@ -19,4 +19,23 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX scans_image ON scans(image, id);
     `,
   },
+  {
+    version: 2,
+    sql: `
+      -- Every change Strata makes to an image: journaled before its first QMP command.
+      CREATE TABLE operations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        plan_json TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('planned', 'running', 'done', 'failed')),
+        error TEXT,
+        log_json TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+      );
+      CREATE INDEX operations_target ON operations(target, id);
+    `,
+  },
 ];

@@ -1,0 +1,55 @@
+// The journal of changes: a row is written before the first QMP command of an operation and
+// updated as it ends, with the QMP exchanged, so history shows exactly what Strata did.
+import type { Db } from './db.ts';
+
+export type OperationState = 'planned' | 'running' | 'done' | 'failed';
+
+export interface OperationRecord {
+  id: number;
+  kind: string;
+  target: string;
+  summary: string;
+  plan: unknown;
+  state: OperationState;
+  error: string | null;
+  log: { dir: 'out' | 'in'; line: string; at: string }[];
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+export class Operations {
+  constructor(private db: Db) {}
+
+  begin(kind: string, target: string, summary: string, plan: unknown): number {
+    const r = this.db
+      .prepare("INSERT INTO operations (kind, target, summary, plan_json, state, created_at) VALUES (?, ?, ?, ?, 'running', ?)")
+      .run(kind, target, summary, JSON.stringify(plan), new Date().toISOString());
+    return Number(r.lastInsertRowid);
+  }
+
+  finish(id: number, state: 'done' | 'failed', error: string | null, log: OperationRecord['log']): void {
+    this.db
+      .prepare('UPDATE operations SET state = ?, error = ?, log_json = ?, finished_at = ? WHERE id = ?')
+      .run(state, error, JSON.stringify(log), new Date().toISOString(), id);
+  }
+
+  list(limit = 100): OperationRecord[] {
+    return (this.db.prepare('SELECT * FROM operations ORDER BY id DESC LIMIT ?').all(Math.max(1, Math.min(1000, limit))) as any[]).map((r) => ({
+      id: r.id,
+      kind: r.kind,
+      target: r.target,
+      summary: r.summary,
+      plan: JSON.parse(r.plan_json),
+      state: r.state,
+      error: r.error,
+      log: JSON.parse(r.log_json),
+      createdAt: r.created_at,
+      finishedAt: r.finished_at,
+    }));
+  }
+
+  /** Operations a crash left running: the next start must look at them. */
+  unfinished(): OperationRecord[] {
+    return this.list(1000).filter((o) => o.state === 'running' || o.state === 'planned');
+  }
+}
