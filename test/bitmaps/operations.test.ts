@@ -71,6 +71,19 @@ test('add, disable, merge, clear, enable, remove through the CLI, read back offl
     ['bitmap-add', 'done'], ['bitmap-merge', 'done'], ['bitmap-clear', 'done'], ['bitmap-enable', 'done'], ['bitmap-disable', 'done'], ['bitmap-remove', 'done'],
   ]);
   assert.ok(ops[0].log.some((l) => l.dir === 'out' && l.line.includes('"execute":"transaction"')));
+  // The same journal through the command line.
+  const hist = strata(home, 'history', '--json');
+  assert.equal(hist.code, 0, hist.err);
+  assert.deepEqual(JSON.parse(hist.out).map((o: any) => o.summary), ops.map((o) => o.summary));
+  assert.match(strata(home, 'history').out, /remove bitmap 'weekly' in .*top\.qcow2/);
+});
+
+test('history with no database yet says so and creates nothing', (t) => {
+  const home = path.join(tempDir(t), 'fresh-home');
+  const r = strata(home, 'history');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /No changes recorded yet/);
+  assert.equal(fs.existsSync(home), false);
 });
 
 test('refusals: transient on an offline image, duplicates, unknown names, bad granularity', { timeout: 60000 }, (t) => {

@@ -13,6 +13,7 @@ import { totalBytes, type ExtentList } from '../extents.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { cmdBitmapChange, BITMAP_CHANGE_HELP } from './bitmap-change.ts';
+import { cmdHistory, HISTORY_HELP } from './history.ts';
 
 const HELP: Record<string, string> = {
   main: `strata ${VERSION}: qcow2 backing chains, their checkpoints (dirty bitmaps) and what they hold
@@ -30,6 +31,7 @@ Commands:
                               change bitmaps; without --yes only prints the plan (the QMP)
   TARGET is an IMAGE (opened in Strata's own qemu-storage-daemon) or --socket PATH --node NODE
   (a running QEMU).
+  history                     every change Strata made, with its plan and the QMP exchanged
 
 inspect, bitmap show, since and map read images only. Every command takes --json and --help.
 Exit status: 0 success, 2 bad input (the message names the file), 1 internal error.`,
@@ -222,6 +224,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'inspect') cmdInspect(rest, out);
     else if (cmd === 'since') cmdSince(rest, out);
     else if (cmd === 'map') cmdMap(rest, out);
+    else if (cmd === 'history') cmdHistory(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') cmdBitmapShow(more, out);
