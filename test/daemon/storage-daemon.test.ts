@@ -2,12 +2,12 @@
 // bitmaps on SIGTERM, refusing an image another QEMU holds, noticing a crash.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { StorageDaemon, TOP_NODE } from '../../electron/core/daemon/storage-daemon.ts';
 import { imageLockState } from '../../electron/core/daemon/image-lock.ts';
 import { inspect } from '../../electron/core/inspect.ts';
 import { tempDir } from '../helpers/qemu.ts';
+import { startDaemon } from '../helpers/storage-daemon.ts';
 import { buildSeed } from '../core/seed-chain.ts';
 
 test('read-only: the chain opens from the header, with every layer and bitmap', { timeout: 60000 }, async (t) => {
@@ -49,10 +49,10 @@ test('read-write: a bitmap added over QMP is on disk after SIGTERM, not in-use',
 test('an image held by another QEMU is refused before anything is opened read-write', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const { top } = buildSeed(dir);
-  // qemu-io keeps the image open (and locked) while it waits for commands on stdin.
-  const holder = spawn('qemu-io', [top], { stdio: ['pipe', 'ignore', 'ignore'] });
-  t.after(() => holder.kill('SIGKILL'));
-  for (let i = 0; i < 200 && (await imageLockState(top)) === 'free'; i++) await new Promise((r) => setTimeout(r, 10));
+  // Another QEMU (here a storage daemon, as a VM would) has the image open read-write: it holds
+  // the lock by the time its monitor socket exists.
+  await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=vm,file.driver=file,file.filename=${top}`]);
+  assert.equal(await imageLockState(top), 'locked');
   await assert.rejects(
     StorageDaemon.start({ image: top, runtimeDir: path.join(dir, 'run'), readOnly: false }),
     (e: any) => e.code === 'E_BAD_INPUT' && e.message.startsWith(top) && /in use by another QEMU/.test(e.message),
