@@ -18,5 +18,14 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit', cwd: root });
+// A test that leaks a child process or a socket would keep its file alive for ever: end every
+// test after 3 minutes, and the whole run after 20, saying so.
+const WHOLE_RUN_MS = 20 * 60 * 1000;
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=180000', '--test-force-exit', ...files], {
+  stdio: 'inherit',
+  cwd: root,
+  timeout: WHOLE_RUN_MS,
+  killSignal: 'SIGKILL',
+});
+if (r.error && r.signal === 'SIGKILL') console.error(`tests: the run did not finish within ${WHOLE_RUN_MS / 60000} minutes and was stopped`);
 process.exit(r.status ?? 1);

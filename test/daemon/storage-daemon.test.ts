@@ -10,11 +10,17 @@ import { tempDir } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 import { buildSeed } from '../core/seed-chain.ts';
 
+/** Start Strata's daemon and always stop it when the test ends, even if the test expected a refusal. */
+async function start(t: { after: (fn: () => Promise<unknown>) => void }, opts: Parameters<typeof StorageDaemon.start>[0]): Promise<StorageDaemon> {
+  const d = await StorageDaemon.start(opts);
+  t.after(() => d.stop());
+  return d;
+}
+
 test('read-only: the chain opens from the header, with every layer and bitmap', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const { top, base } = buildSeed(dir);
-  const d = await StorageDaemon.start({ image: top, runtimeDir: path.join(dir, 'run'), readOnly: true });
-  t.after(() => d.stop());
+  const d = await start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: true });
   const nodes = await d.qmp.execute<any[]>('query-named-block-nodes', { flat: true });
   const qcow2 = nodes.filter((n) => n.drv === 'qcow2');
   assert.deepEqual(qcow2.map((n) => n.file).sort(), [base, top].sort());
@@ -28,7 +34,7 @@ test('read-only: the chain opens from the header, with every layer and bitmap', 
 test('read-write: a bitmap added over QMP is on disk after SIGTERM, not in-use', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const { top } = buildSeed(dir);
-  const d = await StorageDaemon.start({ image: top, runtimeDir: path.join(dir, 'run'), readOnly: false });
+  const d = await start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: false });
   await d.qmp.execute('block-dirty-bitmap-add', { node: TOP_NODE, name: 'fresh', persistent: true, granularity: 65536 });
   // While the daemon holds the image, its bitmaps read as in-use on disk and the lock is taken.
   assert.equal(await imageLockState(top), 'locked');
@@ -54,7 +60,7 @@ test('an image held by another QEMU is refused before anything is opened read-wr
   await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=vm,file.driver=file,file.filename=${top}`]);
   assert.equal(await imageLockState(top), 'locked');
   await assert.rejects(
-    StorageDaemon.start({ image: top, runtimeDir: path.join(dir, 'run'), readOnly: false }),
+    start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: false }),
     (e: any) => e.code === 'E_BAD_INPUT' && e.message.startsWith(top) && /in use by another QEMU/.test(e.message),
   );
 });
@@ -62,7 +68,7 @@ test('an image held by another QEMU is refused before anything is opened read-wr
 test('kill -9 of the daemon is reported as unexpected; the bitmaps it held read back in-use', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const { top } = buildSeed(dir);
-  const d = await StorageDaemon.start({ image: top, runtimeDir: path.join(dir, 'run'), readOnly: false });
+  const d = await start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: false });
   const exited = new Promise<any>((r) => d.onExit(r));
   process.kill(d.pid!, 'SIGKILL');
   const e = await exited;
@@ -77,12 +83,12 @@ test('kill -9 of the daemon is reported as unexpected; the bitmaps it held read 
 test('a missing image and a broken one give typed errors naming the file', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const missing = path.join(dir, 'none.qcow2');
-  await assert.rejects(StorageDaemon.start({ image: missing, runtimeDir: path.join(dir, 'run'), readOnly: true }), (e: any) => e.code === 'E_NOT_FOUND' && e.message.startsWith(missing));
+  await assert.rejects(start(t, { image: missing, runtimeDir: path.join(dir, 'run'), readOnly: true }), (e: any) => e.code === 'E_NOT_FOUND' && e.message.startsWith(missing));
   const { top, base } = buildSeed(dir);
   const fs = await import('node:fs');
   fs.rmSync(base);
   await assert.rejects(
-    StorageDaemon.start({ image: top, runtimeDir: path.join(dir, 'run'), readOnly: true }),
+    start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: true }),
     (e: any) => e.code === 'E_TOOL' && e.message.startsWith(top) && /base\.qcow2/.test(e.message),
   );
 });

@@ -38,4 +38,28 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX operations_target ON operations(target, id);
     `,
   },
+  {
+    version: 3,
+    sql: `
+      -- Every QEMU job Strata started or saw, and every state it went through.
+      CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        qemu_id TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        type TEXT NOT NULL,
+        args_json TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+      );
+      CREATE TABLE job_events (
+        job INTEGER NOT NULL REFERENCES jobs(id),
+        at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        note TEXT
+      );
+      CREATE INDEX job_events_job ON job_events(job);
+    `,
+  },
 ];

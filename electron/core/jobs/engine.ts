@@ -1,0 +1,288 @@
+// The job engine for one QMP connection: it starts jobs with auto-dismiss off (so a failed job's
+// error stays readable), follows them through QEMU's events with the state table as the referee,
+// polls query-jobs for progress (QEMU sends no progress events) at most ~10 times a second, allows
+// only the verbs the table allows, and keeps every job and state change in SQLite.
+import type { QmpClient } from '../qmp/client.ts';
+import type { QmpEvent } from '../qmp/protocol.ts';
+import { allowedVerbs, applyStatus, isFinished, isJobState, isVerbAllowed, VERB_COMMAND, type JobState, type JobVerb } from './states.ts';
+import type { JobStore } from '../store/jobs.ts';
+import { StrataError } from '../errors.ts';
+
+export interface JobView {
+  id: string;
+  type: string;
+  state: JobState;
+  verbs: JobVerb[];
+  current: number;
+  total: number;
+  /** bytes per second, smoothed; null until two samples */
+  rate: number | null;
+  etaSeconds: number | null;
+  error: string | null;
+  /** the row in the job history */
+  record: number | null;
+}
+
+interface Tracked extends JobView {
+  history: { state: JobState; at: number }[];
+  lastSample: { at: number; current: number } | null;
+  lastPush: number;
+}
+
+export interface EngineOptions {
+  connection: string;
+  store?: JobStore;
+  pollMs?: number;
+  onUpdate?: (job: JobView) => void;
+}
+
+export type JobStart =
+  | { type: 'block-stream'; device: string; base?: string; 'base-node'?: string; 'backing-file'?: string }
+  | { type: 'block-commit'; device: string; top?: string; 'top-node'?: string; base?: string; 'base-node'?: string; 'backing-file'?: string }
+  | { type: 'blockdev-backup' | 'blockdev-mirror'; device: string; target: string; sync: 'full' | 'top' | 'none' | 'incremental' | 'bitmap'; bitmap?: string };
+
+const view = (t: Tracked): JobView => ({
+  id: t.id,
+  type: t.type,
+  state: t.state,
+  verbs: allowedVerbs(t.state),
+  current: t.current,
+  total: t.total,
+  rate: t.rate,
+  etaSeconds: t.etaSeconds,
+  error: t.error,
+  record: t.record,
+});
+
+export class JobEngine {
+  private jobs = new Map<string, Tracked>();
+  private timer: NodeJS.Timeout | null = null;
+  private offEvent: () => void;
+  private offClose: () => void;
+  private waiters = new Set<() => void>();
+  private seq = 0;
+
+  constructor(private qmp: QmpClient, private opts: EngineOptions) {
+    this.offEvent = qmp.onEvent((e) => this.onEvent(e));
+    this.offClose = qmp.onClose((why) => this.onLost(why));
+  }
+
+  list(): JobView[] {
+    return [...this.jobs.values()].map(view);
+  }
+
+  get(id: string): JobView | undefined {
+    const t = this.jobs.get(id);
+    return t && view(t);
+  }
+
+  /** Start a job; its id is Strata's own (strata-N) unless given. */
+  async start(spec: JobStart, jobId?: string): Promise<JobView> {
+    const id = jobId ?? `strata-${process.pid}-${++this.seq}`;
+    const { type, ...args } = spec;
+    const t = this.track(id, type);
+    t.record = this.opts.store?.create(id, this.opts.connection, type, args, 'undefined') ?? null;
+    try {
+      await this.qmp.execute(type, { ...args, 'job-id': id, 'auto-dismiss': false });
+    } catch (e) {
+      this.jobs.delete(id);
+      if (t.record !== null) {
+        this.opts.store?.setError(t.record, (e as Error).message);
+        this.opts.store?.event(t.record, 'null', `QEMU refused to start it: ${(e as Error).message}`);
+      }
+      throw e;
+    }
+    this.ensurePolling();
+    return view(t);
+  }
+
+  /** A verb, only where QEMU's table allows it in the job's current state. */
+  async verb(id: string, verb: JobVerb, extra: Record<string, unknown> = {}): Promise<void> {
+    const t = this.jobs.get(id);
+    if (!t) throw new StrataError('E_BAD_INPUT', `${this.opts.connection}: no job '${id}'`);
+    if (!isVerbAllowed(verb, t.state)) {
+      throw new StrataError('E_BAD_INPUT', `job '${id}' is ${t.state}: ${verb} is allowed only when ${['ready', 'standby', 'pending', 'concluded'].filter((s) => isVerbAllowed(verb, s as JobState)).join(' or ') || 'running'}`);
+    }
+    const args = verb === 'set-speed' ? { device: id, ...extra } : { id, ...extra };
+    await this.qmp.execute(VERB_COMMAND[verb], args);
+    if (verb === 'dismiss') {
+      // job-dismiss moves the job to null synchronously; the event may follow, or not.
+      this.setState(t, 'null', null);
+    }
+  }
+
+  /** Adopt jobs QEMU already has (after a restart of Strata, or on a VM someone else drives). */
+  async sync(): Promise<JobView[]> {
+    const list = await this.qmp.execute<any[]>('query-jobs');
+    const seen = new Set<string>();
+    for (const j of list) {
+      seen.add(j.id);
+      let t = this.jobs.get(j.id);
+      if (!t) {
+        t = this.track(j.id, j.type);
+        t.record = this.opts.store?.create(j.id, this.opts.connection, j.type, { adopted: true }, j.status) ?? null;
+        t.state = j.status;
+      } else if (t.state !== j.status) this.setState(t, j.status, 'resynchronised from query-jobs', true);
+      this.sample(t, j['current-progress'], j['total-progress']);
+      if (j.error && !t.error) this.fail(t, j.error);
+    }
+    for (const t of this.jobs.values()) if (!seen.has(t.id) && t.state !== 'null') this.setState(t, 'null', 'gone from query-jobs', true);
+    this.ensurePolling();
+    return this.list();
+  }
+
+  /** Resolves when `pred` holds for the job (checked on every update). */
+  waitFor(id: string, pred: (j: JobView) => boolean, timeoutMs = 600000): Promise<JobView> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const t = this.jobs.get(id);
+        if (!t) return false;
+        if (pred(view(t))) {
+          cleanup();
+          resolve(view(t));
+          return true;
+        }
+        if (t.state === 'null' || t.error?.startsWith('lost')) {
+          cleanup();
+          reject(new StrataError('E_QMP_INTERRUPTED', `job '${id}' ended (${t.state}) before the awaited condition${t.error ? `: ${t.error}` : ''}`));
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new StrataError('E_QMP_TIMEOUT', `job '${id}' did not reach the awaited state within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.waiters.delete(w);
+      };
+      const w = () => void check();
+      this.waiters.add(w);
+      check();
+    });
+  }
+
+  close(): void {
+    this.offEvent();
+    this.offClose();
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private track(id: string, type: string): Tracked {
+    const t: Tracked = { id, type, state: 'undefined', verbs: [], current: 0, total: 0, rate: null, etaSeconds: null, error: null, record: null, history: [], lastSample: null, lastPush: 0 };
+    this.jobs.set(id, t);
+    return t;
+  }
+
+  private push(t: Tracked): void {
+    t.lastPush = Date.now();
+    this.opts.onUpdate?.(view(t));
+    for (const w of [...this.waiters]) w();
+  }
+
+  private setState(t: Tracked, to: JobState, note: string | null, force = false): void {
+    const r = applyStatus(t, to);
+    if (r.ok && !r.changed) return; // the same news twice (e.g. dismiss's reply and its event)
+    if (!r.ok) {
+      if (!force) {
+        // We missed an event: QEMU is the truth. Record it and re-read.
+        if (t.record !== null) this.opts.store?.event(t.record, t.state, `out of order: ${r.reason}; re-reading query-jobs`);
+        void this.sync().catch(() => {});
+        return;
+      }
+      t.state = to;
+      t.history.push({ state: to, at: Date.now() });
+    }
+    if (t.record !== null) this.opts.store?.event(t.record, to, note);
+    if (isFinished(to)) t.etaSeconds = 0;
+    this.push(t);
+  }
+
+  private fail(t: Tracked, error: string): void {
+    t.error = error;
+    if (t.record !== null) this.opts.store?.setError(t.record, error);
+  }
+
+  private onEvent(e: QmpEvent): void {
+    const d = (e.data ?? {}) as Record<string, any>;
+    if (e.event === 'JOB_STATUS_CHANGE') {
+      const t = this.jobs.get(d.id);
+      if (t && isJobState(d.status)) this.setState(t, d.status, null);
+      else if (!t && isJobState(d.status) && d.status === 'created') {
+        // A job someone else started on this QEMU: follow it too.
+        const n = this.track(d.id, 'unknown');
+        n.record = this.opts.store?.create(d.id, this.opts.connection, 'unknown', { foreign: true }, 'created') ?? null;
+        n.state = 'created';
+        this.ensurePolling();
+      }
+      return;
+    }
+    const t = this.jobs.get(d.device ?? d.id);
+    if (!t) return;
+    if (e.event === 'BLOCK_JOB_COMPLETED' || e.event === 'BLOCK_JOB_CANCELLED') {
+      this.sample(t, d.offset, d.len);
+      if (d.error) this.fail(t, d.error);
+      else if (e.event === 'BLOCK_JOB_CANCELLED' && !t.error) this.fail(t, 'cancelled');
+      this.push(t);
+    } else if (e.event === 'BLOCK_JOB_ERROR') {
+      if (t.record !== null) this.opts.store?.event(t.record, t.state, `I/O error during ${d.operation}, action ${d.action}`);
+    }
+  }
+
+  private onLost(why: string): void {
+    for (const t of this.jobs.values()) {
+      if (isFinished(t.state)) continue;
+      this.fail(t, `lost: the connection to QEMU ended while the job was ${t.state} (${why})`);
+      if (t.record !== null) this.opts.store?.event(t.record, 'lost', why);
+      this.push(t);
+    }
+    this.close();
+  }
+
+  private sample(t: Tracked, current: unknown, total: unknown): void {
+    if (typeof current !== 'number' || typeof total !== 'number') return;
+    const now = Date.now();
+    if (t.lastSample && now > t.lastSample.at && current >= t.lastSample.current) {
+      const inst = ((current - t.lastSample.current) * 1000) / (now - t.lastSample.at);
+      t.rate = t.rate === null ? inst : t.rate * 0.7 + inst * 0.3;
+    }
+    if (!t.lastSample || current !== t.lastSample.current) t.lastSample = { at: now, current };
+    t.current = current;
+    t.total = total;
+    t.etaSeconds = t.rate && t.rate > 0 ? Math.max(0, (total - current) / t.rate) : null;
+  }
+
+  private ensurePolling(): void {
+    if (this.timer) return;
+    const ms = this.opts.pollMs ?? 100;
+    this.timer = setInterval(() => void this.poll(ms), ms);
+    this.timer.unref();
+  }
+
+  private async poll(ms: number): Promise<void> {
+    const active = [...this.jobs.values()].filter((t) => !isFinished(t.state));
+    if (active.length === 0) {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = null;
+      return;
+    }
+    let list: any[];
+    try {
+      list = await this.qmp.execute<any[]>('query-jobs', undefined, { timeoutMs: 5000 });
+    } catch {
+      return; // a lost connection is handled by onLost
+    }
+    const now = Date.now();
+    for (const j of list) {
+      const t = this.jobs.get(j.id);
+      if (!t) continue;
+      const before = t.current;
+      this.sample(t, j['current-progress'], j['total-progress']);
+      if (j.error && !t.error) this.fail(t, j.error);
+      // Throttle: at most one progress push per poll interval per job, and only on change.
+      if (t.current !== before && now - t.lastPush >= ms * 0.9) this.push(t);
+    }
+  }
+}
