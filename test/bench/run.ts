@@ -230,6 +230,20 @@ function bench2(fx: Fixture<import('./fixtures.ts').ChainMeta>): Result {
   r.extra.nodeBareMs = round(nodeBare);
   r.extra.cliHelpMs = round(cliHelp);
   r.notes.push(`\`node -e 0\` alone: ${fmtMs(nodeBare)}; \`node ${path.relative(ROOT, cli)} --help\` (CLI loaded, no image read): ${fmtMs(cliHelp)}`);
+  if (process.env.NODE_EXTRA_CA_CERTS) {
+    // This environment makes every Node process parse a whole CA bundle at start-up, which a user's
+    // shell normally does not. Show the same comparison without it; the verdict stays on the first.
+    const { NODE_EXTRA_CA_CERTS: _drop, ...env } = process.env;
+    const clean = interleave({
+      strata: () => timedRun(process.execPath, strataArgs, { env }).ms,
+      qemu: () => timedRun('qemu-img', qemuInfoArgs(top), { env }).ms,
+      notes: [],
+      runs: FAST_RUNS,
+    });
+    const ratio = median(clean.s) / median(clean.q);
+    r.extra.withoutExtraCaCerts = { strataMs: round(median(clean.s)), qemuMs: round(median(clean.q)), ratio: round(ratio) };
+    r.notes.push(`NODE_EXTRA_CA_CERTS is set here (Node reads that CA bundle at every start); without it: strata ${fmtMs(median(clean.s))} vs qemu-img ${fmtMs(median(clean.q))}, ratio ${ratio.toFixed(2)}`);
+  }
   settle(r, median(s) / median(q) <= 1.0, problems);
   return r;
 }

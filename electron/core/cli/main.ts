@@ -12,8 +12,10 @@ import { forEachMapExtent } from '../chain-map.ts';
 import { totalBytes, type ExtentList } from '../extents.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
-import { cmdBitmapChange, BITMAP_CHANGE_HELP } from './bitmap-change.ts';
-import { cmdHistory, HISTORY_HELP } from './history.ts';
+
+// Commands that change images or read the history load SQLite and sockets; the read-only
+// commands must not pay for that at start-up, so those modules are loaded on demand.
+const CHANGE_COMMANDS = ['add', 'remove', 'enable', 'disable', 'clear', 'merge'];
 
 const HELP: Record<string, string> = {
   main: `strata ${VERSION}: qcow2 backing chains, their checkpoints (dirty bitmaps) and what they hold
@@ -224,12 +226,17 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'inspect') cmdInspect(rest, out);
     else if (cmd === 'since') cmdSince(rest, out);
     else if (cmd === 'map') cmdMap(rest, out);
-    else if (cmd === 'history') cmdHistory(rest, out);
+    else if (cmd === 'history') (await import('./history.ts')).cmdHistory(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') cmdBitmapShow(more, out);
-      else if (sub !== undefined && sub in BITMAP_CHANGE_HELP) await cmdBitmapChange(sub as keyof typeof BITMAP_CHANGE_HELP, more, out);
-      else if (sub === undefined || sub === '--help' || sub === '-h') out.write(HELP['bitmap show'] + '\n\n' + Object.values(BITMAP_CHANGE_HELP).join('\n\n') + '\n');
+      else if (sub !== undefined && CHANGE_COMMANDS.includes(sub)) {
+        const m = await import('./bitmap-change.ts');
+        await m.cmdBitmapChange(sub as keyof typeof m.BITMAP_CHANGE_HELP, more, out);
+      } else if (sub === undefined || sub === '--help' || sub === '-h') {
+        const m = await import('./bitmap-change.ts');
+        out.write(HELP['bitmap show'] + '\n\n' + Object.values(m.BITMAP_CHANGE_HELP).join('\n\n') + '\n');
+      }
       else throw new StrataError('E_BAD_INPUT', `unknown command 'bitmap ${sub}'; see strata --help`);
     } else throw new StrataError('E_BAD_INPUT', `unknown command '${cmd}'; see strata --help`);
     out.flush();

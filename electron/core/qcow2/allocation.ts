@@ -32,7 +32,16 @@ export function forEachAllocation(img: ImageFile, h: Qcow2Header, sink: AllocSin
   const total = h.virtualSize;
   const nL1 = Math.ceil(total / bytesPerL2);
   const l1 = nL1 > 0 ? img.read(h.l1Offset, nL1 * 8, 'L1 table') : Buffer.alloc(0);
-  const l2 = Buffer.allocUnsafe(cs);
+  // Own buffer (4-byte aligned) with a word view: empty entries are skipped a run at a time.
+  const l2Bytes = new Uint8Array(cs);
+  const l2 = Buffer.from(l2Bytes.buffer, 0, cs);
+  const words = new Uint32Array(l2Bytes.buffer);
+  const wordsPerEntry = h.l2EntrySize / 4;
+  const emptyAt = (j: number): boolean => {
+    const w = j * wordsPerEntry;
+    for (let k = 0; k < wordsPerEntry; k++) if (words[w + k] !== 0) return false;
+    return true;
+  };
   const sub = cs / 32;
   const compressedShift = 62 - (h.clusterBits - 8); // bits below this hold the compressed host offset
   const l1End = h.l1Offset + h.l1Size * 8;
@@ -70,6 +79,14 @@ export function forEachAllocation(img: ImageFile, h: Qcow2Header, sink: AllocSin
     // Only the entries that map the disk: a small image needs a few bytes of each L2 table.
     img.readInto(l2, l2Off, clusters * h.l2EntrySize, `L2 table ${i}`);
     for (let j = 0; j < clusters; j++) {
+      if (emptyAt(j)) {
+        let k = j + 1;
+        while (k < clusters && emptyAt(k)) k++;
+        const s0 = base + j * cs;
+        emit(s0, Math.min(base + k * cs, total) - s0, UNALLOCATED);
+        j = k - 1;
+        continue;
+      }
       const at = j * h.l2EntrySize;
       const ehi = l2.readUInt32BE(at);
       const elo = l2.readUInt32BE(at + 4);

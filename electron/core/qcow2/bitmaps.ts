@@ -110,9 +110,11 @@ export function forEachBitRun(img: ImageFile, h: Qcow2Header, bm: BitmapEntry, s
   const cs = h.clusterSize;
   const bitsPerCluster = cs * 8;
   const nbits = bitmapCount(h.virtualSize, bm.granularity);
-  const data = new Uint8Array(cs); // own ArrayBuffer: 4-byte aligned for the word view
-  const dataBuf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const words = new Uint32Array(data.buffer, 0, cs >>> 2);
+  // Own ArrayBuffer (4-byte aligned for the word view), no larger than the bits of this disk need.
+  const bufBytes = Math.min(cs, Math.ceil(nbits / 32) * 4);
+  const data = new Uint8Array(bufBytes);
+  const dataBuf = Buffer.from(data.buffer, 0, bufBytes);
+  const words = new Uint32Array(data.buffer, 0, bufBytes >>> 2);
   let runStart = -1;
 
   const open = (bit: number) => {

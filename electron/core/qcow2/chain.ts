@@ -1,7 +1,6 @@
 // Opening a backing chain from its top image, the way QEMU resolves it from the headers:
 // relative names against the referring image's folder, backing format from the header extension
 // (probed by magic when absent), and typed errors for missing files, loops and non-file backings.
-import fs from 'node:fs';
 import path from 'node:path';
 import { ImageFile } from './image-file.ts';
 import { readHeader, isQcow2, type Qcow2Header } from './header.ts';
@@ -102,14 +101,6 @@ export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
   }
 }
 
-function realpathOr(p: string): string {
-  try {
-    return fs.realpathSync.native(p);
-  } catch {
-    return p;
-  }
-}
-
 export function openChain(image: string): Chain {
   const top = path.resolve(image);
   const layers: Layer[] = [];
@@ -122,12 +113,7 @@ export function openChain(image: string): Chain {
     let format: 'qcow2' | 'raw' | null = null;
     let referrer: string | null = null;
     while (current !== null) {
-      const real = realpathOr(current);
-      if (seen.has(real)) {
-        throw new StrataError('E_BACKING_LOOP', `${referrer}: backing chain loops back to ${current}`, { file: referrer ?? current });
-      }
       if (layers.length >= MAX_CHAIN_DEPTH) throw new StrataError('E_CORRUPT', `${top}: backing chain deeper than ${MAX_CHAIN_DEPTH}`, { file: top });
-      seen.set(real, current);
       let layer: Layer;
       try {
         layer = openLayer(current, format);
@@ -137,6 +123,12 @@ export function openChain(image: string): Chain {
         }
         throw e;
       }
+      // The same file under any name (symlink, hard link, ../) is a loop: compare device and inode.
+      if (seen.has(layer.file.identity)) {
+        layer.file.close();
+        throw new StrataError('E_BACKING_LOOP', `${referrer}: backing chain loops back to ${current}`, { file: referrer ?? current });
+      }
+      seen.set(layer.file.identity, current);
       layers.push(layer);
       if (layer.backingFile === null) break;
       const bf = layer.backingFormat;

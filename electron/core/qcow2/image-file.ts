@@ -6,12 +6,15 @@ import { StrataError, corrupt } from '../errors.ts';
 export class ImageFile {
   readonly path: string;
   readonly size: number;
+  /** device:inode, for telling the same file under two names apart (backing loops) */
+  readonly identity: string;
   private fd: number;
 
-  private constructor(path: string, fd: number, size: number) {
+  private constructor(path: string, fd: number, size: number, identity: string) {
     this.path = path;
     this.fd = fd;
     this.size = size;
+    this.identity = identity;
   }
 
   static open(path: string): ImageFile {
@@ -29,7 +32,7 @@ export class ImageFile {
       // Block devices report size 0 through fstat; measure them by seeking is not available in Node,
       // so treat any non-regular file as unsupported rather than guess.
       if (!st.isFile()) throw new StrataError('E_UNSUPPORTED', `${path}: not a regular file`, { file: path });
-      return new ImageFile(path, fd, st.size);
+      return new ImageFile(path, fd, st.size, `${st.dev}:${st.ino}`);
     } catch (e) {
       fs.closeSync(fd);
       throw e;
