@@ -109,12 +109,15 @@ export async function startApp(electron: ElectronMain, deps: StartDeps): Promise
     if (deps.platform !== 'darwin') app.quit();
   });
   let closed = false;
-  app.on('will-quit', () => {
+  app.on('will-quit', (event) => {
     if (closed) return;
     closed = true;
     unsubscribe();
     unregister();
-    service.close();
+    // Strata's own storage daemons must stop with SIGTERM (so QEMU stores the bitmaps) before the
+    // app goes: hold the quit until they have, then quit again.
+    event?.preventDefault();
+    void service.close().finally(() => app.quit());
   });
 
   return { dataDir, service, window: () => win };

@@ -189,7 +189,8 @@ export interface AppLike {
   whenReady(): Promise<void>;
   quit(): void;
   exit(code?: number): void;
-  on(event: 'second-instance' | 'window-all-closed' | 'activate' | 'will-quit', listener: () => void): unknown;
+  on(event: 'second-instance' | 'window-all-closed' | 'activate', listener: () => void): unknown;
+  on(event: 'will-quit', listener: (event?: { preventDefault(): void }) => void): unknown;
   on(event: 'web-contents-created', listener: (event: unknown, contents: WebContentsLike) => void): unknown;
 }
 

@@ -127,6 +127,93 @@ export interface DemoProgress {
   total: number;
 }
 
+export type ConnectionKind = 'daemon' | 'socket';
+export type ConnectionState = 'connecting' | 'connected' | 'lost' | 'closed';
+
+export interface ConnectionInfo {
+  id: string;
+  kind: ConnectionKind;
+  /** the image for Strata's own daemon, the socket path for a VM */
+  label: string;
+  socket: string;
+  image: string | null;
+  readOnly: boolean;
+  state: ConnectionState;
+  /** why it was lost, in plain words */
+  error: string | null;
+  qemuVersion: string | null;
+  pid: number | null;
+}
+
+export interface LiveBitmapInfo {
+  name: string | null;
+  recording: boolean;
+  persistent: boolean;
+  busy: boolean;
+  granularity: number;
+  count: number;
+  inconsistent: boolean;
+}
+
+export interface BlockNodeInfo {
+  name: string;
+  driver: string;
+  file: string;
+  readOnly: boolean;
+  virtualSize: number | null;
+  bitmaps: LiveBitmapInfo[];
+}
+
+export interface BlockGraph {
+  nodes: BlockNodeInfo[];
+  /** parent -> child edges from x-debug-query-block-graph (backing, file, ...) */
+  edges: { parent: string; child: string; role: string }[];
+}
+
+export type JobStateName = 'undefined' | 'created' | 'running' | 'paused' | 'ready' | 'standby' | 'waiting' | 'pending' | 'aborting' | 'concluded' | 'null';
+export type JobVerbName = 'cancel' | 'pause' | 'resume' | 'set-speed' | 'complete' | 'finalize' | 'dismiss';
+
+export interface JobInfo {
+  connection: string;
+  id: string;
+  type: string;
+  state: JobStateName;
+  verbs: JobVerbName[];
+  current: number;
+  total: number;
+  rate: number | null;
+  etaSeconds: number | null;
+  error: string | null;
+  record: number | null;
+}
+
+export type JobStartSpec =
+  | { type: 'block-stream'; device: string; speed?: number }
+  | { type: 'block-commit'; device: string; topNode?: string; baseNode?: string; speed?: number };
+
+export interface JobRecordInfo {
+  id: number;
+  qemuId: string;
+  connection: string;
+  type: string;
+  state: string;
+  error: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+  events: { at: string; state: string; note: string | null }[];
+}
+
+export interface OperationInfo {
+  id: number;
+  kind: string;
+  target: string;
+  summary: string;
+  state: string;
+  error: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
 /** Request channels: name -> [argument, result]. */
 export interface Channels {
   'app:info': [void, AppInfo];
@@ -141,6 +228,21 @@ export interface Channels {
   'demo:create': [void, DemoResult];
   /** Electron only: native file picker. Browser mode answers E_BAD_INPUT. */
   'dialog:open-image': [void, string | null];
+  'connection:list': [void, ConnectionInfo[]];
+  /** a running QEMU's QMP socket */
+  'connection:add-socket': [{ path: string }, ConnectionInfo];
+  /** every *.sock / *.qmp in a folder that answers as a QMP monitor */
+  'connection:scan-folder': [{ path: string }, ConnectionInfo[]];
+  /** an offline image in Strata's own qemu-storage-daemon */
+  'connection:open-image': [{ image: string; readOnly: boolean }, ConnectionInfo];
+  'connection:restart': [{ id: string }, ConnectionInfo];
+  'connection:close': [{ id: string }, void];
+  'connection:graph': [{ id: string }, BlockGraph];
+  'job:list': [{ connection?: string }, JobInfo[]];
+  'job:start': [{ connection: string; spec: JobStartSpec }, JobInfo];
+  'job:verb': [{ connection: string; id: string; verb: JobVerbName }, void];
+  'history:jobs': [{ limit?: number }, JobRecordInfo[]];
+  'history:operations': [{ limit?: number }, OperationInfo[]];
 }
 
 /** Pushed events: name -> payload. */
@@ -148,6 +250,11 @@ export interface Events {
   'workspace:changed': WorkspaceImage[];
   'chain:scanned': ScanRecord;
   'demo:progress': DemoProgress;
+  'connection:changed': ConnectionInfo[];
+  /** a job's state changed (always pushed) */
+  'job:changed': JobInfo;
+  /** a job's progress moved (at most ~10 a second per job) */
+  'job:progress': JobInfo;
 }
 
 export type Channel = keyof Channels;
@@ -174,9 +281,21 @@ export const CHANNELS = [
   'history:scans',
   'demo:create',
   'dialog:open-image',
+  'connection:list',
+  'connection:add-socket',
+  'connection:scan-folder',
+  'connection:open-image',
+  'connection:restart',
+  'connection:close',
+  'connection:graph',
+  'job:list',
+  'job:start',
+  'job:verb',
+  'history:jobs',
+  'history:operations',
 ] as const satisfies readonly Channel[];
 
-export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress'] as const satisfies readonly EventName[];
+export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress'] as const satisfies readonly EventName[];
 
 type Missing<T extends string, L extends readonly string[]> = Exclude<T, L[number]>;
 // Compile-time check: both lists are complete.

@@ -11,6 +11,11 @@ import { density, slice } from './extents.ts';
 import { buildDemo } from './demo/build-demo.ts';
 import { StrataError } from './errors.ts';
 import { VERSION } from './version.ts';
+import { ConnectionManager } from './connections/manager.ts';
+import { JobStore } from './store/jobs.ts';
+import { Operations } from './store/operations.ts';
+import type { JobStartSpec, JobVerbName } from './contract.ts';
+import { JOB_VERBS } from './jobs/states.ts';
 
 export type Handlers = { [C in Channel]: (arg: ArgOf<C>) => Promise<ResultOf<C>> | ResultOf<C> };
 export type EventListener = <E extends EventName>(event: E, payload: Events[E]) => void;
@@ -27,7 +32,8 @@ export interface ServiceOptions {
 export interface Service {
   handlers: Handlers;
   subscribe(listener: EventListener): () => void;
-  close(): void;
+  /** stops Strata's own daemons (SIGTERM: bitmaps are stored) and closes the database */
+  close(): Promise<void>;
 }
 
 function qemuImgVersion(): string | null {
@@ -87,6 +93,31 @@ export function createService(opts: ServiceOptions): Service {
     for (const l of listeners) l(event, payload);
   };
   let demoRunning: Promise<{ images: string[] }> | null = null;
+  const jobStore = new JobStore(db);
+  const operations = new Operations(db);
+  const connections = new ConnectionManager({
+    runtimeDir: path.join(opts.dataDir, 'run'),
+    store: jobStore,
+    events: {
+      connections: (list) => emit('connection:changed', list),
+      jobChanged: (j) => emit('job:changed', j),
+      jobProgress: (j) => emit('job:progress', j),
+    },
+  });
+  const needId = (v: unknown, what: string): string => {
+    if (typeof v !== 'string' || !v || v.length > 256) bad(`${what}: expected an id`);
+    return v;
+  };
+  const needSpec = (v: unknown): JobStartSpec => {
+    const s = v as Record<string, unknown> | null;
+    if (!s || (s.type !== 'block-stream' && s.type !== 'block-commit')) bad('spec.type: expected block-stream or block-commit');
+    const str = (x: unknown, w: string) => (x === undefined ? undefined : typeof x === 'string' && x ? x : bad(`spec.${w}: expected a node name`));
+    const speed = s.speed === undefined ? undefined : needInt(s.speed, 'spec.speed', 1, Number.MAX_SAFE_INTEGER);
+    const device = str(s.device, 'device') ?? '';
+    return s.type === 'block-stream'
+      ? { type: 'block-stream', device, ...(speed ? { speed } : {}) }
+      : { type: 'block-commit', device, topNode: str(s.topNode, 'topNode'), baseNode: str(s.baseNode, 'baseNode'), ...(speed ? { speed } : {}) };
+  };
 
   const handlers: Handlers = {
     'app:info': () => ({ version: VERSION, mode: opts.mode, dataDir: opts.dataDir, qemuImg: qemuImgVersion(), platform: process.platform }),
@@ -138,6 +169,22 @@ export function createService(opts: ServiceOptions): Service {
       if (!opts.openImageDialog) bad('the file picker is only available in the desktop app; type the image path instead');
       return opts.openImageDialog();
     },
+    'connection:list': () => connections.list(),
+    'connection:add-socket': (a) => connections.addSocket(needPath(a?.path, 'path')),
+    'connection:scan-folder': (a) => connections.scanFolder(needPath(a?.path, 'path')),
+    'connection:open-image': (a) => connections.openImage(needPath(a?.image, 'image'), a?.readOnly !== false),
+    'connection:restart': (a) => connections.restart(needId(a?.id, 'id')),
+    'connection:close': (a) => connections.close(needId(a?.id, 'id')),
+    'connection:graph': (a) => connections.graph(needId(a?.id, 'id')),
+    'job:list': (a) => connections.jobs(a?.connection === undefined ? undefined : needId(a.connection, 'connection')),
+    'job:start': (a) => connections.startJob(needId(a?.connection, 'connection'), needSpec(a?.spec)),
+    'job:verb': (a) => {
+      const verb = a?.verb as JobVerbName;
+      if (!(JOB_VERBS as readonly string[]).includes(verb)) bad(`verb: expected one of ${JOB_VERBS.join(', ')}`);
+      return connections.jobVerb(needId(a?.connection, 'connection'), needId(a?.id, 'id'), verb);
+    },
+    'history:jobs': (a) => jobStore.list(a?.limit ?? 100),
+    'history:operations': (a) => operations.list(a?.limit ?? 100).map(({ log: _log, plan: _plan, ...o }) => o),
   };
 
   return {
@@ -146,7 +193,8 @@ export function createService(opts: ServiceOptions): Service {
       listeners.add(l);
       return () => listeners.delete(l);
     },
-    close() {
+    async close() {
+      await connections.closeAll();
       listeners.clear();
       db.close();
     },

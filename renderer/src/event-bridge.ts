@@ -6,6 +6,8 @@ import { useChainsStore } from './stores/chains';
 import { useConnectionStore } from './stores/connection';
 import { useHistoryStore } from './stores/history';
 import { useWorkspaceStore } from './stores/workspace';
+import { useQemuConnectionsStore } from './stores/qemu-connections';
+import { useJobsStore } from './stores/jobs';
 
 type Handlers = { [E in EventName]: (payload: Events[E]) => void };
 
@@ -14,6 +16,8 @@ export function startEventBridge(transport: Transport): () => void {
   const chains = useChainsStore();
   const history = useHistoryStore();
   const connection = useConnectionStore();
+  const qemu = useQemuConnectionsStore();
+  const jobs = useJobsStore();
 
   const handlers: Handlers = {
     'workspace:changed': (list) => {
@@ -26,6 +30,9 @@ export function startEventBridge(transport: Transport): () => void {
       chains.onScanned(rec);
     },
     'demo:progress': (p) => workspace.setDemoProgress(p),
+    'connection:changed': (list) => qemu.setList(list),
+    'job:changed': (j) => jobs.onChanged(j),
+    'job:progress': (j) => jobs.put(j),
   };
 
   const offs = EVENTS.map((e) => transport.on(e, handlers[e] as (p: unknown) => void));
@@ -42,6 +49,8 @@ export function startEventBridge(transport: Transport): () => void {
         void workspace.load();
         if (workspace.selectedPath) void chains.inspect(workspace.selectedPath);
         history.reloadLoaded();
+        void qemu.load();
+        void jobs.load();
       }
       if (open) hadOpen = true;
       wasOpen = open;

@@ -24,7 +24,7 @@ function stubService(): Service & { closed: number; emit: (e: string, p: unknown
       listeners.add(l);
       return () => listeners.delete(l);
     },
-    close() {
+    async close() {
       s.closed++;
     },
     emit(e: string, p: unknown) {

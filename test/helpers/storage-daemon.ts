@@ -1,5 +1,6 @@
 // A real qemu-storage-daemon for tests: its own folder, a QMP socket, killed when the test ends.
 import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -23,6 +24,18 @@ export async function startDaemon(t: { after: (fn: () => void) => void }, dir: s
   while (!fs.existsSync(socket)) {
     if (child.exitCode !== null) throw new Error(`qemu-storage-daemon exited: ${err}`);
     if (Date.now() > deadline) throw new Error(`qemu-storage-daemon did not create ${socket}: ${err}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  // The file appears a moment before QEMU listens on it: wait until a connection is accepted.
+  while (!(await new Promise<boolean>((resolve) => {
+    const s = net.createConnection({ path: socket });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  }))) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`qemu-storage-daemon never listened on ${socket}: ${err}`);
     await new Promise((r) => setTimeout(r, 5));
   }
   return { child, socket, stderr: () => err };

@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   console.log(`data: ${dataDir}   (Ctrl+C to stop; the page is reachable from this machine only and needs the token in the URL)`);
   const stop = async () => {
     await server.close();
-    service.close();
+    await service.close();
     process.exit(0);
   };
   process.on('SIGINT', stop);

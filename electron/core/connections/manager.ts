@@ -1,0 +1,229 @@
+// The live side: every QEMU Strata talks to (its own storage daemons for offline images, and
+// running VMs' QMP sockets), each with one QMP connection and one job engine. Pushes connection
+// changes, job state changes and throttled progress to whoever listens (the service).
+import fs from 'node:fs';
+import path from 'node:path';
+import { QmpClient } from '../qmp/client.ts';
+import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
+import { JobEngine, type JobView } from '../jobs/engine.ts';
+import type { JobStore } from '../store/jobs.ts';
+import type { ConnectionInfo, JobInfo, JobStartSpec, JobVerbName } from '../contract.ts';
+import { blockGraph } from './block-graph.ts';
+import { StrataError } from '../errors.ts';
+
+interface Conn {
+  info: ConnectionInfo;
+  qmp: QmpClient | null;
+  engine: JobEngine | null;
+  daemon: StorageDaemon | null;
+  lastJobState: Map<string, string>;
+}
+
+export interface ManagerEvents {
+  connections(list: ConnectionInfo[]): void;
+  jobChanged(job: JobInfo): void;
+  jobProgress(job: JobInfo): void;
+}
+
+export class ConnectionManager {
+  private conns = new Map<string, Conn>();
+  private seq = 0;
+
+  constructor(
+    private opts: { runtimeDir: string; store?: JobStore; events: ManagerEvents },
+  ) {}
+
+  list(): ConnectionInfo[] {
+    return [...this.conns.values()].map((c) => ({ ...c.info }));
+  }
+
+  private changed(): void {
+    this.opts.events.connections(this.list());
+  }
+
+  private get(id: string): Conn {
+    const c = this.conns.get(id);
+    if (!c) throw new StrataError('E_BAD_INPUT', `no connection '${id}'`);
+    return c;
+  }
+
+  private live(id: string): Conn & { qmp: QmpClient; engine: JobEngine } {
+    const c = this.get(id);
+    if (c.info.state !== 'connected' || !c.qmp || !c.engine) {
+      throw new StrataError('E_QMP_STATE', `${c.info.label}: not connected (${c.info.state}${c.info.error ? `: ${c.info.error}` : ''})`);
+    }
+    return c as Conn & { qmp: QmpClient; engine: JobEngine };
+  }
+
+  private attach(c: Conn, qmp: QmpClient): void {
+    c.qmp = qmp;
+    const v = qmp.greeting?.QMP.version.qemu;
+    c.info.qemuVersion = v ? `${v.major}.${v.minor}.${v.micro}` : null;
+    c.info.state = 'connected';
+    c.info.error = null;
+    c.engine = new JobEngine(qmp, {
+      connection: c.info.label,
+      store: this.opts.store,
+      onUpdate: (j) => this.jobUpdate(c, j),
+    });
+    qmp.onClose((why) => {
+      if (c.info.state === 'closed') return;
+      c.info.state = 'lost';
+      c.info.error = c.daemon?.exited
+        ? `qemu-storage-daemon exited (${c.daemon.exited.signal ?? `code ${c.daemon.exited.code}`})${c.daemon.exited.stderr ? `: ${c.daemon.exited.stderr}` : ''}`
+        : why || 'the connection to QEMU closed';
+      this.changed();
+    });
+  }
+
+  private jobUpdate(c: Conn, j: JobView): void {
+    const info: JobInfo = { connection: c.info.id, ...j };
+    const before = c.lastJobState.get(j.id);
+    c.lastJobState.set(j.id, j.state + (j.error ?? ''));
+    if (before !== j.state + (j.error ?? '')) this.opts.events.jobChanged(info);
+    else this.opts.events.jobProgress(info);
+  }
+
+  private newConn(kind: ConnectionInfo['kind'], label: string, socket: string, image: string | null, readOnly: boolean): Conn {
+    const id = `${kind}-${++this.seq}`;
+    const c: Conn = {
+      info: { id, kind, label, socket, image, readOnly, state: 'connecting', error: null, qemuVersion: null, pid: null },
+      qmp: null,
+      engine: null,
+      daemon: null,
+      lastJobState: new Map(),
+    };
+    this.conns.set(id, c);
+    return c;
+  }
+
+  async addSocket(socketPath: string): Promise<ConnectionInfo> {
+    const p = path.resolve(socketPath);
+    const existing = [...this.conns.values()].find((c) => c.info.kind === 'socket' && c.info.socket === p && c.info.state === 'connected');
+    if (existing) return { ...existing.info };
+    const qmp = await QmpClient.connect(p, { connectTimeoutMs: 3000 });
+    const c = this.newConn('socket', p, p, null, false);
+    this.attach(c, qmp);
+    await c.engine!.sync().catch(() => {});
+    this.changed();
+    return { ...c.info };
+  }
+
+  /** Sockets in a folder that answer as QMP monitors; the ones that do not are skipped, not errors. */
+  async scanFolder(dir: string): Promise<ConnectionInfo[]> {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch (e) {
+      throw new StrataError('E_NOT_FOUND', `${dir}: cannot read the folder (${(e as NodeJS.ErrnoException).code})`, { file: dir });
+    }
+    const found: ConnectionInfo[] = [];
+    for (const n of names.filter((x) => /\.(sock|qmp)$/.test(x)).sort()) {
+      const p = path.join(dir, n);
+      try {
+        if (!fs.statSync(p).isSocket()) continue;
+        found.push(await this.addSocket(p));
+      } catch {
+        // not a QMP monitor, or busy with another client: skipped
+      }
+    }
+    return found;
+  }
+
+  async openImage(image: string, readOnly: boolean): Promise<ConnectionInfo> {
+    const abs = path.resolve(image);
+    const c = this.newConn('daemon', abs, '', abs, readOnly);
+    try {
+      await this.startDaemon(c);
+    } catch (e) {
+      this.conns.delete(c.info.id);
+      throw e;
+    }
+    this.changed();
+    return { ...c.info };
+  }
+
+  private async startDaemon(c: Conn): Promise<void> {
+    const d = await StorageDaemon.start({ image: c.info.image!, runtimeDir: this.opts.runtimeDir, readOnly: c.info.readOnly });
+    c.daemon = d;
+    c.info.socket = d.socket;
+    c.info.pid = d.pid ?? null;
+    this.attach(c, d.qmp);
+    d.onExit((e) => {
+      if (!e.expected && c.info.state !== 'closed') {
+        c.info.state = 'lost';
+        c.info.error = `qemu-storage-daemon exited unexpectedly (${e.signal ?? `code ${e.code}`})${e.stderr ? `: ${e.stderr}` : ''}`;
+        this.changed();
+      }
+    });
+  }
+
+  async restart(id: string): Promise<ConnectionInfo> {
+    const c = this.get(id);
+    if (c.info.state === 'connected') return { ...c.info };
+    c.engine?.close();
+    c.info.state = 'connecting';
+    this.changed();
+    try {
+      if (c.info.kind === 'daemon') await this.startDaemon(c);
+      else {
+        this.attach(c, await QmpClient.connect(c.info.socket, { connectTimeoutMs: 3000 }));
+        await c.engine!.sync().catch(() => {});
+      }
+    } catch (e) {
+      c.info.state = 'lost';
+      c.info.error = (e as Error).message;
+      this.changed();
+      throw e;
+    }
+    this.changed();
+    return { ...c.info };
+  }
+
+  async close(id: string): Promise<void> {
+    const c = this.get(id);
+    c.info.state = 'closed';
+    c.engine?.close();
+    if (c.daemon) await c.daemon.stop();
+    else await c.qmp?.close();
+    this.conns.delete(id);
+    this.changed();
+  }
+
+  graph(id: string) {
+    return blockGraph(this.live(id).qmp);
+  }
+
+  jobs(connection?: string): JobInfo[] {
+    const out: JobInfo[] = [];
+    for (const c of this.conns.values()) {
+      if (connection && c.info.id !== connection) continue;
+      for (const j of c.engine?.list() ?? []) out.push({ connection: c.info.id, ...j });
+    }
+    return out;
+  }
+
+  async startJob(connection: string, spec: JobStartSpec): Promise<JobInfo> {
+    const c = this.live(connection);
+    const device = spec.device || TOP_NODE;
+    const j =
+      spec.type === 'block-stream'
+        ? await c.engine.start({ type: 'block-stream', device, ...(spec.speed ? { speed: spec.speed } : {}) } as any)
+        : await c.engine.start({
+            type: 'block-commit',
+            device,
+            ...(spec.topNode ? { 'top-node': spec.topNode } : {}),
+            ...(spec.baseNode ? { 'base-node': spec.baseNode } : {}),
+            ...(spec.speed ? { speed: spec.speed } : {}),
+          } as any);
+    return { connection, ...j };
+  }
+
+  async jobVerb(connection: string, id: string, verb: JobVerbName): Promise<void> {
+    await this.live(connection).engine.verb(id, verb);
+  }
+
+  async closeAll(): Promise<void> {
+    for (const id of [...this.conns.keys()]) await this.close(id).catch(() => {});
+  }
+}

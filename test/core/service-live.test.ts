@@ -1,0 +1,111 @@
+// The live channels through the service, as the renderer uses them: connections, block graph,
+// jobs with pushed progress, verbs, job history, a daemon crash and a restart.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createService, type Service } from '../../electron/core/service.ts';
+import { dispatch } from '../../electron/core/dispatch.ts';
+import { tempDir, qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { startDaemon } from '../helpers/storage-daemon.ts';
+import { buildSeed } from './seed-chain.ts';
+
+async function call(s: Service, channel: string, arg?: unknown): Promise<any> {
+  const r = await dispatch(s, channel, arg);
+  if (!r.ok) throw Object.assign(new Error(r.error.message), { code: r.error.code });
+  return r.result;
+}
+
+function setup(t: any) {
+  const dir = tempDir(t);
+  const service = createService({ dataDir: path.join(dir, 'data'), mode: 'browser' });
+  const events: { event: string; payload: any; at: number }[] = [];
+  service.subscribe((event, payload) => events.push({ event, payload, at: Date.now() }));
+  t.after(() => service.close());
+  return { dir, service, events };
+}
+
+test('open an offline image read-only: the block graph shows the chain and its bitmaps', { timeout: 60000 }, async (t) => {
+  const { dir, service, events } = setup(t);
+  const { top, base } = buildSeed(dir);
+  const conn = await call(service, 'connection:open-image', { image: top, readOnly: true });
+  assert.equal(conn.state, 'connected');
+  assert.equal(conn.kind, 'daemon');
+  assert.match(conn.qemuVersion, /^\d+\.\d+\.\d+$/);
+  const g = await call(service, 'connection:graph', { id: conn.id });
+  const fmt = g.nodes.filter((n: any) => n.driver === 'qcow2');
+  assert.deepEqual(fmt.map((n: any) => n.file).sort(), [base, top].sort());
+  const topNode = fmt.find((n: any) => n.file === top);
+  const baseNode = fmt.find((n: any) => n.file === base);
+  assert.ok(g.edges.some((e: any) => e.parent === topNode.name && e.child === baseNode.name && e.role === 'backing'));
+  // QEMU lists a node's bitmaps newest first; compare as a set.
+  assert.deepEqual(baseNode.bitmaps.map((b: any) => [b.name, b.recording]).sort(), [['bitmap1', false], ['bitmap2', true]]);
+  assert.ok(events.some((e) => e.event === 'connection:changed' && e.payload.some((c: any) => c.id === conn.id)));
+  await call(service, 'connection:close', { id: conn.id });
+  assert.deepEqual(await call(service, 'connection:list'), []);
+});
+
+test('a job from start to dismiss: pushed state changes, throttled progress, history', { timeout: 60000 }, async (t) => {
+  const { dir, service, events } = setup(t);
+  const base = path.join(dir, 'base.qcow2');
+  const top = path.join(dir, 'top.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
+  qemuIo(base, ['write -P 1 0 48M']);
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
+  const conn = await call(service, 'connection:open-image', { image: top, readOnly: false });
+  const job = await call(service, 'job:start', { connection: conn.id, spec: { type: 'block-stream', speed: 32 * 1024 * 1024 } });
+  await assert.rejects(call(service, 'job:verb', { connection: conn.id, id: job.id, verb: 'complete' }), (e: any) => e.code === 'E_BAD_INPUT');
+  const deadline = Date.now() + 30000;
+  while (!events.some((e) => e.event === 'job:changed' && e.payload.id === job.id && e.payload.state === 'concluded')) {
+    assert.ok(Date.now() < deadline, 'the job concluded');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await call(service, 'job:verb', { connection: conn.id, id: job.id, verb: 'dismiss' });
+  const changes = events.filter((e) => e.event === 'job:changed' && e.payload.id === job.id).map((e) => e.payload.state);
+  assert.deepEqual(changes, ['created', 'running', 'waiting', 'pending', 'concluded', 'null']);
+  const progress = events.filter((e) => e.event === 'job:progress' && e.payload.id === job.id);
+  assert.ok(progress.length >= 3, `${progress.length} progress events`);
+  const span = (progress[progress.length - 1].at - progress[0].at) / 1000;
+  assert.ok(progress.length <= span * 11 + 2, `${progress.length} progress events in ${span}s`);
+  const hist = await call(service, 'history:jobs', {});
+  assert.equal(hist[0].type, 'block-stream');
+  assert.deepEqual(hist[0].events.map((e: any) => e.state), ['undefined', 'created', 'running', 'waiting', 'pending', 'concluded', 'null']);
+});
+
+test('a daemon killed from outside is reported lost with the reason, and can be restarted', { timeout: 60000 }, async (t) => {
+  const { dir, service, events } = setup(t);
+  const { top } = buildSeed(dir);
+  const conn = await call(service, 'connection:open-image', { image: top, readOnly: true });
+  process.kill(conn.pid, 'SIGKILL');
+  const deadline = Date.now() + 10000;
+  let lost: any;
+  while (!(lost = events.filter((e) => e.event === 'connection:changed').flatMap((e) => e.payload).find((c: any) => c.id === conn.id && c.state === 'lost'))) {
+    assert.ok(Date.now() < deadline, 'reported lost');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.match(lost.error, /exited|SIGKILL|closed|ECONNRESET/, JSON.stringify(lost));
+  await assert.rejects(call(service, 'connection:graph', { id: conn.id }), (e: any) => e.code === 'E_QMP_STATE');
+  const again = await call(service, 'connection:restart', { id: conn.id });
+  assert.equal(again.state, 'connected');
+  assert.notEqual(again.pid, conn.pid);
+  assert.ok((await call(service, 'connection:graph', { id: conn.id })).nodes.length > 0);
+});
+
+test('VM sockets: add one, scan a folder (non-QMP sockets and files skipped), refuse a wrong path', { timeout: 60000 }, async (t) => {
+  const { dir, service } = setup(t);
+  const { top } = buildSeed(dir);
+  const vms = path.join(dir, 'vms');
+  fs.mkdirSync(vms);
+  const d = await startDaemon(t, vms, ['--blockdev', `driver=qcow2,node-name=disk0,read-only=on,file.driver=file,file.filename=${top}`]);
+  fs.renameSync(d.socket, path.join(vms, 'vm1.qmp'));
+  fs.writeFileSync(path.join(vms, 'notes.sock'), 'not a socket');
+  const found = await call(service, 'connection:scan-folder', { path: vms });
+  assert.deepEqual(found.map((c: any) => path.basename(c.socket)), ['vm1.qmp']);
+  const g = await call(service, 'connection:graph', { id: found[0].id });
+  assert.ok(g.nodes.some((n: any) => n.name === 'disk0'));
+  // The same socket again is the same connection (QEMU serves one client per monitor).
+  const same = await call(service, 'connection:add-socket', { path: path.join(vms, 'vm1.qmp') });
+  assert.equal(same.id, found[0].id);
+  const missing = path.join(dir, 'nope.sock');
+  await assert.rejects(call(service, 'connection:add-socket', { path: missing }), (e: any) => e.code === 'E_QMP_CONNECT' && e.message.startsWith(missing));
+});
