@@ -214,6 +214,21 @@ export interface OperationInfo {
   finishedAt: string | null;
 }
 
+/** Where a bitmap change goes: an offline image (Strata's own daemon) or a node of a live connection. */
+export type BitmapTarget = { kind: 'image'; image: string } | { kind: 'connection'; connection: string; node: string };
+
+export type BitmapOpSpec =
+  | { op: 'add'; name: string; granularity?: number; persistent: boolean; disabled: boolean }
+  | { op: 'remove' | 'enable' | 'disable' | 'clear'; name: string }
+  /** a source's `where` is null (same node), a layer file, or a node name */
+  | { op: 'merge'; target: string; sources: { where: string | null; name: string }[] };
+
+export interface BitmapPlanInfo {
+  summary: string;
+  /** the exact QMP command that will be sent */
+  qmp: unknown;
+}
+
 /** Request channels: name -> [argument, result]. */
 export interface Channels {
   'app:info': [void, AppInfo];
@@ -243,6 +258,10 @@ export interface Channels {
   'job:verb': [{ connection: string; id: string; verb: JobVerbName }, void];
   'history:jobs': [{ limit?: number }, JobRecordInfo[]];
   'history:operations': [{ limit?: number }, OperationInfo[]];
+  /** what a change would send; changes nothing */
+  'bitmap:plan': [{ target: BitmapTarget; op: BitmapOpSpec }, BitmapPlanInfo];
+  /** runs a change the user confirmed; journaled before its first command */
+  'bitmap:apply': [{ target: BitmapTarget; op: BitmapOpSpec }, BitmapPlanInfo & { operation: number }];
 }
 
 /** Pushed events: name -> payload. */
@@ -293,6 +312,8 @@ export const CHANNELS = [
   'job:verb',
   'history:jobs',
   'history:operations',
+  'bitmap:plan',
+  'bitmap:apply',
 ] as const satisfies readonly Channel[];
 
 export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress'] as const satisfies readonly EventName[];

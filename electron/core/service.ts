@@ -16,6 +16,8 @@ import { JobStore } from './store/jobs.ts';
 import { Operations } from './store/operations.ts';
 import type { JobStartSpec, JobVerbName } from './contract.ts';
 import { JOB_VERBS } from './jobs/states.ts';
+import type { BitmapOpSpec, BitmapTarget } from './contract.ts';
+import { openTarget, planOn, runBitmapOp, runOnSession, type OpRequest } from './bitmaps/run.ts';
 
 export type Handlers = { [C in Channel]: (arg: ArgOf<C>) => Promise<ResultOf<C>> | ResultOf<C> };
 export type EventListener = <E extends EventName>(event: E, payload: Events[E]) => void;
@@ -108,6 +110,44 @@ export function createService(opts: ServiceOptions): Service {
     if (typeof v !== 'string' || !v || v.length > 256) bad(`${what}: expected an id`);
     return v;
   };
+  const needTarget = (v: unknown): BitmapTarget => {
+    const t = v as Record<string, unknown> | null;
+    if (t?.kind === 'image') return { kind: 'image', image: needPath(t.image, 'target.image') };
+    if (t?.kind === 'connection') {
+      if (typeof t.node !== 'string' || !t.node) bad('target.node: expected a node name');
+      return { kind: 'connection', connection: needId(t.connection, 'target.connection'), node: t.node };
+    }
+    return bad('target.kind: expected image or connection');
+  };
+  const needOp = (v: unknown): OpRequest => {
+    const o = v as BitmapOpSpec | null;
+    const name = (x: unknown, w: string) => (typeof x === 'string' && x.length > 0 && x.length < 1024 ? x : bad(`op.${w}: expected a bitmap name`));
+    switch (o?.op) {
+      case 'add':
+        return {
+          op: 'add',
+          name: name(o.name, 'name'),
+          persistent: o.persistent !== false,
+          disabled: o.disabled === true,
+          ...(o.granularity === undefined ? {} : { granularity: needInt(o.granularity, 'op.granularity', 512, 2 ** 31) }),
+        };
+      case 'remove':
+      case 'enable':
+      case 'disable':
+      case 'clear':
+        return { op: o.op, name: name(o.name, 'name') };
+      case 'merge':
+        if (!Array.isArray(o.sources) || o.sources.length === 0) bad('op.sources: expected at least one source');
+        return {
+          op: 'merge',
+          target: name(o.target, 'target'),
+          sources: o.sources.map((s, i) => ({ where: s?.where == null ? null : name(s.where, `sources[${i}].where`), name: name(s?.name, `sources[${i}].name`) })),
+        };
+      default:
+        return bad('op.op: expected add, remove, enable, disable, clear or merge');
+    }
+  };
+  const runtimeDir = path.join(opts.dataDir, 'run');
   const needSpec = (v: unknown): JobStartSpec => {
     const s = v as Record<string, unknown> | null;
     if (!s || (s.type !== 'block-stream' && s.type !== 'block-commit')) bad('spec.type: expected block-stream or block-commit');
@@ -185,6 +225,34 @@ export function createService(opts: ServiceOptions): Service {
     },
     'history:jobs': (a) => jobStore.list(a?.limit ?? 100),
     'history:operations': (a) => operations.list(a?.limit ?? 100).map(({ log: _log, plan: _plan, ...o }) => o),
+    'bitmap:plan': async (a) => {
+      const target = needTarget(a?.target);
+      const op = needOp(a?.op);
+      if (target.kind === 'connection') {
+        const s = connections.session(target.connection, target.node);
+        const plan = await planOn({ ...s, embedded: false, log: [], close: async () => {} }, op);
+        return { summary: plan.summary, qmp: plan.qmp };
+      }
+      const s = await openTarget({ kind: 'image', image: target.image }, { runtimeDir, readOnly: true });
+      try {
+        const plan = await planOn(s, op, { assumeWritable: true });
+        return { summary: plan.summary, qmp: plan.qmp };
+      } finally {
+        await s.close();
+      }
+    },
+    'bitmap:apply': async (a) => {
+      const target = needTarget(a?.target);
+      const op = needOp(a?.op);
+      const r =
+        target.kind === 'connection'
+          ? await (async () => {
+              const s = connections.session(target.connection, target.node);
+              return runOnSession(s, op, operations, s.label);
+            })()
+          : await runBitmapOp({ kind: 'image', image: target.image }, op, operations, runtimeDir);
+      return { summary: r.plan.summary, qmp: r.plan.qmp, operation: r.operationId };
+    },
   };
 
   return {

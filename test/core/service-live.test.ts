@@ -109,3 +109,25 @@ test('VM sockets: add one, scan a folder (non-QMP sockets and files skipped), re
   const missing = path.join(dir, 'nope.sock');
   await assert.rejects(call(service, 'connection:add-socket', { path: missing }), (e: any) => e.code === 'E_QMP_CONNECT' && e.message.startsWith(missing));
 });
+
+test('bitmap changes over the contract: plan shows the QMP and changes nothing; apply journals it', { timeout: 60000 }, async (t) => {
+  const { dir, service } = setup(t);
+  const { top } = buildSeed(dir);
+  const before = fs.readFileSync(top);
+  const plan = await call(service, 'bitmap:plan', { target: { kind: 'image', image: top }, op: { op: 'add', name: 'ui', persistent: true, disabled: false } });
+  assert.equal(plan.qmp.execute, 'transaction');
+  assert.match(plan.summary, /add persistent bitmap 'ui'/);
+  assert.deepEqual(fs.readFileSync(top), before);
+  const done = await call(service, 'bitmap:apply', { target: { kind: 'image', image: top }, op: { op: 'add', name: 'ui', persistent: true, disabled: false } });
+  assert.ok(done.operation > 0);
+  // On a live connection: the app's own QMP client is used (one client per monitor).
+  const conn = await call(service, 'connection:open-image', { image: top, readOnly: false });
+  const r = await call(service, 'bitmap:apply', { target: { kind: 'connection', connection: conn.id, node: 'strata-top' }, op: { op: 'disable', name: 'ui' } });
+  assert.match(r.summary, /disable bitmap 'ui'/);
+  const g = await call(service, 'connection:graph', { id: conn.id });
+  assert.equal(g.nodes.find((n: any) => n.name === 'strata-top').bitmaps.find((b: any) => b.name === 'ui').recording, false);
+  await assert.rejects(call(service, 'bitmap:apply', { target: { kind: 'connection', connection: conn.id, node: 'strata-top' }, op: { op: 'remove', name: 'nope' } }), (e: any) => e.code === 'E_BAD_INPUT');
+  const ops = await call(service, 'history:operations', {});
+  assert.deepEqual(ops.map((o: any) => [o.kind, o.state]), [['bitmap-disable', 'done'], ['bitmap-add', 'done']]);
+  await call(service, 'connection:close', { id: conn.id });
+});

@@ -69,6 +69,26 @@ export interface RunResult {
   operationId: number;
 }
 
+/**
+ * Plan, journal and run on a session someone else owns (a live connection of the app: QEMU serves
+ * one client per monitor, so the app's own client must be used). The QMP is logged here.
+ */
+export async function runOnSession(s: Pick<Session, 'qmp' | 'node'>, req: OpRequest, ops: Operations, label: string): Promise<RunResult> {
+  const plan = await planOn({ ...s, embedded: false, log: [], close: async () => {} }, req);
+  const log: OperationRecord['log'] = [{ dir: 'out', line: JSON.stringify(plan.qmp), at: new Date().toISOString() }];
+  const id = ops.begin(`bitmap-${req.op}`, label, plan.summary, plan.qmp);
+  try {
+    const reply = await s.qmp.execute('transaction', plan.qmp.arguments);
+    log.push({ dir: 'in', line: JSON.stringify({ return: reply }), at: new Date().toISOString() });
+    ops.finish(id, 'done', null, log);
+    return { plan, operationId: id };
+  } catch (e) {
+    log.push({ dir: 'in', line: (e as Error).message, at: new Date().toISOString() });
+    ops.finish(id, 'failed', (e as Error).message, log);
+    throw e;
+  }
+}
+
 /** Plan, journal, run as one transaction, and close the target (SIGTERM stores bitmaps). */
 export async function runBitmapOp(target: Target, req: OpRequest, ops: Operations, runtimeDir: string): Promise<RunResult> {
   if (target.kind === 'image') {

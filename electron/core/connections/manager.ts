@@ -190,6 +190,12 @@ export class ConnectionManager {
     this.changed();
   }
 
+  /** The live QMP client and its node, for a bitmap change on this connection. */
+  session(id: string, node: string): { qmp: QmpClient; node: string; label: string } {
+    const c = this.live(id);
+    return { qmp: c.qmp, node, label: c.info.label };
+  }
+
   graph(id: string) {
     return blockGraph(this.live(id).qmp);
   }
