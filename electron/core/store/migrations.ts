@@ -62,4 +62,31 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX job_events_job ON job_events(job);
     `,
   },
+  {
+    version: 4,
+    sql: `
+      -- Multi-step plans, journaled before their first step: what survives a crash of Strata.
+      CREATE TABLE plans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        target_json TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'done', 'rolled-back', 'failed')),
+        error TEXT,
+        resolution TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+      );
+      CREATE TABLE plan_steps (
+        plan INTEGER NOT NULL REFERENCES plans(id),
+        idx INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'undone', 'failed')),
+        note TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (plan, idx)
+      );
+    `,
+  },
 ];
