@@ -229,6 +229,19 @@ export interface BitmapPlanInfo {
   qmp: unknown;
 }
 
+export interface PlanInfo {
+  id: number;
+  kind: string;
+  summary: string;
+  state: 'running' | 'done' | 'rolled-back' | 'failed';
+  error: string | null;
+  /** what Strata did, in plain words (after a restart: whether it resumed or rolled back) */
+  resolution: string | null;
+  steps: { label: string; state: 'pending' | 'running' | 'done' | 'undone' | 'failed'; note: string | null }[];
+  createdAt: string;
+  finishedAt: string | null;
+}
+
 /** Request channels: name -> [argument, result]. */
 export interface Channels {
   'app:info': [void, AppInfo];
@@ -262,6 +275,9 @@ export interface Channels {
   'bitmap:plan': [{ target: BitmapTarget; op: BitmapOpSpec }, BitmapPlanInfo];
   /** runs a change the user confirmed; journaled before its first command */
   'bitmap:apply': [{ target: BitmapTarget; op: BitmapOpSpec }, BitmapPlanInfo & { operation: number }];
+  /** the seed's plan: disable the base's recording bitmaps, commit the top into it, re-enable them */
+  'plan:commit-with-bitmaps': [{ connection: string; device?: string }, PlanInfo];
+  'history:plans': [{ limit?: number }, PlanInfo[]];
 }
 
 /** Pushed events: name -> payload. */
@@ -274,6 +290,8 @@ export interface Events {
   'job:changed': JobInfo;
   /** a job's progress moved (at most ~10 a second per job) */
   'job:progress': JobInfo;
+  /** a plan started, advanced, finished, or was resumed / rolled back after a restart */
+  'plan:changed': PlanInfo;
 }
 
 export type Channel = keyof Channels;
@@ -314,9 +332,11 @@ export const CHANNELS = [
   'history:operations',
   'bitmap:plan',
   'bitmap:apply',
+  'plan:commit-with-bitmaps',
+  'history:plans',
 ] as const satisfies readonly Channel[];
 
-export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress'] as const satisfies readonly EventName[];
+export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress', 'plan:changed'] as const satisfies readonly EventName[];
 
 type Missing<T extends string, L extends readonly string[]> = Exclude<T, L[number]>;
 // Compile-time check: both lists are complete.

@@ -18,6 +18,8 @@ import type { JobStartSpec, JobVerbName } from './contract.ts';
 import { JOB_VERBS } from './jobs/states.ts';
 import type { BitmapOpSpec, BitmapTarget } from './contract.ts';
 import { openTarget, planOn, runBitmapOp, runOnSession, type OpRequest } from './bitmaps/run.ts';
+import { PlanStore } from './store/plans.ts';
+import { ServicePlans, planInfo } from './plans/service-plans.ts';
 
 export type Handlers = { [C in Channel]: (arg: ArgOf<C>) => Promise<ResultOf<C>> | ResultOf<C> };
 export type EventListener = <E extends EventName>(event: E, payload: Events[E]) => void;
@@ -148,6 +150,10 @@ export function createService(opts: ServiceOptions): Service {
     }
   };
   const runtimeDir = path.join(opts.dataDir, 'run');
+  const planStore = new PlanStore(db);
+  const plans = new ServicePlans(planStore, (p) => emit('plan:changed', p));
+  // Plans a crash left unfinished are finished now, in the background; plan:changed says how.
+  const recovered = plans.recoverAll().catch(() => []);
   const needSpec = (v: unknown): JobStartSpec => {
     const s = v as Record<string, unknown> | null;
     if (!s || (s.type !== 'block-stream' && s.type !== 'block-commit')) bad('spec.type: expected block-stream or block-commit');
@@ -225,6 +231,14 @@ export function createService(opts: ServiceOptions): Service {
     },
     'history:jobs': (a) => jobStore.list(a?.limit ?? 100),
     'history:operations': (a) => operations.list(a?.limit ?? 100).map(({ log: _log, plan: _plan, ...o }) => o),
+    'plan:commit-with-bitmaps': async (a) => {
+      const { qmp, target } = connections.planTarget(needId(a?.connection, 'connection'));
+      return plans.startCommitWithBitmaps(qmp, target, a?.device === undefined ? undefined : needId(a.device, 'device'));
+    },
+    'history:plans': async (a) => {
+      await recovered;
+      return planStore.list(a?.limit ?? 100).map(planInfo);
+    },
     'bitmap:plan': async (a) => {
       const target = needTarget(a?.target);
       const op = needOp(a?.op);
@@ -262,6 +276,7 @@ export function createService(opts: ServiceOptions): Service {
       return () => listeners.delete(l);
     },
     async close() {
+      await recovered;
       await connections.closeAll();
       listeners.clear();
       db.close();

@@ -8,6 +8,7 @@ import { useHistoryStore } from './stores/history';
 import { useWorkspaceStore } from './stores/workspace';
 import { useQemuConnectionsStore } from './stores/qemu-connections';
 import { useJobsStore } from './stores/jobs';
+import { usePlansStore } from './stores/plans';
 
 type Handlers = { [E in EventName]: (payload: Events[E]) => void };
 
@@ -18,6 +19,7 @@ export function startEventBridge(transport: Transport): () => void {
   const connection = useConnectionStore();
   const qemu = useQemuConnectionsStore();
   const jobs = useJobsStore();
+  const plans = usePlansStore();
 
   const handlers: Handlers = {
     'workspace:changed': (list) => {
@@ -33,6 +35,7 @@ export function startEventBridge(transport: Transport): () => void {
     'connection:changed': (list) => qemu.setList(list),
     'job:changed': (j) => jobs.onChanged(j),
     'job:progress': (j) => jobs.put(j),
+    'plan:changed': (p) => plans.put(p),
   };
 
   const offs = EVENTS.map((e) => transport.on(e, handlers[e] as (p: unknown) => void));
@@ -51,6 +54,7 @@ export function startEventBridge(transport: Transport): () => void {
         history.reloadLoaded();
         void qemu.load();
         void jobs.load();
+        void plans.load();
       }
       if (open) hadOpen = true;
       wasOpen = open;

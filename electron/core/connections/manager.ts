@@ -190,6 +190,12 @@ export class ConnectionManager {
     this.changed();
   }
 
+  /** The live QMP client of a connection, and what a plan journal needs to find it again. */
+  planTarget(id: string): { qmp: QmpClient; target: { socket: string; image: string | null; daemonPid: number | null } } {
+    const c = this.live(id);
+    return { qmp: c.qmp, target: { socket: c.info.socket, image: c.info.image, daemonPid: c.daemon ? (c.info.pid ?? null) : null } };
+  }
+
   /** The live QMP client and its node, for a bitmap change on this connection. */
   session(id: string, node: string): { qmp: QmpClient; node: string; label: string } {
     const c = this.live(id);

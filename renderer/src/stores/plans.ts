@@ -1,0 +1,42 @@
+// Multi-step plans (e.g. commit with the base's bitmaps disabled), kept current by plan:changed:
+// started from the UI, or finished by the core after a restart (resolution says how).
+import { defineStore } from 'pinia';
+import { computed, ref } from 'vue';
+import type { PlanInfo } from '../../../electron/core/contract';
+import { call } from '../api/client';
+import { ApiError } from '../api/api-error';
+
+export const usePlansStore = defineStore('plans', () => {
+  const plans = ref<Record<number, PlanInfo>>({});
+  const error = ref<ApiError | null>(null);
+  const list = computed(() => Object.values(plans.value).sort((a, b) => b.id - a.id));
+  /** plans the core finished after a restart, for a notice to the user */
+  const recovered = computed(() => list.value.filter((p) => p.resolution && /after a restart/.test(p.resolution)));
+
+  function put(p: PlanInfo): void {
+    plans.value = { ...plans.value, [p.id]: p };
+  }
+
+  async function load(): Promise<void> {
+    try {
+      for (const p of await call('history:plans', { limit: 100 })) put(p);
+      error.value = null;
+    } catch (e) {
+      error.value = ApiError.from(e);
+    }
+  }
+
+  async function commitWithBitmaps(connection: string, device?: string): Promise<PlanInfo | null> {
+    error.value = null;
+    try {
+      const p = await call('plan:commit-with-bitmaps', device ? { connection, device } : { connection });
+      put(p);
+      return p;
+    } catch (e) {
+      error.value = ApiError.from(e);
+      return null;
+    }
+  }
+
+  return { plans, error, list, recovered, put, load, commitWithBitmaps };
+});

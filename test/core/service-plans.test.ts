@@ -1,0 +1,96 @@
+// Plans through the service: started over the contract, and finished by the next start of the
+// core when a crash left them running.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { createService, type Service } from '../../electron/core/service.ts';
+import { dispatch } from '../../electron/core/dispatch.ts';
+import { openDb } from '../../electron/core/store/db.ts';
+import { PlanStore } from '../../electron/core/store/plans.ts';
+import { QmpClient } from '../../electron/core/qmp/client.ts';
+import { planCommitWithBitmaps } from '../../electron/core/plans/commit-with-bitmaps.ts';
+import { tempDir, qemuImg, qemuIo, run } from '../helpers/qemu.ts';
+import { startDaemon } from '../helpers/storage-daemon.ts';
+
+async function call(s: Service, channel: string, arg?: unknown): Promise<any> {
+  const r = await dispatch(s, channel, arg);
+  if (!r.ok) throw Object.assign(new Error(r.error.message), { code: r.error.code });
+  return r.result;
+}
+
+function chain(dir: string) {
+  const base = path.join(dir, 'base.qcow2');
+  const top = path.join(dir, 'top.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  qemuImg('bitmap', '--add', base, 'A');
+  qemuIo(base, ['write -P 1 0 1M']);
+  qemuImg('bitmap', '--add', base, 'B');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', top);
+  qemuIo(top, ['write -P 2 4M 1M']);
+  return { base, top };
+}
+
+const flags = (img: string) =>
+  Object.fromEntries((JSON.parse(run('qemu-img', ['info', '--output=json', img]))['format-specific'].data.bitmaps ?? []).map((b: any) => [b.name, b.flags]));
+
+test('commit with bitmaps from the contract: pushed plan states, bitmaps recording again at the end', { timeout: 60000 }, async (t) => {
+  const dir = tempDir(t);
+  const { base, top } = chain(dir);
+  const service = createService({ dataDir: path.join(dir, 'data'), mode: 'browser' });
+  const seen: any[] = [];
+  service.subscribe((e, p) => e === 'plan:changed' && seen.push(p));
+  const conn = await call(service, 'connection:open-image', { image: top, readOnly: false });
+  const plan = await call(service, 'plan:commit-with-bitmaps', { connection: conn.id });
+  assert.equal(plan.state, 'running');
+  assert.deepEqual(plan.steps.map((s: any) => s.label.split(' in ')[0].split(' (')[0]), ["disable 'A'", "disable 'B'", 'commit strata-top into its backing', "re-enable 'A'", "re-enable 'B'"]);
+  const deadline = Date.now() + 30000;
+  while (!seen.some((p) => p.id === plan.id && p.state !== 'running')) {
+    assert.ok(Date.now() < deadline, 'the plan finished');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(seen[seen.length - 1].state, 'done');
+  await service.close(); // stops the daemon with SIGTERM: bitmaps are stored
+  assert.deepEqual(flags(base), { A: ['auto'], B: ['auto'] });
+  qemuIo(base, ['read -P 2 4M 1M'], ['-r']); // the top's data is in the base
+});
+
+test('the next start finishes what a crash left: rolled back, and the user is told', { timeout: 60000 }, async (t) => {
+  const dir = tempDir(t);
+  const { base, top } = chain(dir);
+  const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=top,file.driver=file,file.filename=${top}`]);
+  const dataDir = path.join(dir, 'data');
+  // A previous core journaled the plan and disabled 'A', then died.
+  {
+    const store = new PlanStore(openDb(path.join(dataDir, 'strata.db')));
+    const qmp = await QmpClient.connect(d.socket);
+    const p = await planCommitWithBitmaps(qmp, { socket: d.socket, image: null, daemonPid: null }, 'top', 'j-crash');
+    const id = store.create(p);
+    await qmp.execute(p.steps[0].spec.kind === 'qmp' ? p.steps[0].spec.command.execute : '', (p.steps[0].spec as any).command.arguments);
+    store.step(id, 0, 'running');
+    await qmp.close();
+  }
+  const service = createService({ dataDir, mode: 'browser' });
+  t.after(() => service.close());
+  const plans = await call(service, 'history:plans', {});
+  assert.equal(plans[0].state, 'rolled-back');
+  assert.match(plans[0].resolution, /rolled back.*undid disable 'A'/);
+  assert.deepEqual(plans[0].steps.map((s: any) => s.state), ['undone', 'pending', 'pending', 'pending', 'pending']);
+  const q = await QmpClient.connect(d.socket);
+  const nodes = await q.execute<any[]>('query-named-block-nodes', { flat: true });
+  await q.close();
+  const bms = nodes.find((n) => n.file === base && n.drv === 'qcow2')['dirty-bitmaps'];
+  assert.ok(bms.every((b: any) => b.recording), JSON.stringify(bms));
+});
+
+test('a plan whose QEMU is gone is closed as failed, saying what to check', { timeout: 60000 }, async (t) => {
+  const dir = tempDir(t);
+  const dataDir = path.join(dir, 'data');
+  const store = new PlanStore(openDb(path.join(dataDir, 'strata.db')));
+  const gone = path.join(dir, 'gone.sock');
+  store.create({ kind: 'commit-with-bitmaps', summary: 's', target: { socket: gone, image: '/x/top.qcow2', daemonPid: null }, steps: [{ label: 'x', spec: { kind: 'qmp', command: { execute: 'query-version', arguments: {} }, undo: null, check: null } }] });
+  const service = createService({ dataDir, mode: 'browser' });
+  t.after(() => service.close());
+  const plans = await call(service, 'history:plans', {});
+  assert.equal(plans[0].state, 'failed');
+  assert.match(plans[0].resolution, new RegExp(`could not be reached at ${gone.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*check /x/top\\.qcow2`));
+});
