@@ -7,21 +7,10 @@ import type { QmpEvent } from '../qmp/protocol.ts';
 import { allowedVerbs, applyStatus, isFinished, isJobState, isVerbAllowed, VERB_COMMAND, type JobState, type JobVerb } from './states.ts';
 import type { JobStore } from '../store/jobs.ts';
 import { StrataError } from '../errors.ts';
+import type { JobInfo } from '../contract.ts';
 
-export interface JobView {
-  id: string;
-  type: string;
-  state: JobState;
-  verbs: JobVerb[];
-  current: number;
-  total: number;
-  /** bytes per second, smoothed; null until two samples */
-  rate: number | null;
-  etaSeconds: number | null;
-  error: string | null;
-  /** the row in the job history */
-  record: number | null;
-}
+/** A job as the engine knows it: the contract's JobInfo without the connection it belongs to. */
+export type JobView = Omit<JobInfo, 'connection'> & { state: JobState; verbs: JobVerb[] };
 
 interface Tracked extends JobView {
   history: { state: JobState; at: number }[];
