@@ -10,6 +10,10 @@ import { inspect } from '../../electron/core/inspect.ts';
 import { tempDir, qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 
+const isQmp = (e: { note: string | null }) => !!e.note && /^(->|<-) /.test(e.note);
+/** The states a job went through (QMP lines are kept in the same history, marked -> and <-). */
+const statesOf = (events: { state: string; note: string | null }[]) => events.filter((e) => !isQmp(e)).map((e) => e.state);
+
 const MiB = 1024 * 1024;
 
 /** base <- mid <- top, each with data of its own; a daemon with the top open read-write. */
@@ -45,7 +49,11 @@ test('block-stream: follows the lifecycle, dismiss only when concluded, history 
   assert.equal(c.engine.get(j.id)?.state, 'null');
   const rec = c.store.list()[0];
   assert.equal(rec.type, 'block-stream');
-  assert.deepEqual(rec.events.map((e) => e.state), ['undefined', 'created', 'running', 'waiting', 'pending', 'concluded', 'null']);
+  assert.deepEqual(statesOf(rec.events), ['undefined', 'created', 'running', 'waiting', 'pending', 'concluded', 'null']);
+  // The QMP exchanged is in the history too: the start with auto-dismiss off, and the dismiss.
+  const qmp = rec.events.filter(isQmp).map((e) => e.note!);
+  assert.match(qmp[0], /^-> \{"execute":"block-stream","arguments":\{"device":"top","job-id":"[^"]+","auto-dismiss":false\}\}$/);
+  assert.ok(qmp.some((l) => l.startsWith('-> {"execute":"job-dismiss"')));
   assert.ok(rec.finishedAt);
   // The top now holds everything: streaming pulled the backing data up.
   assert.equal(inspect(c.top).layers.length, 1);
@@ -71,7 +79,7 @@ test('intermediate commit finishes alone; active commit waits at ready for compl
   await c.engine.verb(active.id, 'complete');
   await c.engine.waitFor(active.id, (x) => x.state === 'concluded');
   await c.engine.verb(active.id, 'dismiss');
-  const states = c.store.list()[0].events.map((e) => e.state);
+  const states = statesOf(c.store.list()[0].events);
   assert.deepEqual(states, ['undefined', 'created', 'running', 'ready', 'waiting', 'pending', 'concluded', 'null']);
 });
 

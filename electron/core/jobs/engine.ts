@@ -71,8 +71,11 @@ export class JobEngine {
     const { type, ...args } = spec;
     const t = this.track(id, type);
     t.record = this.opts.store?.create(id, this.opts.connection, type, args, 'undefined') ?? null;
+    const command = { execute: type, arguments: { ...args, 'job-id': id, 'auto-dismiss': false } };
+    this.note(t, `-> ${JSON.stringify(command)}`);
     try {
-      await this.qmp.execute(type, { ...args, 'job-id': id, 'auto-dismiss': false });
+      await this.qmp.execute(command.execute, command.arguments);
+      this.note(t, '<- {"return": {}}');
     } catch (e) {
       this.jobs.delete(id);
       if (t.record !== null) {
@@ -93,7 +96,14 @@ export class JobEngine {
       throw new StrataError('E_BAD_INPUT', `job '${id}' is ${t.state}: ${verb} is allowed only when ${['ready', 'standby', 'pending', 'concluded'].filter((s) => isVerbAllowed(verb, s as JobState)).join(' or ') || 'running'}`);
     }
     const args = verb === 'set-speed' ? { device: id, ...extra } : { id, ...extra };
-    await this.qmp.execute(VERB_COMMAND[verb], args);
+    this.note(t, `-> ${JSON.stringify({ execute: VERB_COMMAND[verb], arguments: args })}`);
+    try {
+      await this.qmp.execute(VERB_COMMAND[verb], args);
+    } catch (e) {
+      this.note(t, `<- ${(e as Error).message}`);
+      throw e;
+    }
+    this.note(t, '<- {"return": {}}');
     if (verb === 'dismiss') {
       // job-dismiss moves the job to null synchronously; the event may follow, or not.
       this.setState(t, 'null', null);
@@ -157,6 +167,11 @@ export class JobEngine {
     this.offClose();
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /** A line in the job's history (the QMP exchanged, or what Strata noticed), at its current state. */
+  private note(t: Tracked, text: string): void {
+    if (t.record !== null) this.opts.store?.event(t.record, t.state, text);
   }
 
   private track(id: string, type: string): Tracked {
