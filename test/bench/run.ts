@@ -3,7 +3,10 @@
 // and compares medians. A MISS is printed, not fatal; the exit code is non-zero only on errors
 // (a tool failing, a fixture that cannot be built, or Strata and QEMU disagreeing on the answer).
 //
-//   npm run bench                      all four
+// 5 and 6 measure the live side (QMP round trips, events reaching the renderer's WebSocket); they
+// start their own qemu-storage-daemon and need no fixture.
+//
+//   npm run bench                      all six
 //   npm run bench -- --only=1,3        some of them
 //   npm run bench -- --runs=9          more runs per side (default 7, 15 for the fast 1 and 2; at least 5)
 import fs from 'node:fs';
@@ -15,12 +18,14 @@ import { forEachMapExtent, type MapExtent } from '../../electron/core/chain-map.
 import { totalBytes } from '../../electron/core/extents.ts';
 import { ensureChain, ensureBitmap, ensureAlloc, type Fixture } from './fixtures.ts';
 import { CACHE, ROOT, fmtMs, median, round, table, timedRun, toolVersion, waitGone } from './util.ts';
+import { newResult, type Result } from './result.ts';
+import { bench5, bench6 } from './live.ts';
 
 // ------------------------------------------------------------------------------------------ options
 
 const argv = process.argv.slice(2);
 const opt = (k: string) => argv.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3);
-const only = opt('only')?.split(',').map(Number) ?? [1, 2, 3, 4];
+const only = opt('only')?.split(',').map(Number) ?? [1, 2, 3, 4, 5, 6];
 const runsArg = Number(opt('runs') ?? 7);
 if (!Number.isInteger(runsArg)) throw new Error(`--runs must be a whole number, not '${opt('runs')}'`);
 const RUNS = Math.max(5, runsArg);
@@ -32,34 +37,15 @@ const SLOW_MS = 10_000;
 const MEMORY_LIMIT_MB = 200;
 /** Benchmarks 1 and 2 take milliseconds a run and sit near their targets: more runs steady the medians. */
 const FAST_RUNS = Math.max(RUNS, 15);
+/** Benchmark 5: interleaved blocks of QMP calls a side (a round trip is ~0.1-0.3 ms). */
+const QMP_BLOCKS = Math.max(10, RUNS * 3);
+const QMP_CALLS_PER_BLOCK = 100;
+/** Benchmark 6: a block-stream of this much data at this speed (~10 progress events a second). */
+const STREAM = { dataMiB: 48, speedMiB: 8 };
 
 const log = (s: string) => process.stdout.write(s + '\n');
 
 // ------------------------------------------------------------------------------------------ results
-
-type Status = 'PASS' | 'MISS' | 'ERROR';
-
-interface Result {
-  id: number;
-  name: string;
-  target: string;
-  status: Status;
-  strataMs: number | null;
-  qemuMs: number | null;
-  /** Strata time / QEMU time (< 1: Strata faster) */
-  ratio: number | null;
-  /** QEMU time / Strata time */
-  speedup: number | null;
-  strataRuns: number[];
-  qemuRuns: number[];
-  notes: string[];
-  extra: Record<string, unknown>;
-  error?: string;
-}
-
-function newResult(id: number, name: string, target: string): Result {
-  return { id, name, target, status: 'ERROR', strataMs: null, qemuMs: null, ratio: null, speedup: null, strataRuns: [], qemuRuns: [], notes: [], extra: {} };
-}
 
 function settle(r: Result, pass: boolean, problems: string[]): void {
   r.strataMs = median(r.strataRuns);
@@ -424,12 +410,12 @@ function bench4(fx: Fixture<import('./fixtures.ts').AllocMeta>): Result {
 
 // ------------------------------------------------------------------------------------------ main
 
-function main(): number {
+async function main(): Promise<number> {
   const started = performance.now();
   const tools: Record<string, string> = {};
   for (const t of ['qemu-img', 'qemu-io', 'qemu-nbd']) tools[t] = toolVersion(t);
   log(`Strata benchmarks — ${os.cpus().length} CPUs, node ${process.version}, ${tools['qemu-img']}`);
-  log(`medians of interleaved runs (${FAST_RUNS} for 1 and 2, ${RUNS} for 3 and 4) after one warm-up each`);
+  log(`medians of interleaved runs (${FAST_RUNS} for 1 and 2, ${RUNS} for 3 and 4) after one warm-up each; 5: ${QMP_BLOCKS} x ${QMP_CALLS_PER_BLOCK} calls a side`);
   const loadStart = os.loadavg();
   log(`load average ${loadStart.map((x) => x.toFixed(2)).join(' ')}${loadStart[0] > 0.5 ? ' (other work is running: timings are noisier)' : ''}\n`);
 
@@ -440,12 +426,12 @@ function main(): number {
   };
 
   const results: Result[] = [];
-  const guarded = (id: number, name: string, fn: () => Result) => {
+  const guarded = async (id: number, name: string, fn: () => Result | Promise<Result>) => {
     if (!only.includes(id)) return;
     log(`\n[${id}] ${name}`);
     let r: Result;
     try {
-      r = fn();
+      r = await fn();
     } catch (e) {
       r = newResult(id, name, '-');
       r.error = (e as Error).stack ?? String(e);
@@ -462,18 +448,20 @@ function main(): number {
     }
     return chain;
   };
-  guarded(1, 'inspect() in-process vs qemu-img info --backing-chain', () => bench1(getChain()));
-  guarded(2, 'strata inspect --json vs qemu-img info --backing-chain', () => bench2(getChain()));
-  guarded(3, '1 TiB bitmap contents vs qemu-nbd + qemu-img map', () => {
+  await guarded(1, 'inspect() in-process vs qemu-img info --backing-chain', () => bench1(getChain()));
+  await guarded(2, 'strata inspect --json vs qemu-img info --backing-chain', () => bench2(getChain()));
+  await guarded(3, '1 TiB bitmap contents vs qemu-nbd + qemu-img map', () => {
     const f = ensureBitmap(log);
     note('bitmap1t', f);
     return bench3(f);
   });
-  guarded(4, 'allocation map vs qemu-img map', () => {
+  await guarded(4, 'allocation map vs qemu-img map', () => {
     const f = ensureAlloc(log);
     note('allocmap', f);
     return bench4(f);
   });
+  await guarded(5, "QMP round trip: Strata's QmpClient vs a raw-socket client", () => bench5({ blocks: QMP_BLOCKS, callsPerBlock: QMP_CALLS_PER_BLOCK }));
+  await guarded(6, 'browser mode: job:progress event to the WebSocket client', () => bench6(STREAM));
 
   const rows = results.map((r) => [
     String(r.id),
@@ -485,7 +473,7 @@ function main(): number {
     r.target,
     r.status,
   ]);
-  log('\nSummary (ratio = Strata time / QEMU time; speed-up = QEMU / Strata)\n');
+  log('\nSummary (ratio = Strata time / QEMU time; speed-up = QEMU / Strata; 5: QmpClient vs raw socket; 6: event latency)\n');
   log(table(['#', 'Strata', 'QEMU', 'ratio', 'speed-up', 'runs S/Q', 'target', 'result'], rows));
   for (const r of results) log(`  ${r.id}: ${r.name}`);
   const totalS = (performance.now() - started) / 1000;
@@ -500,7 +488,8 @@ function main(): number {
     host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}` },
     loadAverage: { start: loadStart.map((x) => round(x)), end: loadEnd.map((x) => round(x)) },
     tools,
-    runsPerSide: { benchmarks1and2: FAST_RUNS, benchmarks3and4: RUNS },
+    runsPerSide: { benchmarks1and2: FAST_RUNS, benchmarks3and4: RUNS, benchmark5: { blocks: QMP_BLOCKS, callsPerBlock: QMP_CALLS_PER_BLOCK } },
+    stream6: STREAM,
     totalSeconds: round(totalS, 1),
     fixtures,
     results: results.map((r) => ({
@@ -524,18 +513,26 @@ function printOne(r: Result): void {
     log(`  ERROR: ${r.error}`);
     return;
   }
-  const fmtRuns = (xs: number[]) => xs.map((x) => fmtMs(x)).join(', ');
-  log(`  Strata ${fmtMs(r.strataMs!)}  (runs: ${fmtRuns(r.strataRuns)})`);
-  log(`  QEMU   ${fmtMs(r.qemuMs!)}  (runs: ${fmtRuns(r.qemuRuns)})`);
-  log(`  ratio ${r.ratio!.toFixed(3)}, speed-up ${r.speedup!.toFixed(2)}x — target: ${r.target} — ${r.status}`);
+  const fmtRuns = (xs: number[]) => (xs.length > 40 ? `${xs.length} samples` : xs.map((x) => fmtMs(x)).join(', '));
+  const a = r.labels?.strata ?? 'Strata';
+  const b = r.labels?.qemu ?? 'QEMU';
+  const w = Math.max(a.length, b.length);
+  log(`  ${a.padEnd(w)} ${fmtMs(r.strataMs!)}  (runs: ${fmtRuns(r.strataRuns)})`);
+  if (r.qemuMs !== null) {
+    log(`  ${b.padEnd(w)} ${fmtMs(r.qemuMs)}  (runs: ${fmtRuns(r.qemuRuns)})`);
+    log(`  ratio ${r.ratio!.toFixed(3)}, speed-up ${r.speedup!.toFixed(2)}x — target: ${r.target} — ${r.status}`);
+  } else log(`  target: ${r.target} — ${r.status}`);
   for (const n of r.notes) log(`  · ${n}`);
   if (r.error) log(`  ERROR: ${r.error}`);
 }
 
-try {
-  process.exitCode = main();
-} catch (e) {
-  process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
-  process.exitCode = 1;
-}
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+    process.exitCode = 1;
+  },
+);
 

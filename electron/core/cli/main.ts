@@ -2,14 +2,14 @@
 // the file), 1 only for a bug. JSON shapes are stable and documented in the README.
 import path from 'node:path';
 import { parseArgs } from './args.ts';
-import { humanBytes, table } from './format.ts';
+import { humanBytes, table, writeExtentsJson, writeExtentsText } from './format.ts';
 import { Out } from './output.ts';
 import { inspect } from '../inspect.ts';
 import { openChain, bitmapExtents, type Chain } from '../qcow2/chain.ts';
 import { bitmapFlags } from '../inspect.ts';
 import { ChainContents, since } from '../checkpoints.ts';
 import { forEachMapExtent } from '../chain-map.ts';
-import { totalBytes, type ExtentList } from '../extents.ts';
+import { totalBytes } from '../extents.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 
@@ -25,6 +25,8 @@ Usage: strata <command> [options]
 Commands:
   inspect IMAGE               the backing chain, every layer and every bitmap
   bitmap show IMAGE NAME      the areas one bitmap marks as changed
+  bitmap show NAME --socket PATH --node NODE
+                              the same, read live from a running QEMU (leaves nothing behind)
   since IMAGE CHECKPOINT      the areas changed since a checkpoint, across the chain
   map IMAGE                   which layer defines each area (like qemu-img map)
 
@@ -34,8 +36,11 @@ Commands:
   TARGET is an IMAGE (opened in Strata's own qemu-storage-daemon) or --socket PATH --node NODE
   (a running QEMU).
   history                     every change Strata made, with its plan and the QMP exchanged
+  jobs                        the block jobs Strata recorded
+  jobs --socket PATH          the jobs of a running QEMU now: state, progress, allowed verbs
 
-inspect, bitmap show, since and map read images only. Every command takes --json and --help.
+inspect, bitmap show, since, map and jobs change nothing (bitmap show --socket adds a temporary
+copy and export to that QEMU and removes them). Every command takes --json and --help.
 Exit status: 0 success, 2 bad input (the message names the file), 1 internal error.`,
   inspect: `Usage: strata inspect IMAGE [--json]
 
@@ -44,9 +49,17 @@ persistent dirty bitmap with its flags (auto = recording, in-use = inconsistent 
 running QEMU) and how many bytes it marks; then every checkpoint and whether
 "changes since" it can be known.`,
   'bitmap show': `Usage: strata bitmap show IMAGE NAME [--layer PATH] [--json]
+       strata bitmap show NAME --socket PATH --node NODE [--json]
 
 Lists the byte ranges of the virtual disk marked dirty in bitmap NAME. The layer is the
-topmost one holding NAME unless --layer names a layer of the chain.`,
+topmost one holding NAME unless --layer names a layer of the chain.
+
+With --socket, reads bitmap NAME of block node NODE in a running QEMU (QMP socket PATH): a
+disabled transient copy is exported read-only over a private NBD socket (in $STRATA_HOME/run),
+read, and removed again with the export and the NBD server. Refused: an inconsistent bitmap, a
+busy one, and a QEMU that already runs an NBD server (QEMU allows one and cannot say where it
+listens). QEMU serves one client per monitor: close other clients of PATH first. The --json
+shape is the offline one; "layer" is the node's file.`,
   since: `Usage: strata since IMAGE CHECKPOINT [--json]
 
 Lists the byte ranges changed since CHECKPOINT: the union across all layers of the
@@ -60,23 +73,6 @@ whether it reads as data or as zeroes; the meaning of qemu-img map --output=json
 
 function usage(cmd: string): never {
   throw new StrataError('E_BAD_INPUT', `wrong arguments; see strata ${cmd} --help`);
-}
-
-function writeExtentsJson(out: Out, l: ExtentList): void {
-  out.write('[');
-  for (let i = 0; i < l.count; i++) {
-    out.write(`${i ? ',' : ''}\n    {"start": ${l.starts[i]}, "length": ${l.ends[i] - l.starts[i]}}`);
-  }
-  out.write(l.count ? '\n  ]' : ']');
-}
-
-function writeExtentsText(out: Out, l: ExtentList): void {
-  out.write(`${'start'.padStart(16)}  ${'length'.padStart(16)}  end\n`);
-  for (let i = 0; i < l.count; i++) {
-    const s = l.starts[i];
-    const e = l.ends[i];
-    out.write(`${String(s).padStart(16)}  ${String(e - s).padStart(16)}  ${e}\n`);
-  }
 }
 
 function cmdInspect(argv: string[], out: Out): void {
@@ -128,9 +124,12 @@ function cmdInspect(argv: string[], out: Out): void {
   }
 }
 
-function cmdBitmapShow(argv: string[], out: Out): void {
-  const a = parseArgs(argv, { options: ['layer'] });
+async function cmdBitmapShow(argv: string[], out: Out): Promise<void> {
+  const a = parseArgs(argv, { options: ['layer', 'socket', 'node'] });
   if (a.flags.has('help')) return out.write(HELP['bitmap show'] + '\n');
+  // The live form needs sockets: loaded only when asked for.
+  if (a.options.has('socket')) return (await import('./bitmap-live.ts')).cmdBitmapShowLive(a, out);
+  if (a.options.has('node')) throw new StrataError('E_BAD_INPUT', '--node needs --socket PATH (a running QEMU); for an offline image use --layer');
   if (a.positionals.length !== 2) usage('bitmap show');
   const [image, name] = a.positionals;
   withChain(image, (chain) => {
@@ -227,9 +226,10 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'since') cmdSince(rest, out);
     else if (cmd === 'map') cmdMap(rest, out);
     else if (cmd === 'history') (await import('./history.ts')).cmdHistory(rest, out);
+    else if (cmd === 'jobs') await (await import('./jobs.ts')).cmdJobs(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
-      if (sub === 'show') cmdBitmapShow(more, out);
+      if (sub === 'show') await cmdBitmapShow(more, out);
       else if (sub !== undefined && CHANGE_COMMANDS.includes(sub)) {
         const m = await import('./bitmap-change.ts');
         await m.cmdBitmapChange(sub as keyof typeof m.BITMAP_CHANGE_HELP, more, out);

@@ -1,0 +1,250 @@
+// A bitmap's contents read from a running QEMU, leaving nothing behind.
+//
+//   1. query-named-block-nodes: the node and the bitmap exist; an inconsistent bitmap is refused
+//      (its bits cannot be trusted) and a busy one too (QEMU would refuse to read it).
+//   2. One `transaction`: a transient, disabled copy (same granularity) + a merge of the bitmap
+//      into it. A read-only export cannot carry an enabled (recording) bitmap, and exporting a
+//      copy never makes the user's own bitmap busy; the copy is also a point-in-time snapshot.
+//   3. nbd-server-start on a private UNIX socket (QEMU has at most one NBD server), a read-only
+//      block-export-add carrying the copy, NBD block status on qemu:dirty-bitmap:COPY.
+//   4. finally, in reverse: block-export-del (hard: the export and the socket are ours) and wait
+//      for BLOCK_EXPORT_DELETED (the export keeps the copy busy until it is really gone),
+//      block-dirty-bitmap-remove of the copy, nbd-server-stop, remove the private folder.
+//
+// An NBD server that is already running is not used: QEMU 7.2 cannot say where it listens
+// (there is no query for it), and stopping or re-addressing someone else's server (libvirt's
+// backup, a migration) would break them. So that case is refused with NbdServerRunningError.
+// Temporary names start with `strata-show-` so a leftover (a killed Strata) is recognisable.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { QmpClient } from '../qmp/client.ts';
+import { QmpExecuteError } from '../qmp/errors.ts';
+import { NbdClient } from '../nbd/client.ts';
+import { ExtentBuilder, type ExtentList } from '../extents.ts';
+import { StrataError } from '../errors.ts';
+
+export const TEMP_PREFIX = 'strata-show-';
+
+/** QEMU already runs an NBD server (someone else's); Strata will neither reuse nor stop it. */
+export class NbdServerRunningError extends StrataError {
+  readonly socket: string;
+  constructor(socket: string) {
+    super(
+      'E_UNSUPPORTED',
+      `${socket}: this QEMU already runs an NBD server (a backup, a migration or another tool started it); QEMU allows only one and ` +
+        'cannot tell where it listens, so Strata does not touch it: read the bitmap when that server has been stopped',
+      { file: socket },
+    );
+    this.name = 'NbdServerRunningError';
+    this.socket = socket;
+  }
+}
+
+export interface LiveBitmapContents {
+  node: string;
+  /** the node's file name (what the offline reader calls the layer) */
+  file: string;
+  name: string;
+  granularity: number;
+  recording: boolean;
+  persistent: boolean;
+  /** the exported node's size in bytes */
+  virtualSize: number;
+  extents: ExtentList;
+}
+
+export interface LiveReadOptions {
+  /** a folder of Strata's own; the private NBD socket goes in a fresh folder under it */
+  runtimeDir: string;
+  /** how the QMP socket is named in messages (defaults to the client's path) */
+  where?: string;
+  /** aborting stops the read and still cleans up */
+  signal?: AbortSignal;
+  /** every QMP step with its time, for tests and the benchmark */
+  trace?: (step: string, ms: number) => void;
+  /** ms to wait for BLOCK_EXPORT_DELETED */
+  exportGoneTimeoutMs?: number;
+}
+
+// sun_path is 108 bytes on Linux, including the terminating NUL.
+const MAX_SOCKET_PATH = 107;
+
+function privateSocketDir(runtimeDir: string): { dir: string; socket: string } {
+  fs.mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
+  let dir = fs.mkdtempSync(path.join(runtimeDir, 'nbd-'));
+  if (Buffer.byteLength(path.join(dir, 'nbd.sock')) > MAX_SOCKET_PATH) {
+    // A deep data dir: a UNIX socket path that long cannot be bound. The system temp dir instead.
+    fs.rmSync(dir, { recursive: true, force: true });
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-nbd-'));
+  }
+  fs.chmodSync(dir, 0o700);
+  return { dir, socket: path.join(dir, 'nbd.sock') };
+}
+
+function uniqueName(): string {
+  return `${TEMP_PREFIX}${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Prefix a QMP error with the file it is about (the CLI prints one line naming the file). */
+function about(file: string, e: unknown): unknown {
+  if (e instanceof QmpExecuteError) return new StrataError('E_QMP_EXECUTE', `${file}: ${e.message}`, { file, cause: e });
+  return e;
+}
+
+export async function readLiveBitmap(qmp: QmpClient, node: string, name: string, opts: LiveReadOptions): Promise<LiveBitmapContents> {
+  const where = opts.where ?? qmp.path;
+  const trace = opts.trace ?? (() => {});
+  let t = performance.now();
+  const step = (s: string) => {
+    const now = performance.now();
+    trace(s, now - t);
+    t = now;
+  };
+  const checkAbort = () => {
+    if (opts.signal?.aborted) throw new StrataError('E_QMP_INTERRUPTED', `${where}: reading bitmap '${name}' was interrupted`, { file: where });
+  };
+
+  // 1. what is there
+  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const n = nodes.find((x) => x['node-name'] === node);
+  if (!n) {
+    const named = nodes.filter((x) => !String(x['node-name']).startsWith('#')).map((x) => `${x['node-name']} (${x.file})`);
+    throw new StrataError('E_BAD_INPUT', `${where}: no block node named '${node}' (named nodes: ${named.join(', ') || 'none'})`, { file: where });
+  }
+  const file: string = n.file;
+  const bitmaps: any[] = n['dirty-bitmaps'] ?? [];
+  const bm = bitmaps.find((b) => b.name === name);
+  if (!bm) {
+    const names = bitmaps.map((b) => b.name).filter((x) => typeof x === 'string' && !x.startsWith(TEMP_PREFIX));
+    throw new StrataError('E_NO_BITMAP', `${file}: no bitmap named '${name}' on node '${node}' (it has: ${names.join(', ') || 'none'})`, { file });
+  }
+  if (bm.inconsistent === true) {
+    throw new StrataError(
+      'E_CHECKPOINT_UNKNOWN',
+      `${file}: bitmap '${name}' is inconsistent (it was in-use on disk when QEMU opened the image: its last writer did not store it, e.g. after a crash); ` +
+        'its contents cannot be trusted: remove it and start a new checkpoint',
+      { file },
+    );
+  }
+  if (bm.busy === true) {
+    throw new StrataError('E_BAD_INPUT', `${file}: bitmap '${name}' is busy (an export or a job is using it); QEMU will not copy it until that ends`, { file });
+  }
+  const granularity: number = bm.granularity;
+  const virtualSize: number = n.image?.['virtual-size'] ?? 0;
+  step('query-named-block-nodes');
+  checkAbort();
+
+  // 2. a disabled transient copy, atomically
+  const copy = uniqueName();
+  try {
+    await qmp.execute('transaction', {
+      actions: [
+        { type: 'block-dirty-bitmap-add', data: { node, name: copy, granularity, persistent: false, disabled: true } },
+        { type: 'block-dirty-bitmap-merge', data: { node, target: copy, bitmaps: [name] } },
+      ],
+    });
+  } catch (e) {
+    throw about(file, e);
+  }
+  step('transaction (add copy + merge)');
+
+  const left: string[] = [];
+  let primary: unknown = null;
+  let result: LiveBitmapContents | null = null;
+  let sock: { dir: string; socket: string } | null = null;
+  let serverStarted = false;
+  let exportAdded = false;
+  let nbd: NbdClient | null = null;
+  let nbdClosing: Promise<void> | null = null;
+  // Closing the connection makes a pending block status fail at once; then the cleanup runs.
+  const closeNbd = () => (nbd ? (nbdClosing ??= nbd.close().catch(() => {})) : Promise.resolve());
+  const onAbort = () => void closeNbd();
+  opts.signal?.addEventListener('abort', onAbort);
+  try {
+    checkAbort();
+    // 3. our own NBD server, a read-only export of the copy, block status
+    sock = privateSocketDir(opts.runtimeDir);
+    try {
+      await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: sock.socket } } });
+    } catch (e) {
+      if (e instanceof QmpExecuteError && /already running/i.test(e.desc)) throw new NbdServerRunningError(where);
+      if (e instanceof QmpExecuteError && /denied|permission/i.test(e.desc)) {
+        throw new StrataError('E_QMP_EXECUTE', `${where}: QEMU cannot create a socket in ${sock.dir} (${e.desc}); is it running as another user?`, { file: where, cause: e });
+      }
+      throw about(file, e);
+    }
+    serverStarted = true;
+    step('nbd-server-start');
+    checkAbort();
+    try {
+      await qmp.execute('block-export-add', { type: 'nbd', id: copy, 'node-name': node, name: copy, writable: false, bitmaps: [copy] });
+    } catch (e) {
+      throw about(file, e);
+    }
+    exportAdded = true;
+    step('block-export-add');
+    checkAbort();
+    const context = `qemu:dirty-bitmap:${copy}`;
+    nbd = await NbdClient.open(sock.socket, copy, [context]);
+    step('NBD handshake');
+    checkAbort();
+    const b = new ExtentBuilder();
+    await nbd.blockStatus(context, (off, len, flags) => {
+      if (flags & 1) b.push(off, off + len);
+    });
+    checkAbort();
+    step('NBD block status');
+    result = {
+      node,
+      file,
+      name,
+      granularity,
+      recording: bm.recording === true,
+      persistent: bm.persistent === true,
+      virtualSize: nbd.export?.size ?? virtualSize,
+      extents: b.finish(),
+    };
+  } catch (e) {
+    primary = opts.signal?.aborted ? new StrataError('E_QMP_INTERRUPTED', `${where}: reading bitmap '${name}' was interrupted`, { file: where }) : e;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    // 4. undo, in reverse; every step is tried even if an earlier one failed
+    await closeNbd();
+    if (exportAdded) {
+      const gone = qmp.waitEvent((ev) => ev.event === 'BLOCK_EXPORT_DELETED' && (ev.data as { id?: string } | undefined)?.id === copy, opts.exportGoneTimeoutMs ?? 10000);
+      gone.catch(() => {}); // observed below; never an unhandled rejection if the del fails
+      try {
+        await qmp.execute('block-export-del', { id: copy, mode: 'hard' });
+        await gone;
+        step('block-export-del + BLOCK_EXPORT_DELETED');
+      } catch (e) {
+        left.push(`export '${copy}' (${(e as Error).message})`);
+      }
+    }
+    try {
+      await qmp.execute('block-dirty-bitmap-remove', { node, name: copy });
+      step('block-dirty-bitmap-remove');
+    } catch (e) {
+      left.push(`transient bitmap '${copy}' on node '${node}' (${(e as Error).message})`);
+    }
+    if (serverStarted) {
+      try {
+        await qmp.execute('nbd-server-stop');
+        step('nbd-server-stop');
+      } catch (e) {
+        left.push(`the NBD server on ${sock?.socket} (${(e as Error).message})`);
+      }
+    }
+    if (sock) fs.rmSync(sock.dir, { recursive: true, force: true });
+  }
+  if (primary && left.length) {
+    const code = primary instanceof StrataError ? primary.code : 'E_INTERNAL';
+    throw new StrataError(code, `${(primary as Error).message}; cleaning up also failed, left behind: ${left.join('; ')}`, { file: where, cause: primary });
+  }
+  if (primary) throw primary;
+  if (left.length) {
+    throw new StrataError('E_QMP_EXECUTE', `${where}: the bitmap was read, but cleaning up failed; left behind: ${left.join('; ')}`, { file: where });
+  }
+  return result!;
+}
