@@ -14,6 +14,7 @@ export type StrataErrorCode =
   | 'E_NO_LAYER'
   | 'E_CHECKPOINT_UNKNOWN' // the answer cannot be known (inconsistent bitmap, gap, ...)
   | 'E_BAD_INPUT' // bad argument from a user or a client
+  | 'E_BUSY' // not now: something in QEMU must finish first
   | 'E_TOOL' // an external QEMU tool failed
   | 'E_QMP_CONNECT' // the monitor socket could not be reached
   | 'E_QMP_NEGOTIATION' // greeting or qmp_capabilities failed

@@ -32,8 +32,21 @@ export function startEventBridge(transport: Transport): () => void {
       chains.onScanned(rec);
     },
     'demo:progress': (p) => workspace.setDemoProgress(p),
-    'connection:changed': (list) => qemu.setList(list),
-    'job:changed': (j) => jobs.onChanged(j),
+    'connection:changed': (list) => {
+      qemu.setList(list);
+      jobs.pruneConnections(list.map((c) => c.id));
+    },
+    'job:changed': (j) => {
+      jobs.onChanged(j);
+      // A finished stream or commit changed the chain: re-read what shows it. (A concluded stream's
+      // graph waits for its dismissal: see graphHazard.)
+      const shown = !!qemu.graphs[j.connection] || qemu.selectedId === j.connection;
+      if (shown && (j.state === 'null' || j.state === 'concluded')) void qemu.loadGraph(j.connection);
+      if (j.state === 'concluded' && !j.error) {
+        const image = qemu.byId[j.connection]?.image;
+        if (image && chains.reports[image]) void chains.inspect(image);
+      }
+    },
     'job:progress': (j) => jobs.put(j),
     'plan:changed': (p) => plans.put(p),
   };
@@ -52,8 +65,11 @@ export function startEventBridge(transport: Transport): () => void {
         void workspace.load();
         if (workspace.selectedPath) void chains.inspect(workspace.selectedPath);
         history.reloadLoaded();
-        void qemu.load();
+        void qemu.load().then(() => {
+          if (qemu.selectedId && qemu.byId[qemu.selectedId]?.state === 'connected') void qemu.loadGraph(qemu.selectedId);
+        });
         void jobs.load();
+        if (jobs.historyLoaded) void jobs.loadHistory();
         void plans.load();
       }
       if (open) hadOpen = true;

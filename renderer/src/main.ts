@@ -6,6 +6,8 @@ import { getTransport } from './api/client';
 import { startEventBridge } from './event-bridge';
 import { useConnectionStore } from './stores/connection';
 import { useWorkspaceStore } from './stores/workspace';
+import { useQemuConnectionsStore } from './stores/qemu-connections';
+import { useJobsStore } from './stores/jobs';
 import './styles/app.css';
 
 const app = createApp(App);
@@ -15,5 +17,7 @@ startEventBridge(getTransport());
 // Requests made before the WebSocket opens wait in its queue, so these need no ordering.
 void useConnectionStore().loadAppInfo();
 void useWorkspaceStore().load();
+void useQemuConnectionsStore().load();
+void useJobsStore().load();
 
 app.mount('#app');

@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { QmpClient } from '../qmp/client.ts';
+import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import { QmpExecuteError } from '../qmp/errors.ts';
 import { NbdClient } from '../nbd/client.ts';
 import { ExtentBuilder, type ExtentList } from '../extents.ts';
@@ -106,7 +107,7 @@ export async function readLiveBitmap(qmp: QmpClient, node: string, name: string,
   };
 
   // 1. what is there
-  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const nodes = await queryNamedNodes(qmp, where);
   const n = nodes.find((x) => x['node-name'] === node);
   if (!n) {
     const named = nodes.filter((x) => !String(x['node-name']).startsWith('#')).map((x) => `${x['node-name']} (${x.file})`);

@@ -2,6 +2,7 @@
 // node of a running QEMU through its QMP socket. Journaled before the first command.
 import path from 'node:path';
 import { QmpClient } from '../qmp/client.ts';
+import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
 import { nodeStates, planBitmapOp, type BitmapOp, type BitmapPlan, type NodeState, type SourceRef } from './plan.ts';
 import type { Operations, OperationRecord } from '../store/operations.ts';
@@ -55,7 +56,7 @@ export async function openTarget(target: Target, opts: { runtimeDir: string; rea
 }
 
 export async function planOn(s: Session, req: OpRequest, opts: { assumeWritable?: boolean } = {}): Promise<BitmapPlan> {
-  const all = nodeStates(await s.qmp.execute<any[]>('query-named-block-nodes', { flat: true }));
+  const all = nodeStates(await queryNamedNodes(s.qmp));
   const self = all.find((n) => n.node === s.node);
   if (!self) throw new StrataError('E_BAD_INPUT', `no block node named '${s.node}' (nodes: ${all.map((n) => n.node).join(', ')})`);
   // A dry run on an offline image looks through a read-only daemon; the real run opens it read-write.

@@ -1,11 +1,12 @@
 // The block graph of one QEMU: nodes from query-named-block-nodes {flat: true} (with flat, the
 // backing depth fields are always 0), edges from x-debug-query-block-graph.
 import type { QmpClient } from '../qmp/client.ts';
+import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import type { BlockGraph, BlockNodeInfo } from '../contract.ts';
 
 export async function blockGraph(qmp: QmpClient): Promise<BlockGraph> {
   const [nodes, graph] = await Promise.all([
-    qmp.execute<any[]>('query-named-block-nodes', { flat: true }),
+    queryNamedNodes(qmp),
     qmp.execute<{ nodes: { id: number; name: string; type: string }[]; edges: { parent: number; child: number; name: string }[] }>('x-debug-query-block-graph'),
   ]);
   const byId = new Map(graph.nodes.map((n) => [n.id, n.name]));

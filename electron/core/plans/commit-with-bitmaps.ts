@@ -2,11 +2,12 @@
 // re-enable them. Disabling first keeps each base bitmap exactly as it was (no over-approximation
 // from the commit's writes); the list of disabled bitmaps lives in the journal, so it outlives a crash.
 import type { QmpClient } from '../qmp/client.ts';
+import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import type { NewPlan, PlanTarget } from './types.ts';
 import { StrataError } from '../errors.ts';
 
 export async function planCommitWithBitmaps(qmp: QmpClient, target: PlanTarget, device: string, jobId: string, opts: { speed?: number } = {}): Promise<NewPlan> {
-  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const nodes = await queryNamedNodes(qmp);
   const edges = (await qmp.execute<any>('x-debug-query-block-graph')) as { nodes: { id: number; name: string }[]; edges: { parent: number; child: number; name: string }[] };
   const idOf = new Map(edges.nodes.map((n) => [n.name, n.id]));
   const nameOf = new Map(edges.nodes.map((n) => [n.id, n.name]));

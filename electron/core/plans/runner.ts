@@ -4,6 +4,7 @@
 // is rolled back; once it has, or while its job still runs, the plan is resumed.
 import type { QmpClient } from '../qmp/client.ts';
 import { JobEngine } from '../jobs/engine.ts';
+import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import type { PlanStore } from '../store/plans.ts';
 import type { Plan, PlanStep, QmpCall, StepCheck } from './types.ts';
 import { StrataError } from '../errors.ts';
@@ -38,7 +39,7 @@ async function send(qmp: QmpClient, c: QmpCall): Promise<void> {
 /** Does QEMU show the step's effect? null when the step has no check. */
 async function checkEffect(qmp: QmpClient, check: StepCheck | null): Promise<boolean | null> {
   if (!check) return null;
-  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const nodes = await queryNamedNodes(qmp);
   const node = nodes.find((n) => n['node-name'] === check.bitmap.node);
   const bm = node?.['dirty-bitmaps']?.find((b: any) => b.name === check.bitmap.name);
   if (check.bitmap.present !== undefined && !!bm !== check.bitmap.present) return false;

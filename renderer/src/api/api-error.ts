@@ -35,6 +35,13 @@ const TITLES: Record<string, string> = {
   E_TOOL: 'A QEMU tool failed',
   E_INTERNAL: 'Unexpected error',
   E_DISCONNECTED: 'Not connected to the Strata core',
+  E_QMP_CONNECT: 'Cannot reach the QMP socket',
+  E_QMP_NEGOTIATION: 'Not a QMP monitor',
+  E_QMP_EXECUTE: 'QEMU refused the command',
+  E_QMP_INTERRUPTED: 'The connection to QEMU ended',
+  E_QMP_STATE: 'Not connected to this QEMU',
+  E_QMP_PROTOCOL: 'QEMU answered something unexpected',
+  E_QMP_TIMEOUT: 'QEMU did not answer in time',
 };
 
 export function errorTitle(code: string): string {

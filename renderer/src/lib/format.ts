@@ -69,3 +69,30 @@ export function formatAgo(iso: string, now = Date.now()): string {
 export function formatOffset(n: number): string {
   return n === 0 ? '0' : formatBytes(n);
 }
+
+/** "850 ms", "12 s", "3 min 20 s", "2 h 5 min". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '—';
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds < 10 ? (Math.round(seconds * 10) / 10).toString() : Math.round(seconds)} s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) {
+    const s = Math.round(seconds - m * 60);
+    return s ? `${m} min ${s} s` : `${m} min`;
+  }
+  const h = Math.floor(m / 60);
+  return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+}
+
+/** Bytes per second as MiB/s (what people type as a speed limit). */
+export function formatRate(bytesPerSecond: number | null | undefined): string {
+  if (bytesPerSecond === null || bytesPerSecond === undefined || !Number.isFinite(bytesPerSecond)) return '—';
+  const mib = bytesPerSecond / (1024 * 1024);
+  return `${mib >= 100 ? Math.round(mib) : mib >= 10 ? mib.toFixed(1) : mib.toFixed(2)} MiB/s`;
+}
+
+/** HH:MM:SS.mmm, for a job's state changes that come fractions of a second apart. */
+const timeMsFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3 });
+export function formatTimeMs(iso: string): string {
+  return timeMsFmt.format(new Date(iso));
+}

@@ -1,0 +1,22 @@
+// query-named-block-nodes, guarded. QEMU 7.2 crashes (SIGSEGV) when asked for its named block
+// nodes while a block-stream job has finished (waiting, pending, aborting or concluded) but is not
+// yet dismissed: the node the stream removed is still referenced. Measured on Debian's 7.2 daemon.
+// query-jobs is safe, so it is asked first; the window between the two commands stays, but QEMU
+// runs both in its main loop, one after the other.
+import type { QmpClient } from './client.ts';
+import { StrataError } from '../errors.ts';
+
+const FINISHED = new Set(['waiting', 'pending', 'aborting', 'concluded']);
+
+export async function queryNamedNodes(qmp: QmpClient, where = qmp.path): Promise<any[]> {
+  const jobs = await qmp.execute<{ id: string; type: string; status: string }[]>('query-jobs');
+  const held = jobs.find((j) => j.type === 'stream' && FINISHED.has(j.status));
+  if (held) {
+    throw new StrataError(
+      'E_BUSY',
+      `${where}: the block-stream job '${held.id}' has finished (${held.status}) and waits to be dismissed; QEMU 7.2 crashes if asked for its block nodes until then: dismiss the job first`,
+      { file: where },
+    );
+  }
+  return qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+}

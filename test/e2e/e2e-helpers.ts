@@ -1,0 +1,88 @@
+// Shared by the e2e files written after inspect.e2e.test.ts (which keeps its own copies): a fresh
+// core with its own data folder, its browser-mode server, and Debian's Chromium on it, collecting
+// console errors and CSP violations.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createService, type Service } from '../../electron/core/service.ts';
+import { startBrowserServer, type BrowserServer } from '../../electron/core/server/browser-server.ts';
+
+export const root = path.resolve(import.meta.dirname, '../..');
+export const staticDir = path.join(root, 'dist/renderer');
+export const shots = path.join(root, 'test-output/screenshots');
+
+/** Rebuild the renderer when its bundle is missing or older than any source file. */
+export function ensureRendererBuilt(): void {
+  const newest = (dir: string): number =>
+    fs.readdirSync(dir, { withFileTypes: true }).reduce((m, d) => {
+      const p = path.join(dir, d.name);
+      return Math.max(m, d.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
+    }, 0);
+  const index = path.join(staticDir, 'index.html');
+  const src = Math.max(newest(path.join(root, 'renderer')), fs.statSync(path.join(root, 'electron/core/contract.ts')).mtimeMs);
+  if (fs.existsSync(index) && fs.statSync(index).mtimeMs >= src) return;
+  execFileSync(process.execPath, [path.join(root, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'renderer/vite.config.ts', '--logLevel', 'warn'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+}
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+export interface App {
+  page: Page;
+  service: Service;
+  server: BrowserServer;
+  dataDir: string;
+  /** console errors, page errors and CSP violations seen so far */
+  problems: string[];
+  shot(name: string): Promise<void>;
+}
+
+/** A fresh core (own data folder under `tmpRoot`), its browser-mode server, and a page showing it. */
+export async function openApp(t: TestContext, browser: Browser, tmpRoot: string, name: string): Promise<App> {
+  const dataDir = fs.mkdtempSync(path.join(tmpRoot, `${name}-`));
+  const service = createService({ dataDir, mode: 'browser' });
+  const server = await startBrowserServer({ service, staticDir });
+  // Reduced motion: the app then draws without transitions, so screenshots never catch a dialog mid-fade.
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1, reducedMotion: 'reduce' });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  // Injected by the driver, not the page, so the CSP does not apply to it: reports every violation.
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error' || /Content Security Policy|Refused to/i.test(m.text())) problems.push(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  t.after(async () => {
+    await context.close();
+    await server.close();
+    // Stops every qemu-storage-daemon this core started.
+    await service.close();
+  });
+  await page.goto(server.url);
+  return {
+    page,
+    service,
+    server,
+    dataDir,
+    problems,
+    shot: async (n) => {
+      await page.screenshot({ path: path.join(shots, `${n}.png`) });
+    },
+  };
+}
+
+export async function addImage(page: Page, p: string): Promise<void> {
+  await page.getByTestId('add-image-path').fill(p);
+  await page.getByTestId('add-image-submit').click();
+}
