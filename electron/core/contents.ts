@@ -55,8 +55,32 @@ export function resolveSource(src: ContentSource): Resolved {
         chain.close();
       }
     }
+    case 'live-bitmap':
+      throw new StrataError('E_BAD_INPUT', 'live bitmaps are read through the connection (LiveContents), not from files');
     default:
       throw new StrataError('E_BAD_INPUT', `unknown content source ${JSON.stringify(src)}`);
+  }
+}
+
+/**
+ * Live bitmaps change while QEMU runs, and every read exports the bitmap over NBD: one read serves
+ * the zooming and hovering of the next couple of seconds, then it is read again.
+ */
+export class LiveContents {
+  private entries = new Map<string, { at: number; value: Promise<Resolved> }>();
+  constructor(
+    private read: (connection: string, node: string, name: string) => Promise<Resolved>,
+    private ttlMs = 2000,
+  ) {}
+
+  get(src: Extract<ContentSource, { kind: 'live-bitmap' }>): Promise<Resolved> {
+    const key = `${src.connection}\0${src.node}\0${src.name}`;
+    const hit = this.entries.get(key);
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.value;
+    const value = this.read(src.connection, src.node, src.name);
+    this.entries.set(key, { at: Date.now(), value });
+    value.catch(() => this.entries.delete(key));
+    return value;
   }
 }
 
@@ -65,7 +89,7 @@ export class ContentsCache {
   private held = 0;
   constructor(private maxExtents = 8_000_000) {}
 
-  get(src: ContentSource): Resolved {
+  get(src: Exclude<ContentSource, { kind: 'live-bitmap' }>): Resolved {
     const files = src.kind === 'since' ? [src.image] : [src.layer];
     // A 'since' answer depends on every layer; the chain is re-read when the top changes, and the
     // key also carries the checkpoint name. Lower layers are read-only while they are backings.

@@ -64,7 +64,9 @@ export interface ChainReport {
 export type ContentSource =
   | { kind: 'bitmap'; layer: string; name: string }
   | { kind: 'allocation'; layer: string }
-  | { kind: 'since'; image: string; checkpoint: string };
+  | { kind: 'since'; image: string; checkpoint: string }
+  /** a bitmap of a live connection's node, read over NBD (exported, read, and cleaned up) */
+  | { kind: 'live-bitmap'; connection: string; node: string; name: string };
 
 export interface DensityRequest {
   source: ContentSource;
@@ -187,9 +189,10 @@ export interface JobInfo {
   record: number | null;
 }
 
+/** `device` defaults to the top node of Strata's own daemon. */
 export type JobStartSpec =
-  | { type: 'block-stream'; device: string; speed?: number }
-  | { type: 'block-commit'; device: string; topNode?: string; baseNode?: string; speed?: number };
+  | { type: 'block-stream'; device?: string; speed?: number }
+  | { type: 'block-commit'; device?: string; topNode?: string; baseNode?: string; speed?: number };
 
 export interface JobRecordInfo {
   id: number;
@@ -212,6 +215,8 @@ export interface OperationInfo {
   error: string | null;
   createdAt: string;
   finishedAt: string | null;
+  /** the QMP exchanged: -> sent, <- received */
+  log: { dir: 'out' | 'in'; line: string; at: string }[];
 }
 
 /** Where a bitmap change goes: an offline image (Strata's own daemon) or a node of a live connection. */
@@ -268,7 +273,8 @@ export interface Channels {
   'connection:graph': [{ id: string }, BlockGraph];
   'job:list': [{ connection?: string }, JobInfo[]];
   'job:start': [{ connection: string; spec: JobStartSpec }, JobInfo];
-  'job:verb': [{ connection: string; id: string; verb: JobVerbName }, void];
+  /** `speed` (bytes/s, 0 = unlimited) goes with set-speed */
+  'job:verb': [{ connection: string; id: string; verb: JobVerbName; speed?: number }, void];
   'history:jobs': [{ limit?: number }, JobRecordInfo[]];
   'history:operations': [{ limit?: number }, OperationInfo[]];
   /** what a change would send; changes nothing */

@@ -6,7 +6,8 @@ import type { AppInfo, ArgOf, Channel, ContentSource, EventName, Events, ResultO
 import { openDb, type Db } from './store/db.ts';
 import { History } from './store/history.ts';
 import { inspect } from './inspect.ts';
-import { ContentsCache } from './contents.ts';
+import { ContentsCache, LiveContents } from './contents.ts';
+import { readLiveBitmap } from './bitmaps/live-contents.ts';
 import { density, slice } from './extents.ts';
 import { buildDemo } from './demo/build-demo.ts';
 import { StrataError } from './errors.ts';
@@ -77,6 +78,10 @@ function needSource(v: unknown): ContentSource {
   if (s.kind === 'since') {
     if (typeof s.checkpoint !== 'string' || !s.checkpoint) bad('source.checkpoint: expected a checkpoint name');
     return { kind: 'since', image: needPath(s.image, 'source.image'), checkpoint: s.checkpoint };
+  }
+  if (s.kind === 'live-bitmap') {
+    for (const k of ['connection', 'node', 'name'] as const) if (typeof s[k] !== 'string' || !s[k]) bad(`source.${k}: expected a name`);
+    return { kind: 'live-bitmap', connection: s.connection as string, node: s.node as string, name: s.name as string };
   }
   return bad(`source.kind: expected bitmap, allocation or since`);
 }
@@ -150,6 +155,11 @@ export function createService(opts: ServiceOptions): Service {
     }
   };
   const runtimeDir = path.join(opts.dataDir, 'run');
+  const live = new LiveContents(async (connection, node, name) => {
+    const s = connections.session(connection, node);
+    const r = await readLiveBitmap(s.qmp, node, name, { runtimeDir, where: s.label });
+    return { extents: r.extents, virtualSize: r.virtualSize };
+  });
   const planStore = new PlanStore(db);
   const plans = new ServicePlans(planStore, (p) => emit('plan:changed', p));
   // Plans a crash left unfinished are finished now, in the background; plan:changed says how.
@@ -186,14 +196,16 @@ export function createService(opts: ServiceOptions): Service {
       emit('chain:scanned', history.recordScan(report));
       return report;
     },
-    'contents:density': (a) => {
-      const r = cache.get(needSource(a?.source));
+    'contents:density': async (a) => {
+      const src = needSource(a?.source);
+      const r = src.kind === 'live-bitmap' ? await live.get(src) : cache.get(src);
       const [start, end] = needRange(a, r.virtualSize);
       const d = density(r.extents, start, end, needInt(a.buckets, 'buckets', 1, MAX_BUCKETS));
       return { start, end, bucketSize: d.bucketSize, marked: d.marked, totalMarked: d.totalMarked };
     },
-    'contents:extents': (a) => {
-      const r = cache.get(needSource(a?.source));
+    'contents:extents': async (a) => {
+      const src = needSource(a?.source);
+      const r = src.kind === 'live-bitmap' ? await live.get(src) : cache.get(src);
       const [start, end] = needRange(a, r.virtualSize);
       return slice(r.extents, start, end, needInt(a.limit, 'limit', 1, MAX_EXTENTS));
     },
@@ -227,10 +239,14 @@ export function createService(opts: ServiceOptions): Service {
     'job:verb': (a) => {
       const verb = a?.verb as JobVerbName;
       if (!(JOB_VERBS as readonly string[]).includes(verb)) bad(`verb: expected one of ${JOB_VERBS.join(', ')}`);
+      if (verb === 'set-speed') {
+        const speed = needInt(a?.speed, 'speed', 0, Number.MAX_SAFE_INTEGER);
+        return connections.jobVerb(needId(a?.connection, 'connection'), needId(a?.id, 'id'), verb, { speed });
+      }
       return connections.jobVerb(needId(a?.connection, 'connection'), needId(a?.id, 'id'), verb);
     },
     'history:jobs': (a) => jobStore.list(a?.limit ?? 100),
-    'history:operations': (a) => operations.list(a?.limit ?? 100).map(({ log: _log, plan: _plan, ...o }) => o),
+    'history:operations': (a) => operations.list(a?.limit ?? 100).map(({ plan: _plan, ...o }) => o),
     'plan:commit-with-bitmaps': async (a) => {
       const { qmp, target } = connections.planTarget(needId(a?.connection, 'connection'));
       return plans.startCommitWithBitmaps(qmp, target, a?.device === undefined ? undefined : needId(a.device, 'device'));

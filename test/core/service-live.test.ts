@@ -133,3 +133,19 @@ test('bitmap changes over the contract: plan shows the QMP and changes nothing; 
   assert.deepEqual(ops.map((o: any) => [o.kind, o.state]), [['bitmap-disable', 'done'], ['bitmap-add', 'done']]);
   await call(service, 'connection:close', { id: conn.id });
 });
+
+test('the inspector source live-bitmap: the same density as the offline file, nothing left behind', { timeout: 60000 }, async (t) => {
+  const { dir, service } = setup(t);
+  const { top } = buildSeed(dir);
+  const req = (source: any) => ({ source, start: 0, end: 524288, buckets: 8 });
+  const offline = await call(service, 'contents:density', req({ kind: 'bitmap', layer: top, name: 'bitmap3' }));
+  const conn = await call(service, 'connection:open-image', { image: top, readOnly: false });
+  const live = await call(service, 'contents:density', req({ kind: 'live-bitmap', connection: conn.id, node: 'strata-top', name: 'bitmap3' }));
+  assert.deepEqual(live.marked, offline.marked);
+  assert.deepEqual(live.marked, [0, 0, 0, 65536, 0, 65536, 65536, 0]);
+  const ext = await call(service, 'contents:extents', { source: { kind: 'live-bitmap', connection: conn.id, node: 'strata-top', name: 'bitmap3' }, start: 0, end: 524288, limit: 10 });
+  assert.deepEqual(ext.extents, [{ start: 196608, length: 65536 }, { start: 327680, length: 131072 }]);
+  const g = await call(service, 'connection:graph', { id: conn.id });
+  assert.deepEqual(g.nodes.find((n: any) => n.name === 'strata-top').bitmaps.map((b: any) => b.name), ['bitmap3'], 'no temporary copy left');
+  await assert.rejects(call(service, 'contents:density', req({ kind: 'live-bitmap', connection: conn.id, node: 'strata-top', name: 'nope' })), (e: any) => e.code === 'E_NO_BITMAP');
+});

@@ -231,8 +231,8 @@ export class ConnectionManager {
     return { connection, ...j };
   }
 
-  async jobVerb(connection: string, id: string, verb: JobVerbName): Promise<void> {
-    await this.live(connection).engine.verb(id, verb);
+  async jobVerb(connection: string, id: string, verb: JobVerbName, extra: Record<string, unknown> = {}): Promise<void> {
+    await this.live(connection).engine.verb(id, verb, extra);
   }
 
   async closeAll(): Promise<void> {

@@ -10,6 +10,8 @@ export function sourceKey(s: ContentSource): string {
       return `allocation\0${s.layer}`;
     case 'since':
       return `since\0${s.image}\0${s.checkpoint}`;
+    case 'live-bitmap':
+      return `live\0${s.connection}\0${s.node}\0${s.name}`;
   }
 }
 
@@ -21,6 +23,8 @@ export function sourceLabel(s: ContentSource): string {
       return `allocated in ${basename(s.layer)}`;
     case 'since':
       return `since ${s.checkpoint}`;
+    case 'live-bitmap':
+      return `${s.name} live on ${s.node}`;
   }
 }
 
@@ -33,6 +37,8 @@ export function sourceShortLabel(s: ContentSource): string {
       return basename(s.layer);
     case 'since':
       return `since ${s.checkpoint}`;
+    case 'live-bitmap':
+      return s.name;
   }
 }
 
@@ -44,6 +50,8 @@ export function sourceSublabel(s: ContentSource): string {
       return 'allocated clusters';
     case 'since':
       return 'changes since checkpoint';
+    case 'live-bitmap':
+      return `live, node ${s.node}`;
   }
 }
 
@@ -55,5 +63,7 @@ export function sourceDetail(s: ContentSource): string {
       return `Clusters allocated in ${s.layer}`;
     case 'since':
       return `Changes since checkpoint '${s.checkpoint}' (union over the chain of ${s.image})`;
+    case 'live-bitmap':
+      return `Bitmap '${s.name}' of node ${s.node}, read live from QEMU over NBD`;
   }
 }
