@@ -8,6 +8,7 @@ import { useConnectionStore } from './stores/connection';
 import { useWorkspaceStore } from './stores/workspace';
 import { useQemuConnectionsStore } from './stores/qemu-connections';
 import { useJobsStore } from './stores/jobs';
+import { usePlansStore } from './stores/plans';
 import './styles/app.css';
 
 const app = createApp(App);
@@ -19,5 +20,6 @@ void useConnectionStore().loadAppInfo();
 void useWorkspaceStore().load();
 void useQemuConnectionsStore().load();
 void useJobsStore().load();
+void usePlansStore().load();
 
 app.mount('#app');

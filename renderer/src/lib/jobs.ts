@@ -127,3 +127,12 @@ export const STREAM_HAZARD_STATES = ['waiting', 'pending', 'aborting', 'conclude
 export function graphHazard(jobs: JobInfo[], connection: string): JobInfo | null {
   return jobs.find((j) => j.connection === connection && j.type === 'block-stream' && STREAM_HAZARD_STATES.includes(j.state)) ?? null;
 }
+
+/** A plan's state and its steps' states as badge tones. */
+export function planTone(state: string): Tone {
+  return ({ running: 'live', done: 'ok', 'rolled-back': 'warn', failed: 'danger' } as Record<string, Tone>)[state] ?? 'neutral';
+}
+export function planStepTone(state: string): Tone {
+  return ({ done: 'ok', running: 'live', pending: 'neutral', undone: 'warn', failed: 'danger' } as Record<string, Tone>)[state] ?? 'neutral';
+}
+export const PLAN_KIND_LABEL: Record<string, string> = { 'commit-with-bitmaps': 'Commit, keeping the checkpoints' };

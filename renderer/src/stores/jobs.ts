@@ -80,12 +80,13 @@ export const useJobsStore = defineStore('jobs', () => {
     }
   }
 
-  async function verb(j: JobInfo, v: JobVerbName): Promise<boolean> {
+  /** `speed` (bytes/s, 0 = unlimited) goes with set-speed */
+  async function verb(j: JobInfo, v: JobVerbName, speed?: number): Promise<boolean> {
     const k = jobKey(j);
     verbErrors[k] = null;
     pendingVerb[k] = v;
     try {
-      await call('job:verb', { connection: j.connection, id: j.id, verb: v });
+      await call('job:verb', { connection: j.connection, id: j.id, verb: v, ...(v === 'set-speed' ? { speed: speed ?? 0 } : {}) });
       return true;
     } catch (e) {
       verbErrors[k] = ApiError.from(e);

@@ -5,6 +5,7 @@ import { computed, ref } from 'vue';
 import type { PlanInfo } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
+import { useNavStore } from './nav';
 
 export const usePlansStore = defineStore('plans', () => {
   const plans = ref<Record<number, PlanInfo>>({});
@@ -12,6 +13,8 @@ export const usePlansStore = defineStore('plans', () => {
   const list = computed(() => Object.values(plans.value).sort((a, b) => b.id - a.id));
   /** plans the core finished after a restart, for a notice to the user */
   const recovered = computed(() => list.value.filter((p) => p.resolution && /after a restart/.test(p.resolution)));
+  /** the notice about recovered plans is shown once per window */
+  let recoveredNoticed = false;
 
   function put(p: PlanInfo): void {
     plans.value = { ...plans.value, [p.id]: p };
@@ -21,9 +24,18 @@ export const usePlansStore = defineStore('plans', () => {
     try {
       for (const p of await call('history:plans', { limit: 100 })) put(p);
       error.value = null;
+      noticeRecovered();
     } catch (e) {
       error.value = ApiError.from(e);
     }
+  }
+
+  function noticeRecovered(): void {
+    const r = recovered.value;
+    if (recoveredNoticed || !r.length) return;
+    recoveredNoticed = true;
+    const text = `After a restart Strata finished ${r.length} plan${r.length === 1 ? '' : 's'}: ${r.map((p) => p.resolution).join(' · ')}`;
+    useNavStore().notify(text, 'info', 12000);
   }
 
   async function commitWithBitmaps(connection: string, device?: string): Promise<PlanInfo | null> {

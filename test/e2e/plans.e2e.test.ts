@@ -1,0 +1,205 @@
+// End to end for plans and live inspection: "Commit, keeping the checkpoints" (the commit-with-bitmaps
+// plan) started from the Jobs form on a chain whose base has two recording persistent bitmaps, followed
+// step by step on its card and found in History; and "Show contents…" on a live bitmap chip, which opens
+// the workspace image's inspector on that bitmap read live over NBD.
+// Screenshots: test-output/screenshots/plans-*.png, live-inspector.png.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { seedSteps } from '../../electron/core/demo/build-demo.ts';
+import { qemuImg, qemuIo, run } from '../helpers/qemu.ts';
+import { addImage, ensureRendererBuilt, launchChromium, openApp, shots } from './e2e-helpers.ts';
+
+let browser: Browser;
+const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-e2e-plans-'));
+
+before(async () => {
+  ensureRendererBuilt();
+  fs.mkdirSync(shots, { recursive: true });
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  fs.rmSync(tmpRoot, { recursive: true, force: true });
+});
+
+/** A base with two recording persistent bitmaps and data, an overlay on it with a write of its own. */
+function buildCheckpointChain(dir: string): { top: string; base: string } {
+  fs.mkdirSync(dir, { recursive: true });
+  const base = path.join(dir, 'base.qcow2');
+  const top = path.join(dir, 'top.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
+  qemuImg('bitmap', '--add', base, 'monday');
+  qemuIo(base, ['write -P 0x11 0 1M']);
+  qemuImg('bitmap', '--add', base, 'tuesday');
+  qemuIo(base, ['write -P 0x22 2M 1M']);
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
+  qemuIo(top, ['write -P 0x33 4M 2M']);
+  return { top, base };
+}
+
+function buildSeed(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const s of seedSteps(dir)) run(s.cmd, s.args, { cwd: dir });
+  return path.join(dir, 'top.qcow2');
+}
+
+const liveChip = (page: Page, node: string, name: string) => page.locator(`[data-testid="live-bitmap-chip"][data-node="${node}"][data-name="${name}"]`);
+
+/** Opens the workspace's selected image in Strata's daemon from the Connections view. */
+async function openInDaemon(page: Page, readWrite: boolean): Promise<void> {
+  await page.getByTestId('nav-connections').click();
+  await page.getByTestId('connections-view').waitFor();
+  const count = await page.getByTestId('connection-item').count();
+  const rw = page.getByTestId('open-image-rw');
+  if ((await rw.isChecked()) !== readWrite) await rw.click();
+  await page.getByTestId('open-image-submit').click();
+  await page.locator('[data-testid="connection-item"]').nth(count).and(page.locator('[data-state="connected"]')).waitFor();
+  await page.locator('[data-testid="block-node"][data-name="strata-top"]').waitFor();
+}
+
+test('commit keeping the checkpoints: the plan runs step by step on its card, then is in History', async (t) => {
+  const app = await openApp(t, browser, tmpRoot, 'plan');
+  const { page } = app;
+  const { top, base } = buildCheckpointChain(path.join(app.dataDir, 'chain'));
+
+  await page.getByTestId('welcome-panel').waitFor();
+  await addImage(page, top);
+  await page.getByTestId('chain-view').waitFor();
+  await openInDaemon(page, true);
+
+  // A bitmap change first (on the top): its QMP shows in History's detail below.
+  await page.locator('[data-testid="block-node"][data-name="strata-top"]').getByTestId('node-add-bitmap').click();
+  await page.getByTestId('bitmap-name').fill('nightly');
+  await page.getByTestId('bitmap-review-btn').click();
+  await page.getByTestId('plan-qmp').waitFor();
+  await page.getByTestId('dialog-apply').click();
+  await liveChip(page, 'strata-top', 'nightly').waitFor();
+
+  await page.getByTestId('nav-jobs').click();
+  await page.getByTestId('jobs-view').waitFor();
+  await page.getByTestId('job-type-plan').check();
+  assert.match(await page.getByTestId('job-type-plan-help').innerText(), /disabled during the commit .* re-enabled after/);
+  assert.equal(await page.getByTestId('job-speed').count(), 0, 'the plan takes no speed limit');
+  await app.shot('plans-form');
+  await page.getByTestId('job-start').click();
+  await page.getByTestId('start-job-dialog').waitFor();
+  assert.match(await page.getByTestId('start-job-summary').innerText(), /Disable the recording persistent bitmaps of base\.qcow2/);
+  await page.getByTestId('confirm-yes').click();
+
+  const card = page.getByTestId('plan-card').first();
+  await card.waitFor();
+  await page.locator('[data-testid="plan-card"][data-state="done"]').first().waitFor({ timeout: 60_000 });
+  const steps = card.getByTestId('plan-card-step');
+  // Disable two, commit, re-enable two.
+  assert.equal(await steps.count(), 5);
+  assert.deepEqual(await steps.evaluateAll((els) => els.map((e) => e.getAttribute('data-state'))), ['done', 'done', 'done', 'done', 'done']);
+  const labels = await steps.evaluateAll((els) => els.map((e) => e.textContent ?? ''));
+  assert.match(labels[0], /disable 'monday'/);
+  assert.match(labels[1], /disable 'tuesday'/);
+  assert.match(labels[2], /commit/);
+  assert.match(labels[4], /re-enable 'tuesday'/);
+  assert.match(await card.getByTestId('plan-summary-text').innerText(), /'monday', 'tuesday' disabled during the commit/);
+  assert.equal(await card.getByTestId('plan-state').innerText(), 'done');
+  // A plan that ran through has no resolution note (that is for plans finished or undone after a restart).
+  if (await card.getByTestId('plan-resolution').count()) assert.match(await card.getByTestId('plan-resolution').innerText(), /\S/);
+  await app.shot('plans-done');
+
+  // The base's bitmaps record again.
+  await page.getByTestId('nav-connections').click();
+  await page.getByTestId('graph-refresh').click();
+  await page.locator('[data-testid="live-bitmap-chip"][data-name="monday"][data-state="recording"]').waitFor();
+  await page.locator('[data-testid="live-bitmap-chip"][data-name="tuesday"][data-state="recording"]').waitFor();
+  // The base node (the top stays listed: the daemon's own node, no longer in use) holds both, recording.
+  const baseNode = page.locator(`[data-testid="block-node"][data-file="${base}"]`);
+  assert.equal(await baseNode.locator('[data-testid="live-bitmap-chip"][data-state="recording"]').count(), 2);
+
+  // ----- History: the plan, with its steps and resolution.
+  await page.getByTestId('nav-history').click();
+  await page.getByTestId('activity-view').waitFor();
+  await page.getByTestId('activity-kind-plan').click();
+  const row = page.locator('[data-testid="activity-item"][data-kind="plan"]');
+  await row.first().waitFor();
+  assert.equal(await row.count(), 1);
+  assert.equal(await row.first().getAttribute('data-state'), 'done');
+  await row.first().locator('button').click();
+  const detail = page.getByTestId('activity-detail');
+  assert.equal(await detail.getByTestId('activity-plan-title').innerText(), 'Commit, keeping the checkpoints');
+  assert.deepEqual(await detail.getByTestId('plan-step').evaluateAll((els) => els.map((e) => e.getAttribute('data-state'))), ['done', 'done', 'done', 'done', 'done']);
+  await detail.getByTestId('activity-plan-resolution').waitFor();
+  await app.shot('plans-history');
+
+  // The bitmap change's detail shows the QMP exchanged: sent, then received.
+  await page.getByTestId('activity-kind-op').click();
+  const op = page.locator('[data-testid="activity-item"][data-kind="op"]');
+  await op.first().locator('button').click();
+  const lines = detail.getByTestId('op-log-line');
+  await lines.first().waitFor();
+  assert.equal(await lines.first().getAttribute('data-dir'), 'out');
+  assert.match(await lines.first().innerText(), /block-dirty-bitmap-add/);
+  assert.ok((await lines.evaluateAll((els) => els.map((e) => e.getAttribute('data-dir')))).includes('in'));
+  await app.shot('plans-history-op-log');
+  assert.deepEqual(app.problems, []);
+});
+
+test('Show contents… on a live bitmap opens the inspector on it, read live over NBD', async (t) => {
+  const app = await openApp(t, browser, tmpRoot, 'live-insp');
+  const { page } = app;
+  const top = buildSeed(path.join(app.dataDir, 'seed'));
+
+  await page.getByTestId('welcome-panel').waitFor();
+  await addImage(page, top);
+  await page.getByTestId('chain-view').waitFor();
+  await openInDaemon(page, false);
+
+  await liveChip(page, 'strata-top', 'bitmap3').click();
+  await page.getByTestId('action-menu').waitFor();
+  await page.getByTestId('menu-inspect').click();
+
+  // The workspace, the image's Inspector tab, on the live source.
+  await page.getByTestId('tab-inspector').and(page.locator('[aria-selected="true"]')).waitFor();
+  const canvas = page.getByTestId('inspector-canvas');
+  await canvas.and(page.locator('[data-state="ready"], [data-state="error"]')).waitFor();
+  assert.equal(await canvas.getAttribute('data-state'), 'ready');
+  assert.match(await page.getByTestId('inspector-title').innerText(), /bitmap3.*live/i);
+  assert.equal(await canvas.getAttribute('data-marked'), '---1-11-');
+  await app.shot('live-inspector');
+  assert.deepEqual(app.problems, []);
+});
+
+test('a running job’s speed limit can be changed from its card (set-speed)', async (t) => {
+  const app = await openApp(t, browser, tmpRoot, 'speed');
+  const { page } = app;
+  const dir = path.join(app.dataDir, 'chain');
+  fs.mkdirSync(dir, { recursive: true });
+  const base = path.join(dir, 'base.qcow2');
+  const top = path.join(dir, 'top.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
+  qemuIo(base, ['write -P 0x5a 0 32M']);
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
+
+  await page.getByTestId('welcome-panel').waitFor();
+  await addImage(page, top);
+  await page.getByTestId('chain-view').waitFor();
+  await openInDaemon(page, true);
+  await page.getByTestId('nav-jobs').click();
+  await page.getByTestId('job-type-stream').check();
+  // 1 MiB/s: 32 MiB would take half a minute.
+  await page.getByTestId('job-speed').fill('1');
+  await page.getByTestId('job-start').click();
+  await page.getByTestId('confirm-yes').click();
+  const card = page.getByTestId('job-card').first();
+  await card.and(page.locator('[data-state="running"]')).waitFor();
+  await card.getByTestId('job-speed-form').waitFor();
+  await card.getByTestId('job-speed-input').fill('0');
+  await card.getByTestId('job-speed-apply').click();
+  assert.equal(await card.getByTestId('job-speed-set').innerText(), 'unlimited');
+  await app.shot('plans-job-speed');
+  // Unlimited: it finishes long before the half minute.
+  await page.locator('[data-testid="job-card"][data-state="concluded"]').waitFor({ timeout: 15_000 });
+  assert.deepEqual(app.problems, []);
+});
