@@ -4,7 +4,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { TestContext } from 'node:test';
+import os from 'node:os';
+import { before, after, type TestContext } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createService, type Service } from '../../electron/core/service.ts';
 import { startBrowserServer, type BrowserServer } from '../../electron/core/server/browser-server.ts';
@@ -85,4 +86,23 @@ export async function openApp(t: TestContext, browser: Browser, tmpRoot: string,
 export async function addImage(page: Page, p: string): Promise<void> {
   await page.getByTestId('add-image-path').fill(p);
   await page.getByTestId('add-image-submit').click();
+}
+
+/**
+ * One Chromium and one temporary folder for a test file: started before its first test, closed and
+ * removed after its last. `open` starts a fresh core + browser-mode server and page for one test.
+ */
+export function e2eSuite(prefix: string): { tmpRoot: string; open: (t: TestContext, name: string) => Promise<App> } {
+  let browser: Browser | undefined;
+  const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  before(async () => {
+    ensureRendererBuilt();
+    fs.mkdirSync(shots, { recursive: true });
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    fs.rmSync(tmpRoot, { recursive: true, force: true });
+  });
+  return { tmpRoot, open: (t, name) => openApp(t, browser!, tmpRoot, name) };
 }

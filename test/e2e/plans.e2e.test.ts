@@ -3,29 +3,17 @@
 // step by step on its card and found in History; and "Show contents…" on a live bitmap chip, which opens
 // the workspace image's inspector on that bitmap read live over NBD.
 // Screenshots: test-output/screenshots/plans-*.png, live-inspector.png.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { seedSteps } from '../../electron/core/demo/build-demo.ts';
 import { qemuImg, qemuIo, run } from '../helpers/qemu.ts';
-import { addImage, ensureRendererBuilt, launchChromium, openApp, shots } from './e2e-helpers.ts';
+import { addImage, e2eSuite } from './e2e-helpers.ts';
 
-let browser: Browser;
-const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-e2e-plans-'));
-
-before(async () => {
-  ensureRendererBuilt();
-  fs.mkdirSync(shots, { recursive: true });
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  fs.rmSync(tmpRoot, { recursive: true, force: true });
-});
+const suite = e2eSuite('strata-e2e-plans-');
+const tmpRoot = suite.tmpRoot;
 
 /** A base with two recording persistent bitmaps and data, an overlay on it with a write of its own. */
 function buildCheckpointChain(dir: string): { top: string; base: string } {
@@ -63,7 +51,7 @@ async function openInDaemon(page: Page, readWrite: boolean): Promise<void> {
 }
 
 test('commit keeping the checkpoints: the plan runs step by step on its card, then is in History', async (t) => {
-  const app = await openApp(t, browser, tmpRoot, 'plan');
+  const app = await suite.open(t, 'plan');
   const { page } = app;
   const { top, base } = buildCheckpointChain(path.join(app.dataDir, 'chain'));
 
@@ -147,7 +135,7 @@ test('commit keeping the checkpoints: the plan runs step by step on its card, th
 });
 
 test('Show contents… on a live bitmap opens the inspector on it, read live over NBD', async (t) => {
-  const app = await openApp(t, browser, tmpRoot, 'live-insp');
+  const app = await suite.open(t, 'live-insp');
   const { page } = app;
   const top = buildSeed(path.join(app.dataDir, 'seed'));
 
@@ -172,7 +160,7 @@ test('Show contents… on a live bitmap opens the inspector on it, read live ove
 });
 
 test('a running job’s speed limit can be changed from its card (set-speed)', async (t) => {
-  const app = await openApp(t, browser, tmpRoot, 'speed');
+  const app = await suite.open(t, 'speed');
   const { page } = app;
   const dir = path.join(app.dataDir, 'chain');
   fs.mkdirSync(dir, { recursive: true });
