@@ -9,6 +9,7 @@ import { before, after, type TestContext } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createService, type Service } from '../../electron/core/service.ts';
 import { startBrowserServer, type BrowserServer } from '../../electron/core/server/browser-server.ts';
+import { seedSteps } from '../../electron/core/demo/build-demo.ts';
 
 export const root = path.resolve(import.meta.dirname, '../..');
 export const staticDir = path.join(root, 'dist/renderer');
@@ -47,13 +48,25 @@ export interface App {
   shot(name: string): Promise<void>;
 }
 
+export interface AppOptions {
+  /** device pixel ratio */
+  scale?: number;
+  /** the native file picker's stand-in (Electron only in the real app) */
+  openImageDialog?: () => Promise<string | null>;
+  /**
+   * Plain JavaScript run in the page before its own scripts (e.g. a stand-in for Electron's preload).
+   * Such a page opens without the token: whatever it brings must not need one.
+   */
+  initScript?: (server: BrowserServer) => string;
+}
+
 /** A fresh core (own data folder under `tmpRoot`), its browser-mode server, and a page showing it. */
-export async function openApp(t: TestContext, browser: Browser, tmpRoot: string, name: string): Promise<App> {
+export async function openApp(t: TestContext, browser: Browser, tmpRoot: string, name: string, opts: AppOptions = {}): Promise<App> {
   const dataDir = fs.mkdtempSync(path.join(tmpRoot, `${name}-`));
-  const service = createService({ dataDir, mode: 'browser' });
+  const service = createService({ dataDir, mode: 'browser', openImageDialog: opts.openImageDialog });
   const server = await startBrowserServer({ service, staticDir });
   // Reduced motion: the app then draws without transitions, so screenshots never catch a dialog mid-fade.
-  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1, reducedMotion: 'reduce' });
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: opts.scale ?? 1, reducedMotion: 'reduce' });
   const page = await context.newPage();
   const problems: string[] = [];
   // Injected by the driver, not the page, so the CSP does not apply to it: reports every violation.
@@ -64,13 +77,14 @@ export async function openApp(t: TestContext, browser: Browser, tmpRoot: string,
     if (m.type() === 'error' || /Content Security Policy|Refused to/i.test(m.text())) problems.push(`console.${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  if (opts.initScript) await page.addInitScript({ content: opts.initScript(server) });
   t.after(async () => {
     await context.close();
     await server.close();
     // Stops every qemu-storage-daemon this core started.
     await service.close();
   });
-  await page.goto(server.url);
+  await page.goto(opts.initScript ? `${server.origin}/` : server.url);
   return {
     page,
     service,
@@ -92,7 +106,7 @@ export async function addImage(page: Page, p: string): Promise<void> {
  * One Chromium and one temporary folder for a test file: started before its first test, closed and
  * removed after its last. `open` starts a fresh core + browser-mode server and page for one test.
  */
-export function e2eSuite(prefix: string): { tmpRoot: string; open: (t: TestContext, name: string) => Promise<App> } {
+export function e2eSuite(prefix: string): { tmpRoot: string; open: (t: TestContext, name: string, opts?: AppOptions) => Promise<App> } {
   let browser: Browser | undefined;
   const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   before(async () => {
@@ -104,5 +118,30 @@ export function e2eSuite(prefix: string): { tmpRoot: string; open: (t: TestConte
     await browser?.close();
     fs.rmSync(tmpRoot, { recursive: true, force: true });
   });
-  return { tmpRoot, open: (t, name) => openApp(t, browser!, tmpRoot, name) };
+  return { tmpRoot, open: (t, name, opts) => openApp(t, browser!, tmpRoot, name, opts) };
+}
+
+/** The seed thread's chain, built with qemu-img/qemu-io in `dir`; answers the top image. */
+export function buildSeed(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const s of seedSteps(dir)) execFileSync(s.cmd, s.args, { cwd: dir, stdio: 'ignore' });
+  return path.join(dir, 'top.qcow2');
+}
+
+export const liveChip = (page: Page, node: string, name: string) =>
+  page.locator(`[data-testid="live-bitmap-chip"][data-node="${node}"][data-name="${name}"]`);
+
+/** Opens the workspace's selected image in Strata's daemon from the Connections view. */
+export async function openInDaemon(page: Page, readWrite: boolean): Promise<{ id: string; pid: number }> {
+  await page.getByTestId('nav-connections').click();
+  await page.getByTestId('connections-view').waitFor();
+  const count = await page.getByTestId('connection-item').count();
+  const rw = page.getByTestId('open-image-rw');
+  if ((await rw.isChecked()) !== readWrite) await rw.click();
+  if (readWrite) await page.getByTestId('open-image-rw-warning').waitFor();
+  await page.getByTestId('open-image-submit').click();
+  await page.locator('[data-testid="connection-item"]').nth(count).and(page.locator('[data-state="connected"]')).waitFor();
+  const item = page.getByTestId('connection-item').nth(count);
+  await page.locator('[data-testid="block-node"][data-name="strata-top"]').waitFor();
+  return { id: (await item.getAttribute('data-id'))!, pid: Number(await item.getByTestId('connection-pid').innerText()) };
 }

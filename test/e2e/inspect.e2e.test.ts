@@ -1,114 +1,18 @@
 // End to end through the real browser-mode server, the real core and real qcow2 files made by QEMU's
 // tools: the renderer as a user sees it in Debian's Chromium. Screenshots go to
 // test-output/screenshots/ for a human look.
-import { after, before, test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { createService, type Service } from '../../electron/core/service.ts';
-import { startBrowserServer, type BrowserServer } from '../../electron/core/server/browser-server.ts';
-import { seedSteps } from '../../electron/core/demo/build-demo.ts';
-import { qemuImg, qemuIo, run } from '../helpers/qemu.ts';
+import type { Page } from 'playwright-core';
+import { startBrowserServer } from '../../electron/core/server/browser-server.ts';
+import { qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { addImage, buildSeed, e2eSuite, staticDir } from './e2e-helpers.ts';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const staticDir = path.join(root, 'dist/renderer');
-const shots = path.join(root, 'test-output/screenshots');
 const KiB = 1024;
-
-/** Rebuild the renderer when its bundle is missing or older than any source file. */
-function ensureRendererBuilt(): void {
-  const newest = (dir: string): number =>
-    fs.readdirSync(dir, { withFileTypes: true }).reduce((m, d) => {
-      const p = path.join(dir, d.name);
-      return Math.max(m, d.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
-    }, 0);
-  const index = path.join(staticDir, 'index.html');
-  const src = Math.max(newest(path.join(root, 'renderer')), fs.statSync(path.join(root, 'electron/core/contract.ts')).mtimeMs);
-  if (fs.existsSync(index) && fs.statSync(index).mtimeMs >= src) return;
-  execFileSync(process.execPath, [path.join(root, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'renderer/vite.config.ts', '--logLevel', 'warn'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
-}
-
-function buildSeed(dir: string): string {
-  fs.mkdirSync(dir, { recursive: true });
-  for (const s of seedSteps(dir)) run(s.cmd, s.args, { cwd: dir });
-  return path.join(dir, 'top.qcow2');
-}
-
-let browser: Browser;
-const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-e2e-'));
-
-before(async () => {
-  ensureRendererBuilt();
-  fs.mkdirSync(shots, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  fs.rmSync(tmpRoot, { recursive: true, force: true });
-});
-
-interface App {
-  page: Page;
-  service: Service;
-  server: BrowserServer;
-  dataDir: string;
-  /** console errors, page errors and CSP violations seen so far */
-  problems: string[];
-  shot(name: string): Promise<void>;
-}
-
-/** A fresh core (own data folder), its browser-mode server, and a page showing it. */
-async function openApp(
-  t: TestContext,
-  name: string,
-  opts: { scale?: number; openImageDialog?: () => Promise<string | null>; desktopBridge?: { dropDir: string } } = {},
-): Promise<App> {
-  const dataDir = fs.mkdtempSync(path.join(tmpRoot, `${name}-`));
-  const service = createService({ dataDir, mode: 'browser', openImageDialog: opts.openImageDialog });
-  const server = await startBrowserServer({ service, staticDir });
-  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: opts.scale ?? 1 });
-  const page = await context.newPage();
-  const problems: string[] = [];
-  // Injected by the driver, not the page, so the CSP does not apply to it: reports every violation.
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
-  });
-  page.on('console', (m) => {
-    if (m.type() === 'error' || /Content Security Policy|Refused to/i.test(m.text())) problems.push(`console.${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  if (opts.desktopBridge) {
-    const arg = { wsUrl: `ws://127.0.0.1:${server.port}/ws?token=${server.token}`, dropDir: opts.desktopBridge.dropDir };
-    await page.addInitScript({ content: `${FAKE_DESKTOP_BRIDGE}(${JSON.stringify(arg)});` });
-  }
-  t.after(async () => {
-    await context.close();
-    await server.close();
-    service.close();
-  });
-  // The desktop bridge stands in for the preload, so that page gets no token: it must not need one.
-  await page.goto(opts.desktopBridge ? `${server.origin}/` : server.url);
-  return {
-    page,
-    service,
-    server,
-    dataDir,
-    problems,
-    shot: async (n) => {
-      await page.screenshot({ path: path.join(shots, `${n}.png`) });
-    },
-  };
-}
+const suite = e2eSuite('strata-e2e-');
+const tmpRoot = suite.tmpRoot;
 
 /**
  * What Electron's preload exposes as window.strata (StrataApi + pathForFile), played here over the
@@ -172,11 +76,6 @@ async function markedCells(page: Page): Promise<string> {
   return (await canvas.getAttribute('data-marked')) ?? '';
 }
 
-async function addImage(page: Page, p: string): Promise<void> {
-  await page.getByTestId('add-image-path').fill(p);
-  await page.getByTestId('add-image-submit').click();
-}
-
 async function openSince(page: Page, checkpoint: string): Promise<string> {
   await page.getByTestId('tab-chain').click();
   await page.locator(`[data-testid="checkpoint"][data-name="${checkpoint}"] .cp__row`).click();
@@ -185,7 +84,7 @@ async function openSince(page: Page, checkpoint: string): Promise<string> {
 }
 
 test('first run: the empty workspace offers the demo, builds it with progress and opens the seed chain', async (t) => {
-  const app = await openApp(t, 'demo');
+  const app = await suite.open(t, 'demo');
   const { page } = app;
   await page.getByTestId('welcome-panel').waitFor();
   await page.getByTestId('status-connection').and(page.locator('[data-state="open"]')).waitFor();
@@ -229,7 +128,7 @@ test('first run: the empty workspace offers the demo, builds it with progress an
 });
 
 test('the seed chain: chips, checkpoints, and the inspector shows the thread’s clusters exactly', async (t) => {
-  const app = await openApp(t, 'seed');
+  const app = await suite.open(t, 'seed');
   const { page } = app;
   const top = buildSeed(path.join(app.dataDir, 'seed'));
 
@@ -344,7 +243,7 @@ test('the seed chain: chips, checkpoints, and the inspector shows the thread’s
 });
 
 test('an overlay made without bitmaps makes the checkpoints unknown and names the layer', async (t) => {
-  const app = await openApp(t, 'unknown', { scale: 2 });
+  const app = await suite.open(t, 'unknown', { scale: 2 });
   const { page } = app;
   const top = buildSeed(path.join(app.dataDir, 'seed'));
   const over = path.join(app.dataDir, 'seed', 'over.qcow2');
@@ -371,7 +270,7 @@ test('an overlay made without bitmaps makes the checkpoints unknown and names th
 });
 
 test('a lost connection shows a banner and the page recovers when the core is back', async (t) => {
-  const app = await openApp(t, 'reconnect');
+  const app = await suite.open(t, 'reconnect');
   const { page } = app;
   await page.getByTestId('welcome-panel').waitFor();
   await page.getByTestId('status-connection').and(page.locator('[data-state="open"]')).waitFor();
@@ -404,7 +303,11 @@ test('desktop mode (window.strata from the preload): Browse…, drag-and-drop an
   const seedDir = path.join(tmpRoot, 'desktop-seed');
   const top = buildSeed(seedDir);
   qemuImg('create', '-q', '-f', 'qcow2', '-b', top, '-F', 'qcow2', path.join(seedDir, 'over.qcow2'));
-  const app = await openApp(t, 'desktop', { openImageDialog: async () => top, desktopBridge: { dropDir: seedDir } });
+  const app = await suite.open(t, 'desktop', {
+    openImageDialog: async () => top,
+    // The fake bridge stands in for the preload, talking to this server's WebSocket.
+    initScript: (server) => `${FAKE_DESKTOP_BRIDGE}(${JSON.stringify({ wsUrl: `ws://127.0.0.1:${server.port}/ws?token=${server.token}`, dropDir: seedDir })});`,
+  });
   const { page } = app;
   await page.getByTestId('welcome-panel').waitFor();
   assert.match(await page.getByTestId('status-transport').innerText(), /Electron IPC/);

@@ -8,10 +8,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { seedSteps } from '../../electron/core/demo/build-demo.ts';
-import { qemuImg, qemuIo, run } from '../helpers/qemu.ts';
+import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
-import { addImage, e2eSuite } from './e2e-helpers.ts';
+import { addImage, buildSeed, e2eSuite, liveChip, openInDaemon } from './e2e-helpers.ts';
 
 const MiB = 1024 * 1024;
 const suite = e2eSuite('strata-e2e-jobs-');
@@ -28,29 +27,7 @@ function buildStreamChain(dir: string): { top: string; base: string } {
   return { top, base };
 }
 
-function buildSeed(dir: string): string {
-  fs.mkdirSync(dir, { recursive: true });
-  for (const s of seedSteps(dir)) run(s.cmd, s.args, { cwd: dir });
-  return path.join(dir, 'top.qcow2');
-}
-
-const liveChip = (page: Page, node: string, name: string) => page.locator(`[data-testid="live-bitmap-chip"][data-node="${node}"][data-name="${name}"]`);
 const node = (page: Page, name: string) => page.locator(`[data-testid="block-node"][data-name="${name}"]`);
-
-/** Opens the workspace's selected image in Strata's daemon from the Connections view. */
-async function openInDaemon(page: Page, readWrite: boolean): Promise<{ id: string; pid: number }> {
-  await page.getByTestId('nav-connections').click();
-  await page.getByTestId('connections-view').waitFor();
-  const count = await page.getByTestId('connection-item').count();
-  const rw = page.getByTestId('open-image-rw');
-  if ((await rw.isChecked()) !== readWrite) await rw.click();
-  if (readWrite) await page.getByTestId('open-image-rw-warning').waitFor();
-  await page.getByTestId('open-image-submit').click();
-  await page.locator('[data-testid="connection-item"]').nth(count).and(page.locator('[data-state="connected"]')).waitFor();
-  const item = page.getByTestId('connection-item').nth(count);
-  await node(page, 'strata-top').waitFor();
-  return { id: (await item.getAttribute('data-id'))!, pid: Number(await item.getByTestId('connection-pid').innerText()) };
-}
 
 /** The dialog's QMP text, once the plan is on screen. */
 async function planQmp(page: Page): Promise<string> {

@@ -8,9 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { seedSteps } from '../../electron/core/demo/build-demo.ts';
-import { qemuImg, qemuIo, run } from '../helpers/qemu.ts';
-import { addImage, e2eSuite } from './e2e-helpers.ts';
+import { qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { addImage, buildSeed, e2eSuite, liveChip, openInDaemon } from './e2e-helpers.ts';
 
 const suite = e2eSuite('strata-e2e-plans-');
 const tmpRoot = suite.tmpRoot;
@@ -30,25 +29,6 @@ function buildCheckpointChain(dir: string): { top: string; base: string } {
   return { top, base };
 }
 
-function buildSeed(dir: string): string {
-  fs.mkdirSync(dir, { recursive: true });
-  for (const s of seedSteps(dir)) run(s.cmd, s.args, { cwd: dir });
-  return path.join(dir, 'top.qcow2');
-}
-
-const liveChip = (page: Page, node: string, name: string) => page.locator(`[data-testid="live-bitmap-chip"][data-node="${node}"][data-name="${name}"]`);
-
-/** Opens the workspace's selected image in Strata's daemon from the Connections view. */
-async function openInDaemon(page: Page, readWrite: boolean): Promise<void> {
-  await page.getByTestId('nav-connections').click();
-  await page.getByTestId('connections-view').waitFor();
-  const count = await page.getByTestId('connection-item').count();
-  const rw = page.getByTestId('open-image-rw');
-  if ((await rw.isChecked()) !== readWrite) await rw.click();
-  await page.getByTestId('open-image-submit').click();
-  await page.locator('[data-testid="connection-item"]').nth(count).and(page.locator('[data-state="connected"]')).waitFor();
-  await page.locator('[data-testid="block-node"][data-name="strata-top"]').waitFor();
-}
 
 test('commit keeping the checkpoints: the plan runs step by step on its card, then is in History', async (t) => {
   const app = await suite.open(t, 'plan');
