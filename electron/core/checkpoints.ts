@@ -102,7 +102,13 @@ function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<S
   const problems: string[] = [];
   for (let i = lowest; i >= 0; i--) {
     const layer = chain.layers[i];
-    const set = layer.bitmaps.filter((b) => (rank.get(b.name) ?? -1) >= r);
+    const later = layer.bitmaps.filter((b) => (rank.get(b.name) ?? -1) >= r);
+    // Directory order is creation order only across QEMU sessions: bitmaps created while one QEMU
+    // had the image open are stored newest first. A recording checkpoint covers its layer by
+    // itself; once disabled, what was written after it may sit in any other bitmap of the layer,
+    // listed before it or after, so every one of them counts (more than needed, never less).
+    const own = later.find((b) => b.name === checkpoint);
+    const set = own && !own.auto ? layer.bitmaps : later;
     if (set.length === 0) {
       problems.push(
         `layer ${base(layer.path)} has no bitmap for checkpoint '${checkpoint}' or any later one: writes made while it was the active layer are not tracked (was it created outside Strata, e.g. with qemu-img create -b?)`,
@@ -122,8 +128,8 @@ function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<S
       }
       if (bm.type !== DIRTY_TRACKING) problems.push(`bitmap '${bm.name}' in ${base(layer.path)} is of unknown type ${bm.type}`);
     }
-    const newest = set[set.length - 1];
-    if (i === 0 && !newest.auto) {
+    if (i === 0 && !set.some((b) => b.auto)) {
+      const newest = later[later.length - 1];
       problems.push(
         `in the active layer ${base(layer.path)}, bitmap '${newest.name}' (the newest one covering checkpoint '${checkpoint}') is disabled: writes since it was disabled are not tracked`,
       );
@@ -154,6 +160,7 @@ export function since(contents: ChainContents, checkpoint: string): SinceResult 
  */
 export function checkpointReports(contents: ChainContents): CheckpointReport[] {
   const order = checkpointOrder(contents.chain);
+  const rank = contents.rank();
   const out: CheckpointReport[] = new Array(order.length);
   let acc: ExtentList = EMPTY;
   for (let k = order.length - 1; k >= 0; k--) {
@@ -161,12 +168,15 @@ export function checkpointReports(contents: ChainContents): CheckpointReport[] {
     const s = sourcesAndProblems(contents, name);
     const own = s.sources.filter((x) => x.bitmap.name === name).map((x) => contents.bitmap(x.layer, x.bitmap));
     acc = union([acc, ...own]);
+    // A disabled checkpoint also counts older bitmaps of its layer (see above): not incremental.
+    const older = s.sources.filter((x) => (rank.get(x.bitmap.name) ?? -1) < k);
+    const marked = older.length ? union([acc, ...older.map((x) => contents.bitmap(x.layer, x.bitmap))]) : acc;
     out[k] = {
       name,
       state: s.problems.length === 0 ? 'ok' : 'unknown',
       problems: s.problems,
       sources: s.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name })),
-      dirtyBytes: s.problems.length === 0 ? totalBytes(acc) : null,
+      dirtyBytes: s.problems.length === 0 ? totalBytes(marked) : null,
     };
   }
   return out;

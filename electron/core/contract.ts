@@ -234,6 +234,55 @@ export interface BitmapPlanInfo {
   qmp: unknown;
 }
 
+/** What a commit plan does to the checkpoints, shown before it runs and kept with the plan. */
+export interface CommitEffects {
+  scheme: 'seed' | 'libvirt';
+  /** the layer committed (it leaves the chain) and the one it is committed into */
+  top: string;
+  base: string;
+  /** the image the disk runs on afterwards */
+  active: string;
+  /** base bitmaps disabled while the commit copies (they keep exactly what they had) */
+  disabledDuringCommit: string[];
+  /** base bitmaps that keep recording through the commit, and why */
+  keptRecording: { name: string; why: string }[];
+  /** the top's bitmaps carried into the base (created there when missing), merged from the top's */
+  carried: { name: string; granularity: number; persistent: boolean; created: boolean; recordsAfter: boolean }[];
+  /** the top's bitmaps that are not carried, and why */
+  lost: { name: string; why: string }[];
+  /** base bitmaps disabled for the commit and recording again afterwards */
+  reEnabled: string[];
+  /** every bitmap enabled after the switch-over (re-enabled or carried) */
+  enabledAfter: string[];
+  /** the checkpoints the chain still has afterwards, oldest first */
+  checkpointsKept: string[];
+}
+
+export type PlanKind = 'commit-with-bitmaps';
+
+/** A plan's kind and parameters, as plan:preview and plan:start take them. */
+export type PlanRequest = {
+  kind: 'commit-with-bitmaps';
+  /** a live connection (Strata's daemon holding the image read-write, or a VM); device: the top node */
+  params: { connection: string; device?: string; scheme?: 'seed' | 'libvirt'; speed?: number };
+};
+
+export interface PlanStepInfo {
+  label: string;
+  state: 'pending' | 'running' | 'done' | 'undone' | 'failed';
+  note: string | null;
+  /** the exact QMP the step sends, in order */
+  commands: { execute: string; arguments: Record<string, unknown> }[];
+}
+
+/** A plan laid out but not journaled or run: what the confirmation shows. */
+export interface PlanPreview {
+  kind: PlanKind;
+  summary: string;
+  steps: Omit<PlanStepInfo, 'state' | 'note'>[];
+  effects: CommitEffects | null;
+}
+
 export interface PlanInfo {
   id: number;
   kind: string;
@@ -242,7 +291,8 @@ export interface PlanInfo {
   error: string | null;
   /** what Strata did, in plain words (after a restart: whether it resumed or rolled back) */
   resolution: string | null;
-  steps: { label: string; state: 'pending' | 'running' | 'done' | 'undone' | 'failed'; note: string | null }[];
+  steps: PlanStepInfo[];
+  effects: CommitEffects | null;
   createdAt: string;
   finishedAt: string | null;
 }
@@ -281,8 +331,10 @@ export interface Channels {
   'bitmap:plan': [{ target: BitmapTarget; op: BitmapOpSpec }, BitmapPlanInfo];
   /** runs a change the user confirmed; journaled before its first command */
   'bitmap:apply': [{ target: BitmapTarget; op: BitmapOpSpec }, BitmapPlanInfo & { operation: number }];
-  /** the seed's plan: disable the base's recording bitmaps, commit the top into it, re-enable them */
-  'plan:commit-with-bitmaps': [{ connection: string; device?: string }, PlanInfo];
+  /** lays a plan out from what QEMU shows now: its steps with their QMP and its effects; changes nothing */
+  'plan:preview': [PlanRequest, PlanPreview];
+  /** journals the plan, then runs it in the background (plan:changed follows it) */
+  'plan:start': [PlanRequest, PlanInfo];
   'history:plans': [{ limit?: number }, PlanInfo[]];
 }
 
@@ -338,7 +390,8 @@ export const CHANNELS = [
   'history:operations',
   'bitmap:plan',
   'bitmap:apply',
-  'plan:commit-with-bitmaps',
+  'plan:preview',
+  'plan:start',
   'history:plans',
 ] as const satisfies readonly Channel[];
 

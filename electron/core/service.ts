@@ -20,7 +20,8 @@ import { JOB_VERBS } from './jobs/states.ts';
 import type { BitmapOpSpec, BitmapTarget } from './contract.ts';
 import { openTarget, planOn, runBitmapOp, runOnSession, type OpRequest } from './bitmaps/run.ts';
 import { PlanStore } from './store/plans.ts';
-import { ServicePlans, planInfo } from './plans/service-plans.ts';
+import { ServicePlans, planInfo, PLAN_KINDS } from './plans/service-plans.ts';
+import type { PlanRequest } from './contract.ts';
 
 export type Handlers = { [C in Channel]: (arg: ArgOf<C>) => Promise<ResultOf<C>> | ResultOf<C> };
 export type EventListener = <E extends EventName>(event: E, payload: Events[E]) => void;
@@ -161,9 +162,25 @@ export function createService(opts: ServiceOptions): Service {
     return { extents: r.extents, virtualSize: r.virtualSize };
   });
   const planStore = new PlanStore(db);
-  const plans = new ServicePlans(planStore, (p) => emit('plan:changed', p));
+  const plans = new ServicePlans(planStore, (p) => emit('plan:changed', p), { runtimeDir, connection: (id) => connections.planConnection(id) });
   // Plans a crash left unfinished are finished now, in the background; plan:changed says how.
   const recovered = plans.recoverAll().catch(() => []);
+  const needPlan = (v: unknown): PlanRequest => {
+    const r = v as { kind?: unknown; params?: Record<string, unknown> } | null;
+    if (r?.kind !== 'commit-with-bitmaps') bad(`kind: expected one of ${PLAN_KINDS.join(', ')}`);
+    const p = r.params;
+    if (!p || typeof p !== 'object') bad('params: expected an object');
+    if (p.scheme !== undefined && p.scheme !== 'seed' && p.scheme !== 'libvirt') bad('params.scheme: expected seed or libvirt');
+    return {
+      kind: 'commit-with-bitmaps',
+      params: {
+        connection: needId(p.connection, 'params.connection'),
+        ...(p.device === undefined ? {} : { device: needId(p.device, 'params.device') }),
+        ...(p.scheme === undefined ? {} : { scheme: p.scheme as 'seed' | 'libvirt' }),
+        ...(p.speed === undefined ? {} : { speed: needInt(p.speed, 'params.speed', 1, Number.MAX_SAFE_INTEGER) }),
+      },
+    };
+  };
   const needSpec = (v: unknown): JobStartSpec => {
     const s = v as Record<string, unknown> | null;
     if (!s || (s.type !== 'block-stream' && s.type !== 'block-commit')) bad('spec.type: expected block-stream or block-commit');
@@ -247,10 +264,8 @@ export function createService(opts: ServiceOptions): Service {
     },
     'history:jobs': (a) => jobStore.list(a?.limit ?? 100),
     'history:operations': (a) => operations.list(a?.limit ?? 100).map(({ plan: _plan, ...o }) => o),
-    'plan:commit-with-bitmaps': async (a) => {
-      const { qmp, target } = connections.planTarget(needId(a?.connection, 'connection'));
-      return plans.startCommitWithBitmaps(qmp, target, a?.device === undefined ? undefined : needId(a.device, 'device'));
-    },
+    'plan:preview': (a) => plans.preview(needPlan(a)),
+    'plan:start': (a) => plans.start(needPlan(a)),
     'history:plans': async (a) => {
       await recovered;
       return planStore.list(a?.limit ?? 100).map(planInfo);

@@ -26,6 +26,9 @@ function chain(dir: string) {
   qemuIo(base, ['write -P 1 0 1M']);
   qemuImg('bitmap', '--add', base, 'B');
   qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', top);
+  // The overlay continues both checkpoints (libvirt's style), so the base's may be disabled for the commit.
+  qemuImg('bitmap', '--add', top, 'A');
+  qemuImg('bitmap', '--add', top, 'B');
   qemuIo(top, ['write -P 2 4M 1M']);
   return { base, top };
 }
@@ -40,9 +43,17 @@ test('commit with bitmaps from the contract: pushed plan states, bitmaps recordi
   const seen: any[] = [];
   service.subscribe((e, p) => e === 'plan:changed' && seen.push(p));
   const conn = await call(service, 'connection:open-image', { image: top, readOnly: false });
-  const plan = await call(service, 'plan:commit-with-bitmaps', { connection: conn.id });
+  const plan = await call(service, 'plan:start', { kind: 'commit-with-bitmaps', params: { connection: conn.id } });
   assert.equal(plan.state, 'running');
-  assert.deepEqual(plan.steps.map((s: any) => s.label.split(' in ')[0].split(' (')[0]), ["disable 'A'", "disable 'B'", 'commit strata-top into its backing', "re-enable 'A'", "re-enable 'B'"]);
+  assert.deepEqual(plan.steps.map((s: any) => s.label), [
+    `disable 'A' in ${base}`,
+    `disable 'B' in ${base}`,
+    'commit strata-top into its backing, until READY',
+    `carry 'A', 'B' into ${base}, and start a temporary bitmap that covers the switch-over`,
+    `complete the commit: the disk switches over to ${base}`,
+    `enable 'A', 'B' in ${base}, add what was written during the switch-over`,
+    `remove the temporary bitmap 'strata-switch-${plan.steps[2].commands[0].arguments['job-id']}'`,
+  ]);
   const deadline = Date.now() + 30000;
   while (!seen.some((p) => p.id === plan.id && p.state !== 'running')) {
     assert.ok(Date.now() < deadline, 'the plan finished');
@@ -63,7 +74,7 @@ test('the next start finishes what a crash left: rolled back, and the user is to
   {
     const store = new PlanStore(openDb(path.join(dataDir, 'strata.db')));
     const qmp = await QmpClient.connect(d.socket);
-    const p = await planCommitWithBitmaps(qmp, { socket: d.socket, image: null, daemonPid: null }, 'top', 'j-crash');
+    const p = await planCommitWithBitmaps(qmp, { socket: d.socket, image: null, daemonPid: null }, 'top', 'j-crash', { runtimeDir: path.join(dataDir, 'run') });
     const id = store.create(p);
     await qmp.execute(p.steps[0].spec.kind === 'qmp' ? p.steps[0].spec.command.execute : '', (p.steps[0].spec as any).command.arguments);
     store.step(id, 0, 'running');
@@ -74,7 +85,7 @@ test('the next start finishes what a crash left: rolled back, and the user is to
   const plans = await call(service, 'history:plans', {});
   assert.equal(plans[0].state, 'rolled-back');
   assert.match(plans[0].resolution, /rolled back.*undid disable 'A'/);
-  assert.deepEqual(plans[0].steps.map((s: any) => s.state), ['undone', 'pending', 'pending', 'pending', 'pending']);
+  assert.deepEqual(plans[0].steps.map((s: any) => s.state), ['undone', 'pending', 'pending', 'pending', 'pending', 'pending', 'pending']);
   const q = await QmpClient.connect(d.socket);
   const nodes = await q.execute<any[]>('query-named-block-nodes', { flat: true });
   await q.close();

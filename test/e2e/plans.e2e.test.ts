@@ -14,26 +14,12 @@ import { addImage, buildSeed, e2eSuite, liveChip, openInDaemon } from './e2e-hel
 const suite = e2eSuite('strata-e2e-plans-');
 const tmpRoot = suite.tmpRoot;
 
-/** A base with two recording persistent bitmaps and data, an overlay on it with a write of its own. */
-function buildCheckpointChain(dir: string): { top: string; base: string } {
-  fs.mkdirSync(dir, { recursive: true });
-  const base = path.join(dir, 'base.qcow2');
-  const top = path.join(dir, 'top.qcow2');
-  qemuImg('create', '-q', '-f', 'qcow2', base, '16M');
-  qemuImg('bitmap', '--add', base, 'monday');
-  qemuIo(base, ['write -P 0x11 0 1M']);
-  qemuImg('bitmap', '--add', base, 'tuesday');
-  qemuIo(base, ['write -P 0x22 2M 1M']);
-  qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
-  qemuIo(top, ['write -P 0x33 4M 2M']);
-  return { top, base };
-}
-
-
-test('commit keeping the checkpoints: the plan runs step by step on its card, then is in History', async (t) => {
+test("commit keeping the checkpoints on the seed's chain: the preview says what is carried, and every checkpoint keeps its changes", async (t) => {
   const app = await suite.open(t, 'plan');
   const { page } = app;
-  const { top, base } = buildCheckpointChain(path.join(app.dataDir, 'chain'));
+  // The issue's steps: the seed chain's top.qcow2 open read-write, a bitmap 'nightly' added on the top.
+  const top = buildSeed(path.join(app.dataDir, 'seed'));
+  const base = path.join(path.dirname(top), 'base.qcow2');
 
   await page.getByTestId('welcome-panel').waitFor();
   await addImage(page, top);
@@ -51,40 +37,60 @@ test('commit keeping the checkpoints: the plan runs step by step on its card, th
   await page.getByTestId('nav-jobs').click();
   await page.getByTestId('jobs-view').waitFor();
   await page.getByTestId('job-type-plan').check();
-  assert.match(await page.getByTestId('job-type-plan-help').innerText(), /disabled during the commit .* re-enabled after/);
+  assert.match(await page.getByTestId('job-type-plan-help').innerText(), /carries the top’s bitmaps into it/);
   assert.equal(await page.getByTestId('job-speed').count(), 0, 'the plan takes no speed limit');
+  assert.ok(await page.getByTestId('plan-scheme-seed').isChecked());
   await app.shot('plans-form');
   await page.getByTestId('job-start').click();
-  await page.getByTestId('start-job-dialog').waitFor();
-  assert.match(await page.getByTestId('start-job-summary').innerText(), /Disable the recording persistent bitmaps of base\.qcow2/);
+  const dialog = page.getByTestId('start-job-dialog');
+  await dialog.waitFor();
+  // The preview: which checkpoints survive, which bitmaps are carried, the exact QMP.
+  assert.match(await dialog.getByTestId('start-job-summary').innerText(), /'bitmap2' disabled during the commit; 'bitmap3', 'nightly' carried from the top/);
+  assert.equal(await dialog.getByTestId('plan-effects-kept').innerText().then((x) => x.split(' · ')[0]), '‘bitmap1’, ‘bitmap2’, ‘bitmap3’, ‘nightly’');
+  assert.deepEqual(await dialog.getByTestId('plan-effects-carried').evaluateAll((els) => els.map((e) => e.getAttribute('data-name'))), ['bitmap3', 'nightly']);
+  assert.equal(await dialog.getByTestId('plan-effects-lost').count(), 0);
+  await dialog.getByTestId('plan-steps-qmp').locator('summary').click();
+  const qmp = await dialog.getByTestId('plan-preview-qmp').allInnerTexts();
+  assert.ok(qmp.some((q) => /"block-dirty-bitmap-merge".*"target":"bitmap3".*"node":"strata-top","name":"bitmap3"/.test(q)), qmp.join('\n'));
+  await app.shot('plans-preview');
   await page.getByTestId('confirm-yes').click();
 
   const card = page.getByTestId('plan-card').first();
   await card.waitFor();
   await page.locator('[data-testid="plan-card"][data-state="done"]').first().waitFor({ timeout: 60_000 });
   const steps = card.getByTestId('plan-card-step');
-  // Disable two, commit, re-enable two.
-  assert.equal(await steps.count(), 5);
-  assert.deepEqual(await steps.evaluateAll((els) => els.map((e) => e.getAttribute('data-state'))), ['done', 'done', 'done', 'done', 'done']);
+  // Disable bitmap2, commit until READY, carry, complete, enable with the switch-over's writes, remove the temporary bitmap.
+  assert.equal(await steps.count(), 6);
+  assert.deepEqual(await steps.evaluateAll((els) => els.map((e) => e.getAttribute('data-state'))), ['done', 'done', 'done', 'done', 'done', 'done']);
   const labels = await steps.evaluateAll((els) => els.map((e) => e.textContent ?? ''));
-  assert.match(labels[0], /disable 'monday'/);
-  assert.match(labels[1], /disable 'tuesday'/);
-  assert.match(labels[2], /commit/);
-  assert.match(labels[4], /re-enable 'tuesday'/);
-  assert.match(await card.getByTestId('plan-summary-text').innerText(), /'monday', 'tuesday' disabled during the commit/);
+  assert.match(labels[0], /disable 'bitmap2'/);
+  assert.match(labels[2], /carry 'bitmap3', 'nightly'/);
+  assert.match(labels[4], /enable 'bitmap2', 'bitmap3', 'nightly'/);
+  await card.getByTestId('plan-effects').waitFor();
   assert.equal(await card.getByTestId('plan-state').innerText(), 'done');
   // A plan that ran through has no resolution note (that is for plans finished or undone after a restart).
   if (await card.getByTestId('plan-resolution').count()) assert.match(await card.getByTestId('plan-resolution').innerText(), /\S/);
   await app.shot('plans-done');
 
-  // The base's bitmaps record again.
+  // The base node holds all four, three recording.
   await page.getByTestId('nav-connections').click();
   await page.getByTestId('graph-refresh').click();
-  await page.locator('[data-testid="live-bitmap-chip"][data-name="monday"][data-state="recording"]').waitFor();
-  await page.locator('[data-testid="live-bitmap-chip"][data-name="tuesday"][data-state="recording"]').waitFor();
-  // The base node (the top stays listed: the daemon's own node, no longer in use) holds both, recording.
   const baseNode = page.locator(`[data-testid="block-node"][data-file="${base}"]`);
-  assert.equal(await baseNode.locator('[data-testid="live-bitmap-chip"][data-state="recording"]').count(), 2);
+  await baseNode.locator('[data-testid="live-bitmap-chip"][data-name="nightly"]').waitFor();
+  assert.equal(await baseNode.locator('[data-testid="live-bitmap-chip"][data-state="recording"]').count(), 3);
+
+  // Close the daemon (QEMU stores the bitmaps), add base.qcow2: bitmap2 still holds its 256 KiB of changes.
+  await page.getByTestId('connection-close').first().click();
+  if (await page.getByTestId('confirm-yes').count()) await page.getByTestId('confirm-yes').click();
+  await page.getByTestId('nav-workspace').click();
+  await addImage(page, base);
+  const cp = (name: string) => page.locator(`[data-testid="checkpoint"][data-name="${name}"]`);
+  await cp('bitmap2').waitFor();
+  assert.equal(await cp('bitmap2').getAttribute('data-state'), 'ok');
+  assert.match(await cp('bitmap2').innerText(), /256 KiB/);
+  assert.match(await cp('bitmap1').innerText(), /320 KiB/);
+  assert.match(await cp('bitmap3').innerText(), /192 KiB/);
+  await app.shot('plans-base-checkpoints');
 
   // ----- History: the plan, with its steps and resolution.
   await page.getByTestId('nav-history').click();
@@ -97,7 +103,7 @@ test('commit keeping the checkpoints: the plan runs step by step on its card, th
   await row.first().locator('button').click();
   const detail = page.getByTestId('activity-detail');
   assert.equal(await detail.getByTestId('activity-plan-title').innerText(), 'Commit, keeping the checkpoints');
-  assert.deepEqual(await detail.getByTestId('plan-step').evaluateAll((els) => els.map((e) => e.getAttribute('data-state'))), ['done', 'done', 'done', 'done', 'done']);
+  assert.deepEqual(await detail.getByTestId('plan-step').evaluateAll((els) => els.map((e) => e.getAttribute('data-state'))), ['done', 'done', 'done', 'done', 'done', 'done']);
   await detail.getByTestId('activity-plan-resolution').waitFor();
   await app.shot('plans-history');
 

@@ -94,6 +94,27 @@ function about(file: string, e: unknown): unknown {
 }
 
 export async function readLiveBitmap(qmp: QmpClient, node: string, name: string, opts: LiveReadOptions): Promise<LiveBitmapContents> {
+  const r = await readLiveNode(qmp, node, { bitmaps: [name] }, opts);
+  const b = r.bitmaps[0];
+  return { node, file: r.file, name, granularity: b.granularity, recording: b.recording, persistent: b.persistent, virtualSize: r.virtualSize, extents: b.extents };
+}
+
+export interface LiveNodeContents {
+  node: string;
+  file: string;
+  virtualSize: number;
+  /** in the order asked for */
+  bitmaps: { name: string; granularity: number; recording: boolean; persistent: boolean; extents: ExtentList }[];
+  /** what this node itself defines (qemu:allocation-depth = 1), when asked for */
+  allocation: ExtentList | null;
+}
+
+/**
+ * Several bitmaps of one node, and optionally what the node itself allocates, read in one pass:
+ * one transaction copies every bitmap (so all copies are of the same instant), one export carries
+ * the copies and `allocation-depth`, one NBD connection reads them all.
+ */
+export async function readLiveNode(qmp: QmpClient, node: string, want: { bitmaps: string[]; allocation?: boolean }, opts: LiveReadOptions): Promise<LiveNodeContents> {
   const where = opts.where ?? qmp.path;
   const trace = opts.trace ?? (() => {});
   let t = performance.now();
@@ -102,8 +123,9 @@ export async function readLiveBitmap(qmp: QmpClient, node: string, name: string,
     trace(s, now - t);
     t = now;
   };
+  const what = want.bitmaps.length === 1 ? `bitmap '${want.bitmaps[0]}'` : `the contents of node '${node}'`;
   const checkAbort = () => {
-    if (opts.signal?.aborted) throw new StrataError('E_QMP_INTERRUPTED', `${where}: reading bitmap '${name}' was interrupted`, { file: where });
+    if (opts.signal?.aborted) throw new StrataError('E_QMP_INTERRUPTED', `${where}: reading ${what} was interrupted`, { file: where });
   };
 
   // 1. what is there
@@ -114,45 +136,49 @@ export async function readLiveBitmap(qmp: QmpClient, node: string, name: string,
     throw new StrataError('E_BAD_INPUT', `${where}: no block node named '${node}' (named nodes: ${named.join(', ') || 'none'})`, { file: where });
   }
   const file: string = n.file;
-  const bitmaps: any[] = n['dirty-bitmaps'] ?? [];
-  const bm = bitmaps.find((b) => b.name === name);
-  if (!bm) {
-    const names = bitmaps.map((b) => b.name).filter((x) => typeof x === 'string' && !x.startsWith(TEMP_PREFIX));
-    throw new StrataError('E_NO_BITMAP', `${file}: no bitmap named '${name}' on node '${node}' (it has: ${names.join(', ') || 'none'})`, { file });
-  }
-  if (bm.inconsistent === true) {
-    throw new StrataError(
-      'E_CHECKPOINT_UNKNOWN',
-      `${file}: bitmap '${name}' is inconsistent (it was in-use on disk when QEMU opened the image: its last writer did not store it, e.g. after a crash); ` +
-        'its contents cannot be trusted: remove it and start a new checkpoint',
-      { file },
-    );
-  }
-  if (bm.busy === true) {
-    throw new StrataError('E_BAD_INPUT', `${file}: bitmap '${name}' is busy (an export or a job is using it); QEMU will not copy it until that ends`, { file });
-  }
-  const granularity: number = bm.granularity;
+  const present: any[] = n['dirty-bitmaps'] ?? [];
+  const found = want.bitmaps.map((name) => {
+    const bm = present.find((b) => b.name === name);
+    if (!bm) {
+      const names = present.map((b) => b.name).filter((x) => typeof x === 'string' && !x.startsWith(TEMP_PREFIX));
+      throw new StrataError('E_NO_BITMAP', `${file}: no bitmap named '${name}' on node '${node}' (it has: ${names.join(', ') || 'none'})`, { file });
+    }
+    if (bm.inconsistent === true) {
+      throw new StrataError(
+        'E_CHECKPOINT_UNKNOWN',
+        `${file}: bitmap '${name}' is inconsistent (it was in-use on disk when QEMU opened the image: its last writer did not store it, e.g. after a crash); ` +
+          'its contents cannot be trusted: remove it and start a new checkpoint',
+        { file },
+      );
+    }
+    if (bm.busy === true) {
+      throw new StrataError('E_BAD_INPUT', `${file}: bitmap '${name}' is busy (an export or a job is using it); QEMU will not copy it until that ends`, { file });
+    }
+    return { name, granularity: bm.granularity as number, recording: bm.recording === true, persistent: bm.persistent === true, copy: uniqueName() };
+  });
   const virtualSize: number = n.image?.['virtual-size'] ?? 0;
   step('query-named-block-nodes');
   checkAbort();
 
-  // 2. a disabled transient copy, atomically
-  const copy = uniqueName();
-  try {
-    await qmp.execute('transaction', {
-      actions: [
-        { type: 'block-dirty-bitmap-add', data: { node, name: copy, granularity, persistent: false, disabled: true } },
-        { type: 'block-dirty-bitmap-merge', data: { node, target: copy, bitmaps: [name] } },
-      ],
-    });
-  } catch (e) {
-    throw about(file, e);
+  // 2. disabled transient copies, atomically
+  if (found.length) {
+    try {
+      await qmp.execute('transaction', {
+        actions: found.flatMap((b) => [
+          { type: 'block-dirty-bitmap-add', data: { node, name: b.copy, granularity: b.granularity, persistent: false, disabled: true } },
+          { type: 'block-dirty-bitmap-merge', data: { node, target: b.copy, bitmaps: [b.name] } },
+        ]),
+      });
+    } catch (e) {
+      throw about(file, e);
+    }
+    step('transaction (add copy + merge)');
   }
-  step('transaction (add copy + merge)');
+  const exportId = found[0]?.copy ?? uniqueName();
 
   const left: string[] = [];
   let primary: unknown = null;
-  let result: LiveBitmapContents | null = null;
+  let result: LiveNodeContents | null = null;
   let sock: { dir: string; socket: string } | null = null;
   let serverStarted = false;
   let exportAdded = false;
@@ -164,7 +190,7 @@ export async function readLiveBitmap(qmp: QmpClient, node: string, name: string,
   opts.signal?.addEventListener('abort', onAbort);
   try {
     checkAbort();
-    // 3. our own NBD server, a read-only export of the copy, block status
+    // 3. our own NBD server, a read-only export of the copies, block status
     sock = privateSocketDir(opts.runtimeDir);
     try {
       await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: sock.socket } } });
@@ -179,55 +205,71 @@ export async function readLiveBitmap(qmp: QmpClient, node: string, name: string,
     step('nbd-server-start');
     checkAbort();
     try {
-      await qmp.execute('block-export-add', { type: 'nbd', id: copy, 'node-name': node, name: copy, writable: false, bitmaps: [copy] });
+      await qmp.execute('block-export-add', {
+        type: 'nbd',
+        id: exportId,
+        'node-name': node,
+        name: exportId,
+        writable: false,
+        bitmaps: found.map((b) => b.copy),
+        ...(want.allocation ? { 'allocation-depth': true } : {}),
+      });
     } catch (e) {
       throw about(file, e);
     }
     exportAdded = true;
     step('block-export-add');
     checkAbort();
-    const context = `qemu:dirty-bitmap:${copy}`;
-    nbd = await NbdClient.open(sock.socket, copy, [context]);
+    const contexts = found.map((b) => `qemu:dirty-bitmap:${b.copy}`);
+    if (want.allocation) contexts.push('qemu:allocation-depth');
+    nbd = await NbdClient.open(sock.socket, exportId, contexts);
     step('NBD handshake');
-    checkAbort();
-    const b = new ExtentBuilder();
-    await nbd.blockStatus(context, (off, len, flags) => {
-      if (flags & 1) b.push(off, off + len);
-    });
+    const out: LiveNodeContents['bitmaps'] = [];
+    for (const b of found) {
+      checkAbort();
+      const eb = new ExtentBuilder();
+      await nbd.blockStatus(`qemu:dirty-bitmap:${b.copy}`, (off, len, flags) => {
+        if (flags & 1) eb.push(off, off + len);
+      });
+      out.push({ name: b.name, granularity: b.granularity, recording: b.recording, persistent: b.persistent, extents: eb.finish() });
+    }
+    let allocation: ExtentList | null = null;
+    if (want.allocation) {
+      checkAbort();
+      const eb = new ExtentBuilder();
+      // allocation-depth: 0 = unallocated, 1 = this node, N = the (N-1)th backing below it
+      await nbd.blockStatus('qemu:allocation-depth', (off, len, depth) => {
+        if (depth === 1) eb.push(off, off + len);
+      });
+      allocation = eb.finish();
+    }
     checkAbort();
     step('NBD block status');
-    result = {
-      node,
-      file,
-      name,
-      granularity,
-      recording: bm.recording === true,
-      persistent: bm.persistent === true,
-      virtualSize: nbd.export?.size ?? virtualSize,
-      extents: b.finish(),
-    };
+    result = { node, file, virtualSize: nbd.export?.size ?? virtualSize, bitmaps: out, allocation };
   } catch (e) {
-    primary = opts.signal?.aborted ? new StrataError('E_QMP_INTERRUPTED', `${where}: reading bitmap '${name}' was interrupted`, { file: where }) : e;
+    primary = opts.signal?.aborted ? new StrataError('E_QMP_INTERRUPTED', `${where}: reading ${what} was interrupted`, { file: where }) : e;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     // 4. undo, in reverse; every step is tried even if an earlier one failed
     await closeNbd();
     if (exportAdded) {
-      const gone = qmp.waitEvent((ev) => ev.event === 'BLOCK_EXPORT_DELETED' && (ev.data as { id?: string } | undefined)?.id === copy, opts.exportGoneTimeoutMs ?? 10000);
+      const gone = qmp.waitEvent((ev) => ev.event === 'BLOCK_EXPORT_DELETED' && (ev.data as { id?: string } | undefined)?.id === exportId, opts.exportGoneTimeoutMs ?? 10000);
       gone.catch(() => {}); // observed below; never an unhandled rejection if the del fails
       try {
-        await qmp.execute('block-export-del', { id: copy, mode: 'hard' });
+        await qmp.execute('block-export-del', { id: exportId, mode: 'hard' });
         await gone;
         step('block-export-del + BLOCK_EXPORT_DELETED');
       } catch (e) {
-        left.push(`export '${copy}' (${(e as Error).message})`);
+        left.push(`export '${exportId}' (${(e as Error).message})`);
       }
     }
-    try {
-      await qmp.execute('block-dirty-bitmap-remove', { node, name: copy });
-      step('block-dirty-bitmap-remove');
-    } catch (e) {
-      left.push(`transient bitmap '${copy}' on node '${node}' (${(e as Error).message})`);
+    for (const b of found) {
+      try {
+        await qmp.execute('block-dirty-bitmap-remove', { node, name: b.copy });
+        step('block-dirty-bitmap-remove');
+      } catch (e) {
+        left.push(`transient bitmap '${b.copy}' on node '${node}' (${(e as Error).message})`);
+      }
     }
     if (serverStarted) {
       try {
@@ -245,7 +287,7 @@ export async function readLiveBitmap(qmp: QmpClient, node: string, name: string,
   }
   if (primary) throw primary;
   if (left.length) {
-    throw new StrataError('E_QMP_EXECUTE', `${where}: the bitmap was read, but cleaning up failed; left behind: ${left.join('; ')}`, { file: where });
+    throw new StrataError('E_QMP_EXECUTE', `${where}: the contents were read, but cleaning up failed; left behind: ${left.join('; ')}`, { file: where });
   }
   return result!;
 }

@@ -35,6 +35,8 @@ Commands:
                               change bitmaps; without --yes only prints the plan (the QMP)
   TARGET is an IMAGE (opened in Strata's own qemu-storage-daemon) or --socket PATH --node NODE
   (a running QEMU).
+  commit TOP [--scheme seed|libvirt] [--yes]
+                              commit the top into its backing, keeping every checkpoint
   history                     every change Strata made, with its plan and the QMP exchanged
   jobs                        the block jobs Strata recorded
   jobs --socket PATH          the jobs of a running QEMU now: state, progress, allowed verbs
@@ -227,6 +229,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'map') cmdMap(rest, out);
     else if (cmd === 'history') (await import('./history.ts')).cmdHistory(rest, out);
     else if (cmd === 'jobs') await (await import('./jobs.ts')).cmdJobs(rest, out);
+    else if (cmd === 'commit') await (await import('./commit.ts')).cmdCommit(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') await cmdBitmapShow(more, out);

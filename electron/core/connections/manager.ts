@@ -191,9 +191,10 @@ export class ConnectionManager {
   }
 
   /** The live QMP client of a connection, and what a plan journal needs to find it again. */
-  planTarget(id: string): { qmp: QmpClient; target: { socket: string; image: string | null; daemonPid: number | null } } {
+  /** The connection as a plan runs on it: its client, its one job engine, and where a restart finds it. */
+  planConnection(id: string): { qmp: QmpClient; engine: JobEngine; target: { socket: string; image: string | null; daemonPid: number | null } } {
     const c = this.live(id);
-    return { qmp: c.qmp, target: { socket: c.info.socket, image: c.info.image, daemonPid: c.daemon ? (c.info.pid ?? null) : null } };
+    return { qmp: c.qmp, engine: c.engine, target: { socket: c.info.socket, image: c.info.image, daemonPid: c.daemon ? (c.info.pid ?? null) : null } };
   }
 
   /** The live QMP client and its node, for a bitmap change on this connection. */

@@ -1,17 +1,21 @@
 // Running a journaled plan, and finishing one a crash interrupted. Every step's state is written
-// before and after it runs. After a crash the step that was running is read back from QEMU itself
-// (bitmap flags, query-jobs): until something irreversible has happened (a job completed) the plan
-// is rolled back; once it has, or while its job still runs, the plan is resumed.
+// before and after it runs, and a job step's phase (starting, started, ready, concluded, dismissed)
+// at each change. After a crash the step that was running is read back from QEMU itself (bitmap
+// flags, query-jobs) and from those typed columns: until something irreversible has happened (a
+// pivot, a job that concluded) the plan is rolled back; once it has, or while its job still runs,
+// the plan is resumed.
 import type { QmpClient } from '../qmp/client.ts';
 import { JobEngine } from '../jobs/engine.ts';
 import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import type { PlanStore } from '../store/plans.ts';
-import type { Plan, PlanStep, QmpCall, StepCheck } from './types.ts';
+import { isIrreversible, jobUntil, type Plan, type PlanStep, type QmpCall, type StepCheck } from './types.ts';
 import { StrataError } from '../errors.ts';
 
 export interface RunContext {
   qmp: QmpClient;
   store: PlanStore;
+  /** the connection's one job engine (the connection manager's); a private one when absent (CLI, tests) */
+  engine?: JobEngine;
   /** crash injection for tests: called at named points (after-step-N, job-running, ...) */
   hook?: (point: string) => void;
 }
@@ -23,11 +27,12 @@ export interface PlanOutcome {
 }
 
 const engines = new WeakMap<QmpClient, JobEngine>();
-function engineFor(qmp: QmpClient): JobEngine {
-  let e = engines.get(qmp);
+function engineOf(ctx: RunContext): JobEngine {
+  if (ctx.engine) return ctx.engine;
+  let e = engines.get(ctx.qmp);
   if (!e) {
-    e = new JobEngine(qmp, { connection: 'plan' });
-    engines.set(qmp, e);
+    e = new JobEngine(ctx.qmp, { connection: ctx.qmp.path });
+    engines.set(ctx.qmp, e);
   }
   return e;
 }
@@ -47,52 +52,108 @@ async function checkEffect(qmp: QmpClient, check: StepCheck | null): Promise<boo
   return true;
 }
 
-async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: boolean): Promise<void> {
-  if (step.spec.kind !== 'job') throw new Error('not a job step');
-  const spec = step.spec;
-  const engine = engineFor(ctx.qmp);
-  if (adopt) await engine.sync();
-  else {
-    // The id is in the journal before QEMU hears of the job: a restart can look it up.
-    ctx.store.note(plan.id, step.index, `starting job ${spec.jobId}`);
-    await engine.start({ type: spec.start.execute, ...spec.start.arguments } as any, spec.jobId);
-    ctx.store.note(plan.id, step.index, `started job ${spec.jobId}`);
-  }
-  const running = await engine.waitFor(spec.jobId, (j) => j.state !== 'created' && j.state !== 'undefined');
-  if (running.state === 'running') ctx.hook?.('job-running');
-  let j = await engine.waitFor(spec.jobId, (x) => x.state === 'concluded' || (spec.completeAtReady && (x.state === 'ready' || x.state === 'standby')));
+const readyOrDone = (s: string) => s === 'ready' || s === 'standby' || s === 'concluded';
+
+/** Follows a job to its conclusion (completing it at READY when asked), records its phase, dismisses it. */
+async function concludeJob(ctx: RunContext, plan: Plan, step: PlanStep, jobId: string, complete: boolean): Promise<void> {
+  const engine = engineOf(ctx);
+  let j = await engine.waitFor(jobId, (x) => x.state === 'concluded' || (complete && (x.state === 'ready' || x.state === 'standby')));
   if (j.state !== 'concluded') {
     ctx.hook?.('job-ready');
-    await engine.verb(spec.jobId, 'complete');
-    j = await engine.waitFor(spec.jobId, (x) => x.state === 'concluded');
+    await engine.verb(jobId, 'complete');
+    j = await engine.waitFor(jobId, (x) => x.state === 'concluded');
   }
   // A concluded job's error is only readable before dismiss (auto-dismiss is off).
   const err = j.error;
-  ctx.store.note(plan.id, step.index, err ? `job ${spec.jobId} failed: ${err}` : `job ${spec.jobId} concluded`);
-  await engine.verb(spec.jobId, 'dismiss');
+  ctx.store.phase(plan.id, step.index, err ? 'failed' : 'concluded', err ? `job ${jobId} failed: ${err}` : `job ${jobId} concluded`);
+  await engine.verb(jobId, 'dismiss');
+  if (!err) ctx.store.phase(plan.id, step.index, 'dismissed', `job ${jobId} concluded and was dismissed`);
   if (err) throw new StrataError('E_QMP_EXECUTE', `${step.label}: ${err}`);
+}
+
+async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: boolean): Promise<void> {
+  if (step.spec.kind !== 'job') throw new Error('not a job step');
+  const spec = step.spec;
+  const engine = engineOf(ctx);
+  if (adopt) await engine.sync();
+  else {
+    // The id is in the journal before QEMU hears of the job: a restart can look it up.
+    ctx.store.phase(plan.id, step.index, 'starting', `starting job ${spec.jobId}`);
+    await engine.start({ type: spec.start.execute, ...spec.start.arguments } as any, spec.jobId);
+    ctx.store.phase(plan.id, step.index, 'started', `started job ${spec.jobId}`);
+  }
+  const running = await engine.waitFor(spec.jobId, (j) => j.state !== 'created' && j.state !== 'undefined');
+  if (running.state === 'running') ctx.hook?.('job-running');
+  const until = jobUntil(spec);
+  if (until === 'ready') {
+    const j = await engine.waitFor(spec.jobId, (x) => readyOrDone(x.state));
+    if (j.state === 'concluded') {
+      ctx.store.phase(plan.id, step.index, 'failed', `job ${spec.jobId} ended before READY${j.error ? `: ${j.error}` : ''}`);
+      await engine.verb(spec.jobId, 'dismiss').catch(() => {});
+      throw new StrataError('E_QMP_EXECUTE', `${step.label}: the job ended before it was READY${j.error ? `: ${j.error}` : ''}`);
+    }
+    ctx.store.phase(plan.id, step.index, 'ready', `job ${spec.jobId} is READY`);
+    ctx.hook?.('job-ready');
+    return;
+  }
+  await concludeJob(ctx, plan, step, spec.jobId, until === 'ready-then-complete');
+}
+
+/** The job-complete step: the job an earlier step left READY is completed, concluded, dismissed. */
+async function runCompleteStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: boolean): Promise<void> {
+  if (step.spec.kind !== 'job-complete') throw new Error('not a job-complete step');
+  // After a restart the engine has not seen the job yet: adopt it from query-jobs.
+  const engine = engineOf(ctx);
+  if (adopt || !engine.get(step.spec.jobId)) await engine.sync();
+  ctx.hook?.('before-complete');
+  await concludeJob(ctx, plan, step, step.spec.jobId, true);
 }
 
 async function runStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt = false): Promise<void> {
   if (step.spec.kind === 'qmp') await send(ctx.qmp, step.spec.command);
-  else await runJobStep(ctx, plan, step, adopt);
+  else if (step.spec.kind === 'job') await runJobStep(ctx, plan, step, adopt);
+  else await runCompleteStep(ctx, plan, step, adopt);
 }
 
-const irreversibleDone = (plan: Plan) => plan.steps.some((s) => s.state === 'done' && (s.spec.kind === 'job' || (s.spec.kind === 'qmp' && !s.spec.undo)));
+const irreversibleDone = (plan: Plan) => plan.steps.some((s) => s.state === 'done' && isIrreversible(s.spec));
+
+/** Takes back one done step. A READY job is cancelled (no pivot) and dismissed. */
+async function undoStep(ctx: RunContext, s: PlanStep): Promise<boolean> {
+  if (s.spec.kind === 'qmp') {
+    if (s.spec.undo === null) return false;
+    if (s.spec.undo !== 'nothing-to-undo') await send(ctx.qmp, s.spec.undo);
+    return true;
+  }
+  if (s.spec.kind !== 'job' || jobUntil(s.spec) !== 'ready') return false;
+  const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
+  if (!jobs.some((j) => j.id === (s.spec as { jobId: string }).jobId)) return true;
+  const engine = engineOf(ctx);
+  const jobId = s.spec.jobId;
+  await engine.sync();
+  if (engine.get(jobId)?.state !== 'concluded') {
+    await engine.verb(jobId, 'cancel');
+    await engine.waitFor(jobId, (x) => x.state === 'concluded');
+  }
+  await engine.verb(jobId, 'dismiss');
+  return true;
+}
 
 async function rollBack(ctx: RunContext, plan: Plan, why: string): Promise<PlanOutcome> {
   const undone: string[] = [];
   for (const s of [...plan.steps].reverse()) {
-    if (s.state !== 'done' || s.spec.kind !== 'qmp' || !s.spec.undo) continue;
+    if (s.state !== 'done') continue;
+    let did: boolean;
     try {
-      await send(ctx.qmp, s.spec.undo);
+      did = await undoStep(ctx, s);
     } catch (e) {
       const error = `${why}; undoing "${s.label}" failed too: ${(e as Error).message}`;
       ctx.store.step(plan.id, s.index, 'failed', (e as Error).message);
       ctx.store.finish(plan.id, 'failed', error, `stopped while rolling back: ${undone.join(', ') || 'nothing undone'}`);
       return { plan: ctx.store.get(plan.id)!, resolution: error };
     }
+    if (!did) continue;
     s.state = 'undone';
+    if (s.spec.kind === 'job') ctx.store.phase(plan.id, s.index, 'cancelled', `job ${s.spec.jobId} cancelled before the switch-over`);
     ctx.store.step(plan.id, s.index, 'undone');
     undone.push(s.label);
   }
@@ -133,12 +194,19 @@ export function runPlan(ctx: RunContext, planId: number): Promise<PlanOutcome> {
   return runFrom(ctx, plan, null);
 }
 
-/** Finish a plan a crash left running, from what QEMU shows now. */
+/** Finish a plan a crash left running, from what QEMU shows now and the steps' journaled phases. */
 export async function recoverPlan(ctx: RunContext, planId: number): Promise<PlanOutcome> {
   const plan = ctx.store.get(planId);
   if (!plan) throw new StrataError('E_BAD_INPUT', `no plan #${planId}`);
   if (plan.state !== 'running') return { plan, resolution: plan.resolution ?? plan.state };
   let adopt: number | null = null;
+  // A job QEMU still runs (or holds at READY) is followed forward, not rolled back.
+  let forward = false;
+  const held = plan.steps.filter((x) => x.state === 'done' && x.spec.kind === 'job' && x.phase === 'ready');
+  if (held.length) {
+    const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
+    forward = held.some((x) => jobs.some((j) => j.id === (x.spec as { jobId: string }).jobId && (j.status === 'ready' || j.status === 'standby')));
+  }
   for (const s of plan.steps.filter((x) => x.state === 'running')) {
     if (s.spec.kind === 'qmp') {
       const took = await checkEffect(ctx.qmp, s.spec.check);
@@ -149,23 +217,37 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
       continue;
     }
     const jobId = s.spec.jobId;
-    const jobs = await ctx.qmp.execute<any[]>('query-jobs');
+    const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
     const j = jobs.find((x) => x.id === jobId);
-    if (j) {
-      adopt = s.index; // still known to QEMU: follow it to its end
-    } else if (s.note?.includes('concluded') && !s.note.includes('failed')) {
+    const readyStep = s.spec.kind === 'job' && jobUntil(s.spec) === 'ready';
+    if (j && readyStep && (j.status === 'ready' || j.status === 'standby')) {
+      s.state = 'done';
+      forward = true;
+      ctx.store.phase(plan.id, s.index, 'ready', `after a restart: job ${jobId} is READY`);
+      ctx.store.step(plan.id, s.index, 'done', 'after a restart: the job is READY');
+    } else if (j) {
+      adopt = s.index; // still known to QEMU: follow it to where the step ends
+      forward = true;
+    } else if (s.phase === 'dismissed' || s.phase === 'concluded') {
+      // 'concluded' is written only for a job that ended without an error, just before its dismiss.
       s.state = 'done';
       ctx.store.step(plan.id, s.index, 'done', 'after a restart: the job had concluded and been dismissed');
-    } else if (s.note?.startsWith('started')) {
-      s.state = 'failed';
-      ctx.store.step(plan.id, s.index, 'failed', 'after a restart: QEMU no longer knows the job (it restarted?)');
-      return rollBack(ctx, plan, `the job of "${s.label}" was lost`);
-    } else {
+    } else if (s.phase === null || s.phase === 'starting') {
+      // Journaled as about to start, and QEMU has no such job: it was never started.
       s.state = 'pending';
       ctx.store.step(plan.id, s.index, 'pending', 'after a restart: the job had not been started');
+    } else {
+      s.state = 'failed';
+      ctx.store.step(plan.id, s.index, 'failed', `after a restart: QEMU no longer knows job ${jobId} (it was ${s.phase}; did QEMU restart?)`);
+      if (irreversibleDone(plan) || s.spec.kind === 'job-complete') {
+        const error = `the job of "${s.label}" was lost after it was ${s.phase}: check the chain before going on`;
+        ctx.store.finish(plan.id, 'failed', error, error);
+        return { plan: ctx.store.get(plan.id)!, resolution: error };
+      }
+      return rollBack(ctx, plan, `the job of "${s.label}" was lost`);
     }
   }
-  if (adopt === null && !irreversibleDone(plan)) return rollBack(ctx, plan, 'Strata stopped before the plan could finish');
+  if (!forward && !irreversibleDone(plan)) return rollBack(ctx, plan, 'Strata stopped before the plan could finish');
   const out = await runFrom(ctx, plan, adopt);
   const resolution = out.plan.state === 'done' ? `resumed after a restart and finished: ${plan.steps.map((s) => s.label).join('; ')}` : out.resolution;
   ctx.store.finish(plan.id, out.plan.state === 'running' ? 'failed' : (out.plan.state as any), out.plan.error, resolution);

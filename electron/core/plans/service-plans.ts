@@ -1,14 +1,17 @@
-// Plans as the service runs them: started in the background with progress pushed as plan:changed,
-// and, when the core starts, every plan a crash left unfinished is finished from what QEMU shows
-// (resumed or rolled back) and the user is told what was done.
+// Plans as the service runs them: laid out by a registered kind (plan:preview), journaled and started
+// in the background with progress pushed as plan:changed (plan:start), and, when the core starts,
+// every plan a crash left unfinished finished from what QEMU shows (resumed or rolled back), the
+// user told what was done.
 import { QmpClient } from '../qmp/client.ts';
+import type { JobEngine } from '../jobs/engine.ts';
 import type { PlanStore } from '../store/plans.ts';
-import type { Plan } from './types.ts';
-import type { PlanInfo } from '../contract.ts';
+import { stepCommands, type NewPlan, type Plan, type PlanTarget } from './types.ts';
+import type { PlanInfo, PlanKind, PlanPreview, PlanRequest } from '../contract.ts';
 import { recoverPlan, runPlan } from './runner.ts';
 import { planCommitWithBitmaps } from './commit-with-bitmaps.ts';
 import { TOP_NODE } from '../daemon/storage-daemon.ts';
 
+/** The one mapping of a journaled plan to the wire. */
 export function planInfo(p: Plan): PlanInfo {
   return {
     id: p.id,
@@ -17,25 +20,70 @@ export function planInfo(p: Plan): PlanInfo {
     state: p.state,
     error: p.error,
     resolution: p.resolution,
-    steps: p.steps.map((s) => ({ label: s.label, state: s.state, note: s.note })),
+    steps: p.steps.map((s) => ({ label: s.label, state: s.state, note: s.note, commands: stepCommands(s.spec) })),
+    effects: p.effects,
     createdAt: p.createdAt,
     finishedAt: p.finishedAt,
   };
 }
 
+export function planPreview(p: NewPlan): PlanPreview {
+  return {
+    kind: p.kind as PlanKind,
+    summary: p.summary,
+    steps: p.steps.map((s) => ({ label: s.label, commands: stepCommands(s.spec) })),
+    effects: p.effects ?? null,
+  };
+}
+
+/** A live connection as a plan needs it: its QMP client, its one job engine, where a restart finds it. */
+export interface PlanConnection {
+  qmp: QmpClient;
+  engine: JobEngine;
+  target: PlanTarget;
+}
+
+interface KindContext {
+  conn: PlanConnection;
+  runtimeDir: string;
+  /** the job id the plan will use (unique across runs) */
+  jobId: string;
+}
+
+/** Every kind of plan: how it is laid out from its parameters. */
+const KINDS: { [K in PlanKind]: (ctx: KindContext, params: Extract<PlanRequest, { kind: K }>['params']) => Promise<NewPlan> } = {
+  'commit-with-bitmaps': (ctx, p) =>
+    planCommitWithBitmaps(ctx.conn.qmp, ctx.conn.target, p.device ?? TOP_NODE, ctx.jobId, { scheme: p.scheme ?? 'seed', speed: p.speed, runtimeDir: ctx.runtimeDir }),
+};
+
+export const PLAN_KINDS = Object.keys(KINDS) as PlanKind[];
+
+let seq = 0;
+const newJobId = () => `strata-plan-${process.pid}-${Date.now().toString(36)}-${++seq}`;
+
 export class ServicePlans {
   constructor(
     private store: PlanStore,
     private emit: (p: PlanInfo) => void,
+    private opts: { runtimeDir: string; connection: (id: string) => PlanConnection },
   ) {}
 
+  private lay(req: PlanRequest): Promise<{ plan: NewPlan; conn: PlanConnection }> {
+    const conn = this.opts.connection(req.params.connection);
+    return KINDS[req.kind]({ conn, runtimeDir: this.opts.runtimeDir, jobId: newJobId() }, req.params).then((plan) => ({ plan, conn }));
+  }
+
+  async preview(req: PlanRequest): Promise<PlanPreview> {
+    return planPreview((await this.lay(req)).plan);
+  }
+
   /** Journal the plan, then run it in the background; the answer is the journaled plan. */
-  async startCommitWithBitmaps(qmp: QmpClient, target: { socket: string; image: string | null; daemonPid: number | null }, device = TOP_NODE): Promise<PlanInfo> {
-    const plan = await planCommitWithBitmaps(qmp, target, device, `strata-plan-${Date.now().toString(36)}`);
+  async start(req: PlanRequest): Promise<PlanInfo> {
+    const { plan, conn } = await this.lay(req);
     const id = this.store.create(plan);
     const info = planInfo(this.store.get(id)!);
     this.emit(info);
-    void runPlan({ qmp, store: this.store, hook: () => this.emit(planInfo(this.store.get(id)!)) }, id)
+    void runPlan({ qmp: conn.qmp, engine: conn.engine, store: this.store, hook: () => this.emit(planInfo(this.store.get(id)!)) }, id)
       .then((out) => this.emit(planInfo(out.plan)))
       .catch(() => this.emit(planInfo(this.store.get(id)!)));
     return info;

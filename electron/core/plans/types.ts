@@ -1,6 +1,7 @@
 // What a plan is made of. A step either sends one QMP command (with the command that undoes it and
 // a check that reads its effect back from QEMU), or runs one job under an id chosen and journaled
 // before the job is started, so that after a crash the job can be found again.
+import type { CommitEffects } from '../contract.ts';
 
 export interface QmpCall {
   execute: string;
@@ -11,17 +12,32 @@ export interface QmpCall {
 export type StepCheck = { bitmap: { node: string; name: string; recording?: boolean; present?: boolean } };
 
 export type StepSpec =
-  | { kind: 'qmp'; command: QmpCall; undo: QmpCall | null; check: StepCheck | null }
+  /** undo: the command that takes the step back; 'nothing-to-undo' when its effect may stay; null: irreversible */
+  | { kind: 'qmp'; command: QmpCall; undo: QmpCall | 'nothing-to-undo' | null; check: StepCheck | null }
   | {
       kind: 'job';
       jobId: string;
       /** the job-starting command, without job-id/auto-dismiss (added when sent) */
       start: QmpCall;
-      /** active commit and mirror wait at READY for job-complete */
-      completeAtReady: boolean;
-    };
+      /**
+       * 'concluded': the step ends when the job has concluded (and been dismissed); irreversible.
+       * 'ready': the step ends when an active commit or mirror is READY; a rollback cancels the
+       * job (no pivot), so the step is reversible. A later 'job-complete' step pivots.
+       * (Plans journaled before 'until' existed have completeAtReady instead.)
+       */
+      until?: 'ready' | 'concluded';
+      completeAtReady?: boolean;
+    }
+  /** job-complete of a READY job started by an earlier step, then its conclusion: irreversible */
+  | { kind: 'job-complete'; jobId: string };
 
 export type StepState = 'pending' | 'running' | 'done' | 'undone' | 'failed';
+
+/**
+ * How far a job step's job has got, journaled at each change (not a note to be parsed): a restart
+ * reads it to tell a job that never started from one that concluded and was dismissed.
+ */
+export type JobPhase = 'starting' | 'started' | 'ready' | 'concluded' | 'failed' | 'dismissed' | 'cancelled';
 export type PlanState = 'running' | 'done' | 'rolled-back' | 'failed';
 
 export interface PlanStep {
@@ -29,6 +45,8 @@ export interface PlanStep {
   label: string;
   spec: StepSpec;
   state: StepState;
+  /** job steps only */
+  phase: JobPhase | null;
   note: string | null;
 }
 
@@ -44,6 +62,8 @@ export interface Plan {
   id: number;
   kind: string;
   summary: string;
+  /** what the plan does to the checkpoints (commit plans) */
+  effects: CommitEffects | null;
   target: PlanTarget;
   state: PlanState;
   error: string | null;
@@ -56,6 +76,29 @@ export interface Plan {
 export interface NewPlan {
   kind: string;
   summary: string;
+  effects?: CommitEffects | null;
   target: PlanTarget;
   steps: { label: string; spec: StepSpec }[];
+}
+
+/** The QMP commands a step sends, in order, as shown to the user before it runs. */
+export function stepCommands(spec: StepSpec): QmpCall[] {
+  if (spec.kind === 'qmp') return [spec.command];
+  if (spec.kind === 'job') return [{ execute: spec.start.execute, arguments: { ...spec.start.arguments, 'job-id': spec.jobId, 'auto-dismiss': false } }];
+  return [
+    { execute: 'job-complete', arguments: { id: spec.jobId } },
+    { execute: 'job-dismiss', arguments: { id: spec.jobId } },
+  ];
+}
+
+/** Does this step, once done, leave something a rollback cannot take back? */
+export function isIrreversible(spec: StepSpec): boolean {
+  if (spec.kind === 'qmp') return spec.undo === null;
+  if (spec.kind === 'job-complete') return true;
+  return jobUntil(spec) === 'concluded';
+}
+
+export function jobUntil(spec: Extract<StepSpec, { kind: 'job' }>): 'ready' | 'concluded' | 'ready-then-complete' {
+  if (spec.until) return spec.until;
+  return spec.completeAtReady ? 'ready-then-complete' : 'concluded';
 }

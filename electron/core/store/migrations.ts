@@ -89,4 +89,20 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 5,
+    sql: `
+      -- A job step's progress as a typed column (what a restart reads), not a note to be parsed.
+      ALTER TABLE plan_steps ADD COLUMN phase TEXT CHECK (phase IS NULL OR phase IN ('starting', 'started', 'ready', 'concluded', 'failed', 'dismissed', 'cancelled'));
+      ALTER TABLE plans ADD COLUMN effects_json TEXT;
+      -- Plans journaled before version 5 said the same in their notes.
+      UPDATE plan_steps SET phase = CASE
+          WHEN note LIKE '%failed:%' THEN 'failed'
+          WHEN note LIKE '%concluded%' THEN 'dismissed'
+          WHEN note LIKE 'started job%' THEN 'started'
+          WHEN note LIKE 'starting job%' THEN 'starting'
+        END
+        WHERE spec_json LIKE '{"kind":"job"%' AND note IS NOT NULL;
+    `,
+  },
 ];

@@ -1,7 +1,7 @@
 // The plan journal. A plan and all its steps are written in one transaction before the first step
 // runs; each step's state is updated as it changes. This is what a restart reads.
 import type { Db } from './db.ts';
-import type { NewPlan, Plan, PlanState, StepState } from '../plans/types.ts';
+import type { JobPhase, NewPlan, Plan, PlanState, StepState } from '../plans/types.ts';
 
 export class PlanStore {
   constructor(private db: Db) {}
@@ -11,8 +11,8 @@ export class PlanStore {
     return this.db.transaction(() => {
       const id = Number(
         this.db
-          .prepare("INSERT INTO plans (kind, summary, target_json, state, created_at) VALUES (?, ?, ?, 'running', ?)")
-          .run(p.kind, p.summary, JSON.stringify(p.target), now).lastInsertRowid,
+          .prepare("INSERT INTO plans (kind, summary, target_json, effects_json, state, created_at) VALUES (?, ?, ?, ?, 'running', ?)")
+          .run(p.kind, p.summary, JSON.stringify(p.target), p.effects ? JSON.stringify(p.effects) : null, now).lastInsertRowid,
       );
       const ins = this.db.prepare("INSERT INTO plan_steps (plan, idx, label, spec_json, state, updated_at) VALUES (?, ?, ?, ?, 'pending', ?)");
       p.steps.forEach((s, i) => ins.run(id, i, s.label, JSON.stringify(s.spec), now));
@@ -22,6 +22,11 @@ export class PlanStore {
 
   step(plan: number, idx: number, state: StepState, note: string | null = null): void {
     this.db.prepare('UPDATE plan_steps SET state = ?, note = COALESCE(?, note), updated_at = ? WHERE plan = ? AND idx = ?').run(state, note, new Date().toISOString(), plan, idx);
+  }
+
+  /** A job step's phase, with a note in words for the history. */
+  phase(plan: number, idx: number, phase: JobPhase, note: string): void {
+    this.db.prepare('UPDATE plan_steps SET phase = ?, note = ?, updated_at = ? WHERE plan = ? AND idx = ?').run(phase, note, new Date().toISOString(), plan, idx);
   }
 
   note(plan: number, idx: number, note: string): void {
@@ -40,12 +45,14 @@ export class PlanStore {
       label: s.label,
       spec: JSON.parse(s.spec_json),
       state: s.state,
+      phase: s.phase ?? null,
       note: s.note,
     }));
     return {
       id: r.id,
       kind: r.kind,
       summary: r.summary,
+      effects: r.effects_json ? JSON.parse(r.effects_json) : null,
       target: JSON.parse(r.target_json),
       state: r.state,
       error: r.error,

@@ -2,7 +2,7 @@
 // started from the UI, or finished by the core after a restart (resolution says how).
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
-import type { PlanInfo } from '../../../electron/core/contract';
+import type { PlanInfo, PlanPreview, PlanRequest } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useNavStore } from './nav';
@@ -38,10 +38,21 @@ export const usePlansStore = defineStore('plans', () => {
     useNavStore().notify(text, 'info', 12000);
   }
 
-  async function commitWithBitmaps(connection: string, device?: string): Promise<PlanInfo | null> {
+  /** What a plan would do, laid out from what QEMU shows now; changes nothing. */
+  async function preview(req: PlanRequest): Promise<PlanPreview | null> {
     error.value = null;
     try {
-      const p = await call('plan:commit-with-bitmaps', device ? { connection, device } : { connection });
+      return await call('plan:preview', req);
+    } catch (e) {
+      error.value = ApiError.from(e);
+      return null;
+    }
+  }
+
+  async function start(req: PlanRequest): Promise<PlanInfo | null> {
+    error.value = null;
+    try {
+      const p = await call('plan:start', req);
       put(p);
       return p;
     } catch (e) {
@@ -50,5 +61,5 @@ export const usePlansStore = defineStore('plans', () => {
     }
   }
 
-  return { plans, error, list, recovered, put, load, commitWithBitmaps };
+  return { plans, error, list, recovered, put, load, preview, start };
 });

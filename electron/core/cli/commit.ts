@@ -1,0 +1,126 @@
+// strata commit: commit the active layer into its backing and keep every checkpoint. Without --yes
+// the plan (what happens to each checkpoint, and the exact QMP of every step) is printed and
+// nothing is written: an offline image is looked at through a read-only daemon, because QEMU
+// rewrites bitmap metadata on any read-write open. With --yes the plan is journaled in SQLite
+// before its first step and run; an offline image's daemon is then stopped with SIGTERM, which
+// makes QEMU store the bitmaps.
+import path from 'node:path';
+import { parseArgs } from './args.ts';
+import type { Out } from './output.ts';
+import { defaultDataDir } from '../paths.ts';
+import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
+import { QmpClient } from '../qmp/client.ts';
+import { planCommitWithBitmaps, type CommitScheme } from '../plans/commit-with-bitmaps.ts';
+import { planPreview } from '../plans/service-plans.ts';
+import { runPlan, recoverPlan } from '../plans/runner.ts';
+import { openDb } from '../store/db.ts';
+import { PlanStore } from '../store/plans.ts';
+import type { PlanTarget } from '../plans/types.ts';
+import { inspect } from '../inspect.ts';
+import { StrataError } from '../errors.ts';
+
+export const COMMIT_HELP = `Usage: strata commit TOP [--base LAYER] [--scheme seed|libvirt] [--yes] [--json]
+       strata commit --socket PATH --node NODE [--scheme seed|libvirt] [--yes] [--json]
+
+Commits the active layer TOP into its backing file and keeps every checkpoint: the top's bitmaps
+are carried into the base (created there when missing, merged from the top's), so "changes since"
+every checkpoint still covers every write. The disk then runs on the base.
+
+  --scheme seed     (default) the base's recording bitmaps are paused while the commit copies, so
+                    they keep exactly what they held; where the top's bitmaps do not cover
+                    everything written in the top (an overlay made outside Strata), they keep
+                    recording instead, and the plan says so
+  --scheme libvirt  the base's bitmaps keep recording through the commit (they also mark what the
+                    commit copies)
+  --base LAYER      must be TOP's own backing file (committing further down comes later)
+
+Without --yes the plan is printed and nothing is written. TOP is opened in Strata's own
+qemu-storage-daemon; --socket PATH --node NODE works on a running QEMU's disk instead.`;
+
+const SCHEMES = ['seed', 'libvirt'];
+
+export async function cmdCommit(argv: string[], out: Out): Promise<void> {
+  const a = parseArgs(argv, { flags: ['yes'], options: ['socket', 'node', 'base', 'scheme'] });
+  if (a.flags.has('help')) return out.write(COMMIT_HELP + '\n');
+  const scheme = (a.options.get('scheme') ?? 'seed') as CommitScheme;
+  if (!SCHEMES.includes(scheme)) throw new StrataError('E_BAD_INPUT', `--scheme ${scheme}: expected seed or libvirt`);
+  const socket = a.options.get('socket');
+  let image: string | null = null;
+  let node = TOP_NODE;
+  if (socket) {
+    if (a.positionals.length) throw new StrataError('E_BAD_INPUT', 'with --socket, name the disk with --node NODE, not an image path');
+    const n = a.options.get('node');
+    if (!n) throw new StrataError('E_BAD_INPUT', '--socket needs --node NODE (the top node of the disk; see query-named-block-nodes)');
+    node = n;
+  } else {
+    if (a.positionals.length !== 1) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata commit --help');
+    image = path.resolve(a.positionals[0]);
+    // Read the chain first: a bad image is refused with the reader's error before any QEMU opens it.
+    const chain = inspect(image);
+    if (chain.layers.length < 2) throw new StrataError('E_BAD_INPUT', `${image}: has no backing file, there is nothing to commit into`, { file: image });
+    const base = a.options.get('base');
+    if (base !== undefined && path.resolve(base) !== chain.layers[1].path) {
+      throw new StrataError('E_UNSUPPORTED', `--base ${path.resolve(base)}: only the top's own backing file (${chain.layers[1].path}) can be committed into so far`, { file: image });
+    }
+  }
+  const apply = a.flags.has('yes');
+  const json = a.flags.has('json');
+  const dataDir = defaultDataDir();
+  const runtimeDir = path.join(dataDir, 'run');
+
+  const daemon = image ? await StorageDaemon.start({ image, runtimeDir, readOnly: !apply }) : null;
+  const qmp = daemon ? daemon.qmp : await QmpClient.connect(path.resolve(socket!));
+  const target: PlanTarget = daemon ? { socket: daemon.socket, image, daemonPid: daemon.pid ?? null } : { socket: qmp.path, image: null, daemonPid: null };
+  const jobId = `strata-commit-${process.pid}-${Date.now().toString(36)}`;
+  let db: ReturnType<typeof openDb> | null = null;
+  try {
+    const plan = await planCommitWithBitmaps(qmp, target, node, jobId, { scheme, runtimeDir });
+    const preview = planPreview(plan);
+    if (!apply) {
+      if (json) return out.write(JSON.stringify({ applied: false, active: plan.effects.active, plan: preview }, null, 2) + '\n');
+      writePlanText(out, preview);
+      out.write('\nNothing was changed. Run again with --yes to apply.\n');
+      return;
+    }
+    db = openDb(path.join(dataDir, 'strata.db'));
+    const store = new PlanStore(db);
+    // Plans a killed Strata left on this same QEMU are finished first (resumed or rolled back).
+    for (const p of store.unfinished().filter((x) => x.target.socket === target.socket)) await recoverPlan({ qmp, store }, p.id);
+    const id = store.create(plan);
+    const outcome = await runPlan({ qmp, store }, id);
+    const ok = outcome.plan.state === 'done';
+    if (daemon) await daemon.stop();
+    if (json) {
+      out.write(JSON.stringify({ applied: true, active: ok ? plan.effects.active : plan.effects.top, plan: preview, id, state: outcome.plan.state, resolution: outcome.resolution }, null, 2) + '\n');
+    } else {
+      out.write(`Plan #${id}: ${outcome.plan.state}${ok ? '' : ` (${outcome.resolution})`}\n`);
+      if (ok) {
+        out.write(`The disk now runs on ${plan.effects.active}.\n`);
+        if (image) {
+          const l = inspect(plan.effects.active).layers[0];
+          out.write(`${path.basename(l.path)} now has: ${l.bitmaps.map((b) => `${b.name} [${b.flags.join(', ') || 'disabled'}]`).join(', ') || 'no bitmaps'}\n`);
+        }
+      }
+    }
+    if (!ok) throw new StrataError('E_QMP_EXECUTE', `${plan.effects.top}: the commit did not finish (${outcome.resolution}); see strata history`, { file: plan.effects.top });
+  } finally {
+    db?.close();
+    if (daemon) await daemon.stop();
+    else await qmp.close();
+  }
+}
+
+function writePlanText(out: Out, p: ReturnType<typeof planPreview>): void {
+  const e = p.effects!;
+  out.write(`Plan: ${p.summary}\n\n`);
+  out.write(`Checkpoints afterwards: ${e.checkpointsKept.join(', ') || 'none'}; the disk runs on ${e.active}\n`);
+  for (const c of e.carried) out.write(`  carried: ${c.name} (${c.created ? 'created in the base' : "merged into the base's own"}, ${c.recordsAfter ? 'records afterwards' : 'stays disabled'})\n`);
+  for (const n of e.disabledDuringCommit) out.write(`  paused during the commit: ${n}\n`);
+  for (const k of e.keptRecording) out.write(`  recording throughout: ${k.name}: ${k.why}\n`);
+  for (const l of e.lost) out.write(`  LOST: ${l.name}: ${l.why}\n`);
+  out.write('\nSteps and the QMP they send:\n');
+  p.steps.forEach((s, i) => {
+    out.write(`${i + 1}. ${s.label}\n`);
+    for (const c of s.commands) out.write(`     ${JSON.stringify(c)}\n`);
+  });
+}

@@ -1,0 +1,68 @@
+// The pure part of the commit plan: which base bitmaps may be disabled, which top bitmaps are
+// carried, what records afterwards. No QEMU: facts in, decision out.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { decideCommit, type CommitFacts, type LiveBitmapFacts } from '../../electron/core/plans/commit-with-bitmaps.ts';
+import { fromExtents } from '../../electron/core/extents.ts';
+
+const K = 65536;
+const bm = (name: string, over: Partial<LiveBitmapFacts> = {}): LiveBitmapFacts => ({ name, granularity: K, recording: true, persistent: true, busy: false, inconsistent: false, ...over });
+const ext = (...cl: number[]) => fromExtents(cl.map((c) => ({ start: c * K, length: K })));
+
+function facts(top: LiveBitmapFacts[], base: LiveBitmapFacts[], alloc: number[], contents: Record<string, number[]>, scheme: 'seed' | 'libvirt' = 'seed'): CommitFacts {
+  return {
+    scheme,
+    top: { node: 't', file: '/top.qcow2', bitmaps: top },
+    base: { node: 'b', file: '/base.qcow2', bitmaps: base },
+    topContents: { allocation: ext(...alloc), bitmaps: new Map(Object.entries(contents).map(([k, v]) => [k, ext(...v)])) },
+  };
+}
+
+test("the seed's chain: bitmap2 disabled for the commit, bitmap3 carried and created, bitmap2 re-enabled", () => {
+  const d = decideCommit(facts([bm('bitmap3')], [bm('bitmap1', { recording: false }), bm('bitmap2')], [3, 5, 6], { bitmap3: [3, 5, 6] }));
+  assert.deepEqual(d.effects.disabledDuringCommit, ['bitmap2']);
+  assert.deepEqual(d.effects.carried, [{ name: 'bitmap3', granularity: K, persistent: true, created: true, recordsAfter: true }]);
+  assert.deepEqual(d.effects.reEnabled, ['bitmap2']);
+  assert.deepEqual(d.effects.enabledAfter, ['bitmap2', 'bitmap3']);
+  assert.deepEqual(d.effects.checkpointsKept, ['bitmap1', 'bitmap2', 'bitmap3']);
+  assert.equal(d.tempGranularity, K);
+});
+
+test('a top whose bitmaps miss one allocated cluster: the base bitmap keeps recording, with the byte count', () => {
+  const d = decideCommit(facts([bm('bitmap3')], [bm('bitmap2')], [3, 5, 6], { bitmap3: [5, 6] }));
+  assert.deepEqual(d.effects.disabledDuringCommit, []);
+  assert.match(d.effects.keptRecording[0].why, /holds 65536 bytes written that none of its bitmaps/);
+});
+
+test('a top bitmap older than the base checkpoint does not count for it', () => {
+  // The top continues only 'A' (older); 'B' is newer, so writes in the top are not in "since B".
+  const d = decideCommit(facts([bm('A')], [bm('A'), bm('B')], [1], { A: [1] }));
+  assert.deepEqual(d.effects.disabledDuringCommit, ['A']);
+  assert.deepEqual(d.effects.keptRecording.map((k) => k.name), ['B']);
+});
+
+test('an inconsistent top bitmap is not carried and is named as lost; an unreadable top keeps the base recording', () => {
+  const d = decideCommit({ ...facts([bm('x', { inconsistent: true }), bm('y')], [bm('A')], [], {}), topContents: { unreadable: 'an NBD server is already running' } });
+  assert.deepEqual(d.effects.lost.map((l) => l.name), ['x']);
+  assert.deepEqual(d.effects.carried.map((c) => c.name), ['y']);
+  assert.match(d.effects.keptRecording[0].why, /could not be read \(an NBD server is already running\)/);
+  assert.ok(!d.effects.checkpointsKept.includes('x'));
+});
+
+test('a busy bitmap refuses the plan, naming the file', () => {
+  assert.throws(() => decideCommit(facts([bm('y', { busy: true })], [], [], {})), (e: any) => e.code === 'E_BUSY' && /\/top\.qcow2: bitmap 'y' is busy/.test(e.message));
+});
+
+test("libvirt's scheme never disables; a disabled top bitmap is carried and stays disabled", () => {
+  const d = decideCommit(facts([bm('A'), bm('old', { recording: false })], [bm('A')], [0], { A: [0] }, 'libvirt'));
+  assert.deepEqual(d.effects.disabledDuringCommit, []);
+  assert.deepEqual(d.effects.keptRecording.map((k) => k.name), ['A']);
+  assert.deepEqual(
+    d.effects.carried.map((c) => [c.name, c.created, c.recordsAfter]),
+    [
+      ['A', false, true],
+      ['old', true, false],
+    ],
+  );
+  assert.deepEqual(d.effects.enabledAfter, [], "'A' never stopped recording; 'old' stays disabled");
+});
