@@ -183,8 +183,12 @@ export interface JobInfo {
   verbs: JobVerbName[];
   current: number;
   total: number;
+  /** bytes/s over the last seconds; null while not running or not yet measurable */
   rate: number | null;
+  /** null unless the rate is steady */
   etaSeconds: number | null;
+  /** the speed limit Strata set (bytes/s), null for none or not known (a job Strata did not start) */
+  speed: number | null;
   error: string | null;
   record: number | null;
 }

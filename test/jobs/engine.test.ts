@@ -85,8 +85,10 @@ test('intermediate commit finishes alone; active commit waits at ready for compl
 
 test('progress is pushed about ten times a second with rate and time left', { timeout: 60000 }, async (t) => {
   const c = await chain(t, 64 * MiB);
-  // A speed limit makes the stream last ~2 s so progress can be watched.
-  const j = await c.engine.start({ type: 'block-stream', device: 'top', speed: 24 * MiB } as any);
+  // A speed limit makes the stream last ~4 s (32 MiB of data) so progress can be watched (the rate needs a second
+  // of movement, the time left a steady rate over two).
+  const j = await c.engine.start({ type: 'block-stream', device: 'top', speed: 8 * MiB } as any);
+  assert.equal(j.speed, 8 * MiB, 'the limit Strata set is known');
   const t0 = Date.now();
   await c.engine.waitFor(j.id, (x) => x.state === 'concluded');
   const secs = (Date.now() - t0) / 1000;
@@ -98,6 +100,8 @@ test('progress is pushed about ten times a second with rate and time left', { ti
   const mid = progress.find((u) => u.rate !== null && u.etaSeconds !== null);
   assert.ok(mid, 'a rate and a time left were computed');
   assert.ok(mid!.rate! > 1 * MiB && mid!.rate! < 200 * MiB, `rate ${mid!.rate}`);
+  // Never the bursts: every rate shown stays within twice the limit.
+  for (const u of progress) if (u.rate !== null) assert.ok(u.rate < 16 * MiB, `rate ${(u.rate / MiB).toFixed(1)} MiB/s under an 8 MiB/s limit`);
 });
 
 test('kill -9 of QEMU during a job: the job ends lost, its history stays', { timeout: 60000 }, async (t) => {

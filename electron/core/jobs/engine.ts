@@ -8,13 +8,14 @@ import { allowedVerbs, applyStatus, isFinished, isJobState, isVerbAllowed, VERB_
 import type { JobStore } from '../store/jobs.ts';
 import { StrataError } from '../errors.ts';
 import type { JobInfo } from '../contract.ts';
+import { ProgressWindow } from './progress.ts';
 
 /** A job as the engine knows it: the contract's JobInfo without the connection it belongs to. */
 export type JobView = Omit<JobInfo, 'connection'> & { state: JobState; verbs: JobVerb[] };
 
 interface Tracked extends JobView {
   history: { state: JobState; at: number }[];
-  lastSample: { at: number; current: number } | null;
+  progress: ProgressWindow;
   lastPush: number;
 }
 
@@ -39,6 +40,7 @@ const view = (t: Tracked): JobView => ({
   total: t.total,
   rate: t.rate,
   etaSeconds: t.etaSeconds,
+  speed: t.speed,
   error: t.error,
   record: t.record,
 });
@@ -70,6 +72,8 @@ export class JobEngine {
     const id = jobId ?? `strata-${process.pid}-${++this.seq}`;
     const { type, ...args } = spec;
     const t = this.track(id, type);
+    const limit = (args as Record<string, unknown>).speed;
+    t.speed = typeof limit === 'number' && limit > 0 ? limit : null;
     t.record = this.opts.store?.create(id, this.opts.connection, type, args, 'undefined') ?? null;
     const command = { execute: type, arguments: { ...args, 'job-id': id, 'auto-dismiss': false } };
     this.note(t, `-> ${JSON.stringify(command)}`);
@@ -104,6 +108,7 @@ export class JobEngine {
       throw e;
     }
     this.note(t, '<- {"return": {}}');
+    if (verb === 'set-speed') t.speed = typeof extra.speed === 'number' && extra.speed > 0 ? extra.speed : null;
     if (verb === 'dismiss') {
       // job-dismiss moves the job to null synchronously; the event may follow, or not.
       this.setState(t, 'null', null);
@@ -175,7 +180,7 @@ export class JobEngine {
   }
 
   private track(id: string, type: string): Tracked {
-    const t: Tracked = { id, type, state: 'undefined', verbs: [], current: 0, total: 0, rate: null, etaSeconds: null, error: null, record: null, history: [], lastSample: null, lastPush: 0 };
+    const t: Tracked = { id, type, state: 'undefined', verbs: [], current: 0, total: 0, rate: null, etaSeconds: null, speed: null, error: null, record: null, history: [], progress: new ProgressWindow(), lastPush: 0 };
     this.jobs.set(id, t);
     return t;
   }
@@ -200,7 +205,12 @@ export class JobEngine {
       t.history.push({ state: to, at: Date.now() });
     }
     if (t.record !== null) this.opts.store?.event(t.record, to, note);
-    if (isFinished(to)) t.etaSeconds = 0;
+    if (to !== 'running') {
+      // Nothing moves while paused, ready or finished: no rate, no time left; measured afresh on resume.
+      t.progress.reset();
+      t.rate = null;
+      t.etaSeconds = isFinished(to) ? 0 : null;
+    }
     this.push(t);
   }
 
@@ -247,15 +257,12 @@ export class JobEngine {
 
   private sample(t: Tracked, current: unknown, total: unknown): void {
     if (typeof current !== 'number' || typeof total !== 'number') return;
-    const now = Date.now();
-    if (t.lastSample && now > t.lastSample.at && current >= t.lastSample.current) {
-      const inst = ((current - t.lastSample.current) * 1000) / (now - t.lastSample.at);
-      t.rate = t.rate === null ? inst : t.rate * 0.7 + inst * 0.3;
-    }
-    if (!t.lastSample || current !== t.lastSample.current) t.lastSample = { at: now, current };
+    t.progress.push(Date.now(), current);
     t.current = current;
     t.total = total;
-    t.etaSeconds = t.rate && t.rate > 0 ? Math.max(0, (total - current) / t.rate) : null;
+    const f = t.progress.figures(total, t.state === 'running');
+    t.rate = f.rate;
+    t.etaSeconds = isFinished(t.state) ? 0 : f.etaSeconds;
   }
 
   private ensurePolling(): void {
