@@ -124,6 +124,9 @@ test('a daemon opened read-write: graph, bitmap add through plan/confirm, a rate
   await page.getByTestId('job-speed').fill('8');
   await page.getByTestId('job-start').click();
   assert.match(await page.getByTestId('start-job-summary').innerText(), /into top\.qcow2 at most 8 MiB\/s/);
+  // The exact QMP; the base holds no checkpoint, so none is lost.
+  assert.match(await page.getByTestId('start-job-qmp').innerText(), /^\{"execute":"block-stream","arguments":\{"device":"strata-top","speed":8388608,"job-id":"\(chosen at start\)","auto-dismiss":false\}\}$/);
+  assert.equal(await page.getByTestId('start-job-lost').count(), 0);
   await page.getByTestId('confirm-yes').click();
 
   const card = page.getByTestId('job-card').first();

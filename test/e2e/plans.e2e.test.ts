@@ -36,6 +36,20 @@ test("commit keeping the checkpoints on the seed's chain: the preview says what 
 
   await page.getByTestId('nav-jobs').click();
   await page.getByTestId('jobs-view').waitFor();
+  // A plain stream or commit would lose the checkpoints of the layers that leave the chain: it says which.
+  await page.getByTestId('job-type-stream').check();
+  await page.getByTestId('job-start').click();
+  const lost = page.getByTestId('start-job-lost');
+  await lost.waitFor();
+  assert.match(await lost.innerText(), /‘bitmap1’ \(base\.qcow2\), ‘bitmap2’ \(base\.qcow2\)/);
+  await app.shot('plans-stream-warns');
+  await page.getByTestId('confirm-no').click();
+  await page.getByTestId('job-type-commit').check();
+  await page.getByTestId('job-start').click();
+  assert.match(await page.getByTestId('start-job-lost').innerText(), /‘bitmap3’ \(top\.qcow2\), ‘nightly’ \(top\.qcow2\).*carries them into the base instead/);
+  assert.match(await page.getByTestId('start-job-qmp').innerText(), /"execute":"block-commit"/);
+  await page.getByTestId('confirm-no').click();
+
   await page.getByTestId('job-type-plan').check();
   assert.match(await page.getByTestId('job-type-plan-help').innerText(), /carries the top’s bitmaps into it/);
   assert.equal(await page.getByTestId('job-speed').count(), 0, 'the plan takes no speed limit');

@@ -4,8 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { QmpClient } from '../qmp/client.ts';
-import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
-import { JobEngine, type JobView } from '../jobs/engine.ts';
+import { StorageDaemon } from '../daemon/storage-daemon.ts';
+import { JobEngine, type JobStart, type JobView } from '../jobs/engine.ts';
+import { jobStartArguments } from '../jobs/start-command.ts';
 import type { JobStore } from '../store/jobs.ts';
 import type { ConnectionInfo, JobInfo, JobStartSpec, JobVerbName } from '../contract.ts';
 import { blockGraph } from './block-graph.ts';
@@ -218,17 +219,8 @@ export class ConnectionManager {
 
   async startJob(connection: string, spec: JobStartSpec): Promise<JobInfo> {
     const c = this.live(connection);
-    const device = spec.device || TOP_NODE;
-    const j =
-      spec.type === 'block-stream'
-        ? await c.engine.start({ type: 'block-stream', device, ...(spec.speed ? { speed: spec.speed } : {}) } as any)
-        : await c.engine.start({
-            type: 'block-commit',
-            device,
-            ...(spec.topNode ? { 'top-node': spec.topNode } : {}),
-            ...(spec.baseNode ? { 'base-node': spec.baseNode } : {}),
-            ...(spec.speed ? { speed: spec.speed } : {}),
-          } as any);
+    const start = jobStartArguments(spec);
+    const j = await c.engine.start({ type: start.type, ...start.arguments } as JobStart);
     return { connection, ...j };
   }
 

@@ -8,8 +8,10 @@ import path from 'node:path';
 import { QmpClient } from '../qmp/client.ts';
 import { imageLockState } from './image-lock.ts';
 import { StrataError } from '../errors.ts';
+import { DEFAULT_DEVICE } from '../jobs/start-command.ts';
 
-export const TOP_NODE = 'strata-top';
+/** the node name of the image Strata's daemon opens (the default device of jobs) */
+export const TOP_NODE = DEFAULT_DEVICE;
 
 export interface DaemonOptions {
   image: string;
