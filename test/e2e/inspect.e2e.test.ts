@@ -334,3 +334,39 @@ test('desktop mode (window.strata from the preload): Browse…, drag-and-drop an
 
   assert.deepEqual(app.problems, []);
 });
+
+test('actions that cannot work are not offered: an in-use bitmap offers only Remove; a raw image no Add', async (t) => {
+  const app = await suite.open(t, 'dead-ends');
+  const { page } = app;
+  const dir = path.join(app.dataDir, 'dead-ends');
+  fs.mkdirSync(dir, { recursive: true });
+  // A bitmap left in-use: a QEMU had the image read-write and was killed before storing it.
+  const img = path.join(dir, 'crashed.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', img, '1M');
+  qemuImg('bitmap', '--add', img, 'good');
+  const { spawn } = await import('node:child_process');
+  const sock = path.join(dir, 'q.sock');
+  const qsd = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m', '--blockdev', `driver=qcow2,node-name=n,file.driver=file,file.filename=${img}`], { stdio: 'ignore' });
+  for (let i = 0; i < 500 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 100));
+  qsd.kill('SIGKILL');
+  await new Promise((r) => qsd.once('exit', r));
+  const raw = path.join(dir, 'disk.raw');
+  fs.writeFileSync(raw, Buffer.alloc(1024 * 1024));
+
+  await page.getByTestId('welcome-panel').waitFor();
+  await addImage(page, img);
+  await page.getByTestId('chain-view').waitFor();
+  await page.locator('[data-testid="bitmap-actions"][data-name="good"]').click();
+  const items = await page.locator('[role="menuitem"]').allInnerTexts();
+  assert.ok(items.some((x) => /Remove/.test(x)), items.join(' | '));
+  assert.ok(!items.some((x) => /^(Disable|Enable|Clear|Merge)/.test(x.trim())), `no action QEMU refuses: ${items.join(' | ')}`);
+  await app.shot('dead-ends-in-use-menu');
+  await page.keyboard.press('Escape');
+
+  await addImage(page, raw);
+  await page.locator(`[data-testid="layer-card"][data-path="${raw}"]`).waitFor();
+  assert.match(await page.getByTestId('layer-no-bitmaps').innerText(), /raw image cannot hold bitmaps/);
+  assert.equal(await page.getByTestId('layer-add-bitmap').count(), 0);
+  assert.deepEqual(app.problems, []);
+});

@@ -293,7 +293,11 @@ test('offline bitmap changes from the chain view, a refused persistent bitmap, a
   await page.getByTestId('confirm-no').click();
   await page.getByTestId('cancel-job-dialog').waitFor({ state: 'detached' });
   assert.equal(await card.getAttribute('data-state'), 'ready');
+  // Complete cannot be undone: it is confirmed first, with its QMP.
   await card.getByTestId('job-verb-complete').click();
+  await page.getByTestId('complete-job-dialog').waitFor();
+  assert.match(await page.getByTestId('complete-job-qmp').innerText(), /"execute":"job-complete"/);
+  await page.getByTestId('confirm-yes').click();
   await card.and(page.locator('[data-state="concluded"]')).waitFor({ timeout: 20_000 });
   assert.equal(await card.getAttribute('data-outcome'), 'ok');
   await card.getByTestId('job-verb-dismiss').click();
