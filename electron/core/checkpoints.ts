@@ -119,14 +119,16 @@ function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<S
       problems.push(`layer ${base(layer.path)}: its bitmaps were left stale by a program that did not understand them; QEMU will discard them`);
     }
     const before = problems.length;
+    const inUse: string[] = [];
     for (const bm of set) {
       sources.push({ layer, bitmap: bm });
-      if (bm.inUse) {
-        problems.push(
-          `bitmap '${bm.name}' in ${base(layer.path)} is marked in-use: a QEMU process has the image open read-write, or one crashed while it did; its contents cannot be trusted`,
-        );
-      }
+      if (bm.inUse) inUse.push(bm.name);
       if (bm.type !== DIRTY_TRACKING) problems.push(`bitmap '${bm.name}' in ${base(layer.path)} is of unknown type ${bm.type}`);
+    }
+    // One message per cause and layer, naming every bitmap it concerns.
+    if (inUse.length) {
+      const which = inUse.length === 1 ? `bitmap '${inUse[0]}' in ${base(layer.path)} is` : `bitmaps ${inUse.map((n) => `'${n}'`).join(', ')} in ${base(layer.path)} are`;
+      problems.push(`${which} marked in-use: a QEMU process has the image open read-write, or one crashed while it did; ${inUse.length === 1 ? 'its' : 'their'} contents cannot be trusted`);
     }
     if (i === 0 && !set.some((b) => b.auto)) {
       const newest = later[later.length - 1];

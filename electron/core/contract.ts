@@ -102,12 +102,25 @@ export interface WorkspaceImage {
   lastScanAt: string | null;
 }
 
+/** What changed in a chain between two scans, as a code with its facts (paths absolute, sizes bytes). */
+export type Drift =
+  | { code: 'layer-added' | 'layer-removed'; layer: string }
+  | { code: 'backing-changed'; layer: string; from: string | null; to: string | null }
+  | { code: 'allocation-changed'; layer: string; from: number; to: number }
+  | { code: 'bitmap-added' | 'bitmap-removed'; layer: string; bitmap: string }
+  | { code: 'bitmap-flags-changed'; layer: string; bitmap: string; from: BitmapFlag[]; to: BitmapFlag[] }
+  | { code: 'bitmap-dirty-changed'; layer: string; bitmap: string; from: number; to: number };
+
 export interface ScanRecord {
   id: number;
   image: string;
   scannedAt: string;
   layers: { path: string; allocatedBytes: number; bitmaps: { name: string; flags: BitmapFlag[]; dirtyBytes: number }[] }[];
-  /** what changed against the previous scan of the same image, in plain words */
+  /** the first scan of this image: nothing to compare with */
+  first: boolean;
+  /** what changed against the previous scan of the same image */
+  drift: Drift[];
+  /** the same in plain words, for display */
   changes: string[];
 }
 

@@ -60,6 +60,12 @@ test('commit with bitmaps from the contract: pushed plan states, bitmaps recordi
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.equal(seen[seen.length - 1].state, 'done');
+  // One engine per connection: the plan's job is the Jobs panel's job, recorded once, with its type.
+  const jobId = plan.steps[2].commands[0].arguments['job-id'];
+  const records = (await call(service, 'history:jobs', {})).filter((j: any) => j.qemuId === jobId);
+  assert.equal(records.length, 1, 'one history for the plan\'s job');
+  assert.equal(records[0].type, 'block-commit');
+  assert.equal((await call(service, 'history:jobs', {})).filter((j: any) => j.type === 'unknown').length, 0, 'no job adopted as foreign');
   await service.close(); // stops the daemon with SIGTERM: bitmaps are stored
   assert.deepEqual(flags(base), { A: ['auto'], B: ['auto'] });
   qemuIo(base, ['read -P 2 4M 1M'], ['-r']); // the top's data is in the base

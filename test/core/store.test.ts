@@ -36,6 +36,7 @@ test('workspace survives reopening; scans record external edits', (t) => {
   h.addImage(top); // idempotent
   const first = h.recordScan(inspect(top));
   assert.deepEqual(first.changes, []);
+  assert.equal(first.first, true, 'a first scan says so, not "no change"');
   // Someone edits the chain outside Strata: a new bitmap, a write, a disabled bitmap.
   qemuImg('bitmap', '--add', top, 'extra');
   qemuIo(top, ['write -P 1 0 64k']);
@@ -45,8 +46,16 @@ test('workspace survives reopening; scans record external edits', (t) => {
   assert.deepEqual(h.listWorkspace().map((w) => w.path), [top]);
   const second = h.recordScan(inspect(top));
   assert.ok(second.changes.includes("bitmap 'extra' added in top.qcow2"), second.changes.join('\n'));
-  assert.ok(second.changes.includes("bitmap 'bitmap3' in top.qcow2: flags [auto] → []"), second.changes.join('\n'));
-  assert.ok(second.changes.some((c) => c.startsWith('layer top.qcow2: allocated bytes')), second.changes.join('\n'));
+  assert.ok(second.changes.includes("bitmap 'bitmap3' in top.qcow2: auto → disabled"), second.changes.join('\n'));
+  assert.ok(second.changes.some((c) => c.startsWith('layer top.qcow2: written (64 KiB more allocated, now ')), second.changes.join('\n'));
+  // The same as typed codes with their facts (what repair reads).
+  assert.equal(second.first, false);
+  assert.deepEqual(
+    second.drift.map((d) => d.code),
+    ['allocation-changed', 'bitmap-flags-changed', 'bitmap-dirty-changed', 'bitmap-added'],
+  );
+  assert.deepEqual(second.drift.find((d) => d.code === 'bitmap-flags-changed'), { code: 'bitmap-flags-changed', layer: top, bitmap: 'bitmap3', from: ['auto'], to: [] });
+  assert.deepEqual(h.scans(top)[0].drift, second.drift, 'stored and read back as codes');
   const scans = h.scans(top);
   assert.deepEqual(scans.map((s) => s.id), [second.id, first.id]);
   assert.equal(h.listWorkspace()[0].lastScanAt, second.scannedAt);

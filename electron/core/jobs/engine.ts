@@ -31,6 +31,9 @@ export type JobStart =
   | { type: 'block-commit'; device: string; top?: string; 'top-node'?: string; base?: string; 'base-node'?: string; 'backing-file'?: string }
   | { type: 'blockdev-backup' | 'blockdev-mirror'; device: string; target: string; sync: 'full' | 'top' | 'none' | 'incremental' | 'bitmap'; bitmap?: string };
 
+/** this process's start, base 36: with the pid it tells one run of Strata from another */
+const RUN = Date.now().toString(36);
+
 const view = (t: Tracked): JobView => ({
   id: t.id,
   type: t.type,
@@ -69,7 +72,8 @@ export class JobEngine {
 
   /** Start a job; its id is Strata's own (strata-N) unless given. */
   async start(spec: JobStart, jobId?: string): Promise<JobView> {
-    const id = jobId ?? `strata-${process.pid}-${++this.seq}`;
+    // Unique across runs too (a pid is reused after a restart): the start time goes in.
+    const id = jobId ?? `strata-${process.pid}-${RUN}-${++this.seq}`;
     const { type, ...args } = spec;
     const t = this.track(id, type);
     const limit = (args as Record<string, unknown>).speed;

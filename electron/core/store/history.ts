@@ -1,7 +1,8 @@
 // Workspace and scan history. Each scan stores what later detects external edits: per layer the
 // allocation and every bitmap's flags and dirty count, plus the differences from the previous scan.
 import type { Db } from './db.ts';
-import type { ChainReport, ScanRecord, WorkspaceImage } from '../contract.ts';
+import type { ChainReport, Drift, ScanRecord, WorkspaceImage } from '../contract.ts';
+import { driftBetween, driftText } from '../history/drift.ts';
 
 type ScanLayers = ScanRecord['layers'];
 
@@ -35,15 +36,15 @@ export class History {
     const prev = this.db.prepare('SELECT layers_json FROM scans WHERE image = ? ORDER BY id DESC LIMIT 1').get(report.image) as
       | { layers_json: string }
       | undefined;
-    const changes = prev ? diffScans(JSON.parse(prev.layers_json) as ScanLayers, layers) : [];
+    const drift = prev ? driftBetween(JSON.parse(prev.layers_json) as ScanLayers, layers) : [];
     const id = this.db.transaction(() => {
       const info = this.db
         .prepare('INSERT INTO scans (image, scanned_at, scan_ms, layers_json, changes_json) VALUES (?, ?, ?, ?, ?)')
-        .run(report.image, report.scannedAt, report.scanMs, JSON.stringify(layers), JSON.stringify(changes));
+        .run(report.image, report.scannedAt, report.scanMs, JSON.stringify(layers), JSON.stringify(drift));
       this.db.prepare('UPDATE workspace_images SET last_scan_at = ? WHERE path = ?').run(report.scannedAt, report.image);
       return Number(info.lastInsertRowid);
     })();
-    return { id, image: report.image, scannedAt: report.scannedAt, layers, changes };
+    return { id, image: report.image, scannedAt: report.scannedAt, layers, first: !prev, drift, changes: drift.map(driftText) };
   }
 
   scans(image?: string, limit = 100): ScanRecord[] {
@@ -51,33 +52,14 @@ export class History {
     const rows = (image
       ? this.db.prepare('SELECT * FROM scans WHERE image = ? ORDER BY id DESC LIMIT ?').all(image, lim)
       : this.db.prepare('SELECT * FROM scans ORDER BY id DESC LIMIT ?').all(lim)) as any[];
-    return rows.map((r) => ({ id: r.id, image: r.image, scannedAt: r.scanned_at, layers: JSON.parse(r.layers_json), changes: JSON.parse(r.changes_json) }));
+    return rows.map((r) => {
+      // Scans stored before drift codes kept plain words only.
+      const stored = JSON.parse(r.changes_json) as (Drift | string)[];
+      const drift = stored.filter((x): x is Drift => typeof x === 'object' && x !== null);
+      const words = stored.filter((x): x is string => typeof x === 'string');
+      const first = !this.db.prepare('SELECT 1 FROM scans WHERE image = ? AND id < ? LIMIT 1').get(r.image, r.id);
+      return { id: r.id, image: r.image, scannedAt: r.scanned_at, layers: JSON.parse(r.layers_json), first, drift, changes: [...words, ...drift.map(driftText)] };
+    });
   }
 }
 
-const base = (p: string) => p.slice(p.lastIndexOf('/') + 1);
-
-/** Plain-words differences between two scans of one chain: what someone changed outside Strata. */
-export function diffScans(before: ScanLayers, after: ScanLayers): string[] {
-  const out: string[] = [];
-  const beforePaths = before.map((l) => l.path);
-  const afterPaths = after.map((l) => l.path);
-  for (const p of afterPaths) if (!beforePaths.includes(p)) out.push(`layer ${base(p)} appeared in the chain`);
-  for (const p of beforePaths) if (!afterPaths.includes(p)) out.push(`layer ${base(p)} left the chain`);
-  for (const a of after) {
-    const b = before.find((l) => l.path === a.path);
-    if (!b) continue;
-    if (a.allocatedBytes !== b.allocatedBytes) out.push(`layer ${base(a.path)}: allocated bytes ${b.allocatedBytes} → ${a.allocatedBytes}`);
-    for (const bm of a.bitmaps) {
-      const old = b.bitmaps.find((x) => x.name === bm.name);
-      if (!old) {
-        out.push(`bitmap '${bm.name}' added in ${base(a.path)}`);
-        continue;
-      }
-      if (old.flags.join() !== bm.flags.join()) out.push(`bitmap '${bm.name}' in ${base(a.path)}: flags [${old.flags.join(', ')}] → [${bm.flags.join(', ')}]`);
-      if (old.dirtyBytes !== bm.dirtyBytes) out.push(`bitmap '${bm.name}' in ${base(a.path)}: dirty bytes ${old.dirtyBytes} → ${bm.dirtyBytes}`);
-    }
-    for (const old of b.bitmaps) if (!a.bitmaps.some((x) => x.name === old.name)) out.push(`bitmap '${old.name}' removed from ${base(a.path)}`);
-  }
-  return out;
-}
