@@ -3,7 +3,7 @@
 // panel, an active commit completed from READY, a daemon killed and restarted, and all of it in
 // History. Real QEMU (qemu-img, qemu-io, qemu-storage-daemon), the real core, Debian's Chromium.
 // Screenshots: test-output/screenshots/{connections,dialog,jobs,history}-*.png.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -3,7 +3,7 @@
 // step by step on its card and found in History; and "Show contents…" on a live bitmap chip, which opens
 // the workspace image's inspector on that bitmap read live over NBD.
 // Screenshots: test-output/screenshots/plans-*.png, live-inspector.png.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -3,6 +3,7 @@ import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { TestContext } from 'vitest';
 
 export function run(cmd: string, args: string[], opts: ExecFileSyncOptions = {}): string {
   try {
@@ -18,10 +19,13 @@ export const qemuImg = (...args: string[]) => run('qemu-img', args);
 export const qemuIo = (image: string, cmds: string[], extra: string[] = []) =>
   run('qemu-io', [...extra, ...cmds.flatMap((c) => ['-c', c]), image]);
 
-/** A temporary folder removed when the test ends (pass t from node:test). */
-export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'strata-test-'): string {
+/** What a helper needs from vitest's test context: a way to clean up when the test ends. */
+export type Cleanup = Pick<TestContext, 'onTestFinished'>;
+
+/** A temporary folder removed when the test ends (pass the test's context). */
+export function tempDir(t: Cleanup, prefix = 'strata-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 

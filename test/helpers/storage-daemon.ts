@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Cleanup } from './qemu.ts';
 
 export interface Daemon {
   child: ChildProcess;
@@ -10,14 +11,14 @@ export interface Daemon {
   stderr: () => string;
 }
 
-export async function startDaemon(t: { after: (fn: () => void) => void }, dir: string, extra: string[] = []): Promise<Daemon> {
+export async function startDaemon(t: Cleanup, dir: string, extra: string[] = []): Promise<Daemon> {
   const socket = path.join(dir, `qmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
   const child = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m,path=${socket},server=on,wait=off`, '--monitor', 'chardev=m', ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
-  t.after(() => {
+  t.onTestFinished(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
   const deadline = Date.now() + 5000;

@@ -1,11 +1,11 @@
 // The QMP client against a real qemu-storage-daemon, and against a fake server only for faults.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { QmpExecuteError } from '../../electron/core/qmp/errors.ts';
-import { tempDir, qemuImg } from '../helpers/qemu.ts';
+import { tempDir, qemuImg, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 
 test('real daemon: greeting, negotiation, commands, typed errors with QEMU class', async (t) => {
@@ -15,7 +15,7 @@ test('real daemon: greeting, negotiation, commands, typed errors with QEMU class
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=n0,file.driver=file,file.filename=${img}`]);
   const traffic: string[] = [];
   const c = await QmpClient.connect(d.socket, { onTraffic: (dir, line) => traffic.push(`${dir} ${line}`) });
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   assert.equal(c.greeting?.QMP.version.qemu.major, 7);
   const v = await c.execute<{ qemu: { major: number } }>('query-version');
   assert.equal(v.qemu.major, c.greeting?.QMP.version.qemu.major);
@@ -38,7 +38,7 @@ test('real daemon: greeting, negotiation, commands, typed errors with QEMU class
 test('real daemon: a second client waits silently; we report a busy monitor', async (t) => {
   const d = await startDaemon(t, tempDir(t));
   const first = await QmpClient.connect(d.socket);
-  t.after(() => first.close());
+  t.onTestFinished(() => first.close());
   await assert.rejects(QmpClient.connect(d.socket, { connectTimeoutMs: 300 }), (e: any) => e.code === 'E_QMP_NEGOTIATION' && /another client/.test(e.message));
 });
 
@@ -65,7 +65,7 @@ test('connect errors name the socket', async (t) => {
 
 const GREETING = '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\n';
 
-async function fake(t: any, onLine: (line: string, sock: net.Socket) => void, greeting = GREETING): Promise<string> {
+async function fake(t: Cleanup, onLine: (line: string, sock: net.Socket) => void, greeting = GREETING): Promise<string> {
   const sockPath = path.join(tempDir(t), 'fake.sock');
   const server = net.createServer((sock) => {
     if (greeting) sock.write(greeting);
@@ -84,7 +84,9 @@ async function fake(t: any, onLine: (line: string, sock: net.Socket) => void, gr
     sock.on('error', () => {});
   });
   await new Promise<void>((r) => server.listen(sockPath, r));
-  t.after(() => server.close());
+  t.onTestFinished(() => {
+    server.close();
+  });
   return sockPath;
 }
 
@@ -108,7 +110,7 @@ test('fault: unknown ids are ignored; the right reply still resolves', async (t)
     s.write(JSON.stringify({ return: 'mine', id: m.id }) + '\n');
   });
   const c = await QmpClient.connect(sock);
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   assert.equal(await c.execute('x'), 'mine');
 });
 
@@ -120,7 +122,7 @@ test('fault: a slow reply times out; a late answer is dropped; the client stays 
     setTimeout(() => s.write(JSON.stringify({ return: m.execute, id: m.id }) + '\n'), delay);
   });
   const c = await QmpClient.connect(sock);
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   await assert.rejects(c.execute('slow', undefined, { timeoutMs: 50 }), (e: any) => e.code === 'E_QMP_TIMEOUT');
   assert.equal(await c.execute('fast'), 'fast');
   await new Promise((r) => setTimeout(r, 350));
