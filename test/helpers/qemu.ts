@@ -1,6 +1,7 @@
 // Running the real QEMU tools from tests: argument arrays only, output captured, failures loud.
-import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
+import { execFileSync, type ChildProcess, type ExecFileSyncOptions } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'vitest';
@@ -27,6 +28,33 @@ export function tempDir(t: Cleanup, prefix = 'strata-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   t.onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+function canConnect(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (!fs.existsSync(sock)) return resolve(false);
+    const s = net.connect(sock);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Resolves once `child` accepts connections on the UNIX socket `sock`. QEMU's tools create the
+ * socket file (bind) a moment before they listen on it, so the file alone is not enough: a
+ * client connecting in between is refused.
+ */
+export async function waitListening(sock: string, child: ChildProcess, why: () => string, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before it was ready: ${why()}`);
+    if (await canConnect(sock)) return;
+    if (Date.now() - t0 > ms) throw new Error(`not listening on ${sock} after ${ms} ms: ${why()}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** qemu-img info --backing-chain --output=json, parsed. */

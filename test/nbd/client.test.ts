@@ -3,13 +3,12 @@
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { NbdClient } from '../../electron/core/nbd/client.ts';
 import { openChain, bitmapExtents, allocationExtents } from '../../electron/core/qcow2/chain.ts';
 import { ExtentBuilder, toExtents } from '../../electron/core/extents.ts';
-import { tempDir, qemuImg, qemuIo, type Cleanup } from '../helpers/qemu.ts';
+import { tempDir, qemuImg, qemuIo, waitListening, type Cleanup } from '../helpers/qemu.ts';
 
 async function qemuNbd(t: Cleanup, dir: string, args: string[]): Promise<string> {
   const sock = path.join(dir, `nbd-${Math.random().toString(36).slice(2, 8)}.sock`);
@@ -19,12 +18,7 @@ async function qemuNbd(t: Cleanup, dir: string, args: string[]): Promise<string>
   t.onTestFinished(() => {
     child.kill('SIGKILL');
   });
-  const deadline = Date.now() + 5000;
-  while (!fs.existsSync(sock)) {
-    if (child.exitCode !== null) throw new Error(`qemu-nbd exited: ${err}`);
-    if (Date.now() > deadline) throw new Error(`qemu-nbd did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitListening(sock, child, () => `qemu-nbd: ${err}`);
   return sock;
 }
 
