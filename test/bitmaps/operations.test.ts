@@ -1,6 +1,6 @@
 // Bitmap changes on real QEMU: planned without touching the image, applied as one transaction,
 // journaled, and read back both offline (after the daemon stored them) and live over NBD.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -65,7 +65,9 @@ test('add, disable, merge, clear, enable, remove through the CLI, read back offl
   assert.ok(inspect(top).layers.every((l) => l.bitmaps.every((b) => !b.flags.includes('in-use'))));
   // Every change is in the journal, done, with the QMP exchanged.
   const db = openDb(path.join(home, 'strata.db'));
-  t.after(() => db.close());
+  t.onTestFinished(() => {
+    db.close();
+  });
   const ops = new Operations(db).list();
   assert.deepEqual(ops.map((o) => [o.kind, o.state]).reverse(), [
     ['bitmap-add', 'done'], ['bitmap-merge', 'done'], ['bitmap-clear', 'done'], ['bitmap-enable', 'done'], ['bitmap-disable', 'done'], ['bitmap-remove', 'done'],
@@ -111,7 +113,9 @@ test('live target: a persistent bitmap on a read-only node is refused; a failed 
   const { top } = buildSeed(dir);
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=ro,read-only=on,file.driver=file,file.filename=${top}`]);
   const db = openDb(path.join(dir, 'home', 'strata.db'));
-  t.after(() => db.close());
+  t.onTestFinished(() => {
+    db.close();
+  });
   const ops = new Operations(db);
   await assert.rejects(
     runBitmapOp({ kind: 'socket', socket: d.socket, node: 'ro' }, { op: 'add', name: 'p', persistent: true, disabled: false }, ops, path.join(dir, 'run')),
@@ -128,7 +132,7 @@ test('live target: a persistent bitmap on a read-only node is refused; a failed 
   await assert.rejects(runBitmapOp(bad, { op: 'add', name: 'twice', persistent: false, disabled: false }, ops, path.join(dir, 'run')), (e: any) => /already exists/.test(e.message));
   assert.equal(plan.actions[0].type, 'block-dirty-bitmap-add');
   const q = await QmpClient.connect(d.socket);
-  t.after(() => q.close());
+  t.onTestFinished(() => q.close());
   const nodes = await q.execute<any[]>('query-named-block-nodes', { flat: true });
   assert.deepEqual(nodes.find((n) => n['node-name'] === 'ro')['dirty-bitmaps'].map((b: any) => b.name).sort(), ['bitmap3', 'tmp', 'twice']);
 });
@@ -138,7 +142,9 @@ test('a bitmap added live is readable over NBD with the same contents as offline
   const { top } = buildSeed(dir);
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=n,file.driver=file,file.filename=${top}`]);
   const db = openDb(path.join(dir, 'home', 'strata.db'));
-  t.after(() => db.close());
+  t.onTestFinished(() => {
+    db.close();
+  });
   await runBitmapOp({ kind: 'socket', socket: d.socket, node: 'n' }, { op: 'add', name: 'copy', persistent: true, disabled: true }, new Operations(db), path.join(dir, 'run'));
   await runBitmapOp({ kind: 'socket', socket: d.socket, node: 'n' }, { op: 'merge', target: 'copy', sources: [{ where: null, name: 'bitmap3' }] }, new Operations(db), path.join(dir, 'run'));
   const q = await QmpClient.connect(d.socket);

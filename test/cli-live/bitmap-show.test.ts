@@ -1,7 +1,7 @@
 // strata bitmap show NAME --socket S --node N against real qemu-storage-daemons: the live contents
 // equal what the offline reader finds once the daemon has stored the bitmaps, and nothing is left
 // behind (no export, no extra bitmap, no NBD server); refusals exit 2 with one line naming the file.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

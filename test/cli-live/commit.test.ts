@@ -1,7 +1,7 @@
 // strata commit TOP [--scheme seed|libvirt] [--yes] [--json], as a script runs it: the plan without
 // --yes changes no byte; with --yes the top is committed, its checkpoints carried, and the JSON says
 // which image is active; bad input exits 2 naming the file.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';

@@ -1,6 +1,6 @@
 // strata jobs: live (query-jobs of a running QEMU) and recorded (the history database, which is
 // never created just to be listed).
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

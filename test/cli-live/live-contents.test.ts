@@ -1,13 +1,13 @@
 // readLiveBitmap() itself, on one QMP session: interrupted after every step it still leaves
 // nothing behind, repeated calls work, and a transient bitmap (no offline twin) reads too.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { readLiveBitmap, NbdServerRunningError, TEMP_PREFIX } from '../../electron/core/bitmaps/live-contents.ts';
 import { toExtents } from '../../electron/core/extents.ts';
-import { tempDir } from '../helpers/qemu.ts';
+import { tempDir, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 import { buildSeed, clusters } from '../core/seed-chain.ts';
 
@@ -28,12 +28,12 @@ async function nbdServerRunning(q: QmpClient): Promise<boolean> {
   }
 }
 
-async function setup(t: any) {
+async function setup(t: Cleanup) {
   const dir = tempDir(t);
   const { top } = buildSeed(dir);
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=top,file.driver=file,file.filename=${top}`]);
   const q = await QmpClient.connect(d.socket);
-  t.after(() => q.close());
+  t.onTestFinished(() => q.close());
   return { dir, top, q, runtimeDir: path.join(dir, 'run') };
 }
 

@@ -1,15 +1,15 @@
 // Browser mode's door: 127.0.0.1 only, the token, our Origin and Host; the contract over WebSocket.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { createService } from '../../electron/core/service.ts';
 import { startBrowserServer } from '../../electron/core/server/browser-server.ts';
-import { tempDir } from '../helpers/qemu.ts';
+import { tempDir, type Cleanup } from '../helpers/qemu.ts';
 import { buildSeed } from './seed-chain.ts';
 
-async function setup(t: any) {
+async function setup(t: Cleanup) {
   const dir = tempDir(t);
   const staticDir = path.join(dir, 'static');
   fs.mkdirSync(staticDir);
@@ -17,7 +17,7 @@ async function setup(t: any) {
   fs.writeFileSync(path.join(dir, 'secret.txt'), 'secret');
   const service = createService({ dataDir: path.join(dir, 'data'), mode: 'browser' });
   const server = await startBrowserServer({ service, staticDir });
-  t.after(async () => {
+  t.onTestFinished(async () => {
     await server.close();
     service.close();
   });
@@ -71,7 +71,7 @@ test('the contract over WebSocket: replies, typed errors, pushed events', async 
   const { dir, server } = await setup(t);
   const { top } = buildSeed(fs.mkdtempSync(path.join(dir, 'seed-')));
   const ws = await connect(`ws://127.0.0.1:${server.port}/ws?token=${server.token}`, server.origin);
-  t.after(() => ws.close());
+  t.onTestFinished(() => ws.close());
   const events: any[] = [];
   ws.on('message', (d) => {
     const m = JSON.parse(String(d));

@@ -1,5 +1,5 @@
 // The strata command as a user runs it: the bundled bin, real images, the documented JSON shapes.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

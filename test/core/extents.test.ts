@@ -1,4 +1,4 @@
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { ExtentBuilder, union, uncoveredBytes, density, slice, fromExtents, toExtents, totalBytes } from '../../electron/core/extents.ts';
 

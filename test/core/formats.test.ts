@@ -1,5 +1,5 @@
 // Formats Strata does not read are refused by name, never misread as raw.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { openChain } from '../../electron/core/qcow2/chain.ts';

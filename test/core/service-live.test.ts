@@ -1,12 +1,12 @@
 // The live channels through the service, as the renderer uses them: connections, block graph,
 // jobs with pushed progress, verbs, job history, a daemon crash and a restart.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createService, type Service } from '../../electron/core/service.ts';
 import { dispatch } from '../../electron/core/dispatch.ts';
-import { tempDir, qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { tempDir, qemuImg, qemuIo, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 import { buildSeed } from './seed-chain.ts';
 
@@ -16,12 +16,12 @@ async function call(s: Service, channel: string, arg?: unknown): Promise<any> {
   return r.result;
 }
 
-function setup(t: any) {
+function setup(t: Cleanup) {
   const dir = tempDir(t);
   const service = createService({ dataDir: path.join(dir, 'data'), mode: 'browser' });
   const events: { event: string; payload: any; at: number }[] = [];
   service.subscribe((event, payload) => events.push({ event, payload, at: Date.now() }));
-  t.after(() => service.close());
+  t.onTestFinished(() => service.close());
   return { dir, service, events };
 }
 

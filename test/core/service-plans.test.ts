@@ -1,6 +1,6 @@
 // Plans through the service: started over the contract, and finished by the next start of the
 // core when a crash left them running.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { createService, type Service } from '../../electron/core/service.ts';
@@ -87,7 +87,7 @@ test('the next start finishes what a crash left: rolled back, and the user is to
     await qmp.close();
   }
   const service = createService({ dataDir, mode: 'browser' });
-  t.after(() => service.close());
+  t.onTestFinished(() => service.close());
   const plans = await call(service, 'history:plans', {});
   assert.equal(plans[0].state, 'rolled-back');
   assert.match(plans[0].resolution, /rolled back.*undid disable 'A'/);
@@ -106,7 +106,7 @@ test('a plan whose QEMU is gone is closed as failed, saying what to check', { ti
   const gone = path.join(dir, 'gone.sock');
   store.create({ kind: 'commit-with-bitmaps', summary: 's', target: { socket: gone, image: '/x/top.qcow2', daemonPid: null }, steps: [{ label: 'x', spec: { kind: 'qmp', command: { execute: 'query-version', arguments: {} }, undo: null, check: null } }] });
   const service = createService({ dataDir, mode: 'browser' });
-  t.after(() => service.close());
+  t.onTestFinished(() => service.close());
   const plans = await call(service, 'history:plans', {});
   assert.equal(plans[0].state, 'failed');
   assert.match(plans[0].resolution, new RegExp(`could not be reached at ${gone.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*check /x/top\\.qcow2`));

@@ -1,5 +1,5 @@
 // History on a real SQLite file: migrations, workspace, scans and what changed between them.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { openDb, schemaVersion } from '../../electron/core/store/db.ts';

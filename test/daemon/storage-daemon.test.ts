@@ -1,19 +1,21 @@
 // Strata's own qemu-storage-daemon on real images: opening the chain from the header, storing
 // bitmaps on SIGTERM, refusing an image another QEMU holds, noticing a crash.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { StorageDaemon, TOP_NODE } from '../../electron/core/daemon/storage-daemon.ts';
 import { imageLockState } from '../../electron/core/daemon/image-lock.ts';
 import { inspect } from '../../electron/core/inspect.ts';
-import { tempDir } from '../helpers/qemu.ts';
+import { tempDir, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 import { buildSeed } from '../core/seed-chain.ts';
 
 /** Start Strata's daemon and always stop it when the test ends, even if the test expected a refusal. */
-async function start(t: { after: (fn: () => Promise<unknown>) => void }, opts: Parameters<typeof StorageDaemon.start>[0]): Promise<StorageDaemon> {
+async function start(t: Cleanup, opts: Parameters<typeof StorageDaemon.start>[0]): Promise<StorageDaemon> {
   const d = await StorageDaemon.start(opts);
-  t.after(() => d.stop());
+  t.onTestFinished(async () => {
+    await d.stop();
+  });
   return d;
 }
 

@@ -5,11 +5,12 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { before, after, type TestContext } from 'node:test';
+import { beforeAll, afterAll } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createService, type Service } from '../../electron/core/service.ts';
 import { startBrowserServer, type BrowserServer } from '../../electron/core/server/browser-server.ts';
 import { seedSteps } from '../../electron/core/demo/build-demo.ts';
+import type { Cleanup } from '../helpers/qemu.ts';
 
 export const root = path.resolve(import.meta.dirname, '../..');
 export const staticDir = path.join(root, 'dist/renderer');
@@ -61,7 +62,7 @@ export interface AppOptions {
 }
 
 /** A fresh core (own data folder under `tmpRoot`), its browser-mode server, and a page showing it. */
-export async function openApp(t: TestContext, browser: Browser, tmpRoot: string, name: string, opts: AppOptions = {}): Promise<App> {
+export async function openApp(t: Cleanup, browser: Browser, tmpRoot: string, name: string, opts: AppOptions = {}): Promise<App> {
   const dataDir = fs.mkdtempSync(path.join(tmpRoot, `${name}-`));
   const service = createService({ dataDir, mode: 'browser', openImageDialog: opts.openImageDialog });
   const server = await startBrowserServer({ service, staticDir });
@@ -78,7 +79,7 @@ export async function openApp(t: TestContext, browser: Browser, tmpRoot: string,
   });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   if (opts.initScript) await page.addInitScript({ content: opts.initScript(server) });
-  t.after(async () => {
+  t.onTestFinished(async () => {
     await context.close();
     await server.close();
     // Stops every qemu-storage-daemon this core started.
@@ -106,15 +107,15 @@ export async function addImage(page: Page, p: string): Promise<void> {
  * One Chromium and one temporary folder for a test file: started before its first test, closed and
  * removed after its last. `open` starts a fresh core + browser-mode server and page for one test.
  */
-export function e2eSuite(prefix: string): { tmpRoot: string; open: (t: TestContext, name: string, opts?: AppOptions) => Promise<App> } {
+export function e2eSuite(prefix: string): { tmpRoot: string; open: (t: Cleanup, name: string, opts?: AppOptions) => Promise<App> } {
   let browser: Browser | undefined;
   const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  before(async () => {
+  beforeAll(async () => {
     ensureRendererBuilt();
     fs.mkdirSync(shots, { recursive: true });
     browser = await launchChromium();
   });
-  after(async () => {
+  afterAll(async () => {
     await browser?.close();
     fs.rmSync(tmpRoot, { recursive: true, force: true });
   });

@@ -1,7 +1,7 @@
 // End to end through the real browser-mode server, the real core and real qcow2 files made by QEMU's
 // tools: the renderer as a user sees it in Debian's Chromium. Screenshots go to
 // test-output/screenshots/ for a human look.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -280,7 +280,7 @@ test('a lost connection shows a banner and the page recovers when the core is ba
   await app.shot('13-connection-lost');
 
   const again = await startBrowserServer({ service: app.service, staticDir, port: app.server.port, token: app.server.token });
-  t.after(() => again.close());
+  t.onTestFinished(() => again.close());
   await page.getByTestId('connection-banner').waitFor({ state: 'detached', timeout: 15_000 });
   await page.getByTestId('status-connection').and(page.locator('[data-state="open"]')).waitFor();
 

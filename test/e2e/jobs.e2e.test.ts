@@ -3,7 +3,7 @@
 // panel, an active commit completed from READY, a daemon killed and restarted, and all of it in
 // History. Real QEMU (qemu-img, qemu-io, qemu-storage-daemon), the real core, Debian's Chromium.
 // Screenshots: test-output/screenshots/{connections,dialog,jobs,history}-*.png.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -137,13 +137,21 @@ test('a daemon opened read-write: graph, bitmap add through plan/confirm, a rate
   let shotRunning = false;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const state = (await card.getAttribute('data-state'))!;
-    const current = Number(await bar.getAttribute('data-current'));
-    const total = Number(await bar.getAttribute('data-total'));
+    // One look at the card, read in the page at once: the job may conclude between two reads.
+    const { state, current, total, badge, verbs } = await card.evaluate((el) => {
+      const progress = el.querySelector('[data-testid="job-progress"]')!;
+      return {
+        state: el.getAttribute('data-state')!,
+        current: Number(progress.getAttribute('data-current')),
+        total: Number(progress.getAttribute('data-total')),
+        badge: (el.querySelector('[data-testid="job-state"]') as HTMLElement).innerText,
+        verbs: [...el.querySelectorAll('[data-testid^="job-verb-"]')].map((e) => e.getAttribute('data-testid')!.replace('job-verb-', '')),
+      };
+    });
     seen.push({ state, current, total });
     if (state === 'running' && current > 0) {
-      assert.equal(await card.getByTestId('job-state').innerText(), 'running');
-      if (!verbsWhileRunning.length) verbsWhileRunning = await visibleVerbs(page, card);
+      assert.equal(badge, 'running');
+      if (!verbsWhileRunning.length) verbsWhileRunning = verbs;
       if (!shotRunning && current > 4 * MiB && current < total) {
         await card.getByTestId('job-rate').waitFor({ timeout: 2000 }).catch(() => {});
         await app.shot('jobs-running');

@@ -3,7 +3,7 @@
 // step by step on its card and found in History; and "Show contents…" on a live bitmap chip, which opens
 // the workspace image's inspector on that bitmap read live over NBD.
 // Screenshots: test-output/screenshots/plans-*.png, live-inspector.png.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -184,8 +184,22 @@ test('a running job’s speed limit can be changed from its card (set-speed)', a
   await card.and(page.locator('[data-state="running"]')).waitFor();
   await card.getByTestId('job-speed-form').waitFor();
   await card.getByTestId('job-speed-input').fill('0');
+  // Unlimited, the job may finish (and its card drop the speed form) before the next look from
+  // here: the page itself notes what the card says once the change is made.
+  await card.evaluate((el) => {
+    (window as any).speedSet = new Promise<string>((resolve) => {
+      const look = new MutationObserver(() => {
+        const s = el.querySelector('[data-testid="job-speed-set"]');
+        if (s) {
+          look.disconnect();
+          resolve(s.textContent!.trim());
+        }
+      });
+      look.observe(el, { subtree: true, childList: true, characterData: true });
+    });
+  });
   await card.getByTestId('job-speed-apply').click();
-  assert.equal(await card.getByTestId('job-speed-set').innerText(), 'unlimited');
+  assert.equal(await page.evaluate(() => (window as any).speedSet), 'unlimited');
   await app.shot('plans-job-speed');
   // Unlimited: it finishes long before the half minute.
   await page.locator('[data-testid="job-card"][data-state="concluded"]').waitFor({ timeout: 15_000 });

@@ -1,6 +1,6 @@
 // The app lifecycle (electron/app.ts, what main.ts runs) against a fake Electron: lock, data dir,
 // service options, IPC, window, events, quitting, and a failed start.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,6 +1,6 @@
 // build/electron-builder.yml passes electron-builder's own loader and schema validation (packaging
 // itself is not run here: it downloads Electron), and the icons are real PNGs of the right sizes.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';

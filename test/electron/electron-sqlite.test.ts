@@ -1,7 +1,7 @@
 // scripts/electron-sqlite.mjs: the Electron build of better_sqlite3.node, cached per version, built by
 // prebuild-install and else node-gyp, always with argument arrays. The child processes are faked (a
 // real build needs Electron's prebuilt binaries or headers from the network).
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,5 +1,5 @@
 // IPC: every channel registered, routed through dispatch, foreign senders refused, events forwarded.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';

@@ -1,5 +1,5 @@
 // scripts/launch-plan.mjs: which mode `npm start` picks, and the one line that says why.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import {
   NOT_INSTALLED,

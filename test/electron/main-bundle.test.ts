@@ -1,7 +1,7 @@
 // The built main process (dist/electron/main.cjs, as the lead's build produces it) boots under a fake
 // Electron in a child Node: bundling problems (CJS interop, import.meta, externals, paths relative to
 // the bundle) show up here rather than only on a machine with a real Electron.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,8 +13,8 @@ import { CONTENT_SECURITY_POLICY } from '../../electron/security.ts';
 const root = path.resolve(import.meta.dirname, '../..');
 const mainCjs = path.join(root, 'dist', 'electron', 'main.cjs');
 
-test('dist/electron/main.cjs boots, registers every channel, opens the hardened window, answers app:info', (t) => {
-  if (!fs.existsSync(mainCjs)) return t.skip('dist/electron/main.cjs not built (npm run build)');
+test('dist/electron/main.cjs boots, registers every channel, opens the hardened window, answers app:info', () => {
+  assert.ok(fs.existsSync(mainCjs), 'dist/electron/main.cjs not built (npm run build)');
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-main-bundle-'));
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, STRATA_HOME: home };

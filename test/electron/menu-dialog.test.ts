@@ -1,5 +1,5 @@
 // Small pieces: the app menu, the native image picker, the better-sqlite3 binding hand-over.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { MenuItemTemplate } from '../../electron/electron-api.ts';
 import { menuTemplate } from '../../electron/menu.ts';

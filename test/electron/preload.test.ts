@@ -1,7 +1,7 @@
 // The preload: window.strata = { invoke, on, pathForFile } and nothing else; only contract channels
 // and events pass; listeners never see the IpcRendererEvent. Also runs the bundled preload the way a
 // sandboxed renderer does: a bare context whose require() knows only 'electron'.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -129,8 +129,8 @@ test('bundled preload (fresh esbuild of electron/preload.ts) runs in a sandbox t
   await checkPreloadCode(code);
 });
 
-test('dist/electron/preload.cjs (the build output) behaves the same', async (t) => {
+test('dist/electron/preload.cjs (the build output) behaves the same', async () => {
   const file = path.join(root, 'dist', 'electron', 'preload.cjs');
-  if (!fs.existsSync(file)) return t.skip('dist/electron/preload.cjs not built');
+  assert.ok(fs.existsSync(file), 'dist/electron/preload.cjs not built (npm run build)');
   await checkPreloadCode(fs.readFileSync(file, 'utf8'));
 });

@@ -3,7 +3,7 @@
 // waits for the window, and falls back to browser mode when Electron dies at start.
 // The project is mirrored into a temporary directory (symlinks) so the fake package stays out of
 // the real node_modules.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,11 +17,12 @@ const root = path.resolve(import.meta.dirname, '../..');
 const ELECTRON_VERSION = '38.2.0';
 const URL_RE = /http:\/\/127\.0\.0\.1:(\d+)\/\?token=[A-Za-z0-9_-]+/;
 const distReady = ['electron/main.cjs', 'electron/preload.cjs', 'renderer/index.html', 'web.mjs'].every((f) => fs.existsSync(path.join(root, 'dist', f)));
-// the stand-in binary is a /bin/sh wrapper, and the mirror is made of symlinks
-const skip = process.platform === 'win32' ? 'needs /bin/sh and symlinks' : !distReady ? 'dist/ not built (npm run build)' : false;
+// the stand-in binary is a /bin/sh wrapper, and the mirror is made of symlinks: these run where both exist
+const posix = process.platform !== 'win32';
 
 /** A copy of the project's shape: scripts/ and package.json copied, dist/ and node_modules/* linked, plus a fake electron. */
 function mirror(): string {
+  assert.ok(distReady, 'dist/ not built (npm run build)');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mirror-'));
   fs.cpSync(path.join(root, 'scripts'), path.join(dir, 'scripts'), { recursive: true });
   fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
@@ -83,7 +84,7 @@ function env(home: string, extra: Record<string, string>): Record<string, string
   return e;
 }
 
-test('a working Electron: started as `electron <appDir>` with the cached sqlite build; no fallback', { skip, timeout: 90_000 }, async () => {
+test.runIf(posix)('a working Electron: started as `electron <appDir>` with the cached sqlite build; no fallback', { timeout: 90_000 }, async () => {
   const dir = mirror();
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-home-'));
   try {
@@ -106,7 +107,7 @@ test('a working Electron: started as `electron <appDir>` with the cached sqlite 
   }
 });
 
-test('Electron dies at start: its error line is the reason, and browser mode starts', { skip, timeout: 90_000 }, async () => {
+test.runIf(posix)('Electron dies at start: its error line is the reason, and browser mode starts', { timeout: 90_000 }, async () => {
   const dir = mirror();
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-home-'));
   try {
@@ -124,7 +125,8 @@ test('Electron dies at start: its error line is the reason, and browser mode sta
   }
 });
 
-test('electron installed but no display: browser mode, saying so', { skip: skip || (process.platform !== 'linux' && 'the display check is for Linux'), timeout: 90_000 }, async () => {
+// the display check is for Linux
+test.runIf(process.platform === 'linux')('electron installed but no display: browser mode, saying so', { timeout: 90_000 }, async () => {
   const dir = mirror();
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-home-'));
   try {

@@ -1,6 +1,6 @@
 // `npm start` without a usable Electron (this machine, CI): it says why in one line and serves browser
 // mode; an HTTP GET of the printed URL answers 200; stopping the launcher stops the server.
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { qemuImg, run } from './qemu.ts';
+import { qemuImg, run, waitListening } from './qemu.ts';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -301,7 +301,7 @@ export class Img {
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     try {
-      await waitFor(() => fs.existsSync(sock), child, () => `qemu-storage-daemon: ${err}`);
+      await waitListening(sock, child, () => `qemu-storage-daemon: ${err}`);
       const qmp = await Qmp.connect(sock);
       try {
         await qmp.cmd('qmp_capabilities');
@@ -381,28 +381,6 @@ export async function killChildren(): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(cond: () => boolean | Promise<boolean>, child: ChildProcess, why: () => string, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before it was ready: ${why()}`);
-    if (await cond()) return;
-    if (Date.now() - t0 > ms) throw new Error(`not ready after ${ms} ms: ${why()}`);
-    await sleep(5);
-  }
-}
-
-function canConnect(sock: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (!fs.existsSync(sock)) return resolve(false);
-    const s = net.connect(sock);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 class Qmp {
   private buf = '';
   private waiting: ((v: any) => void)[] = [];
@@ -464,7 +442,7 @@ export async function nbdBitmapExtents(layer: string, format: string, name: stri
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   try {
-    await waitFor(() => canConnect(sock), child, () => `qemu-nbd ${layer} -B ${name}: ${err.trim()}`);
+    await waitListening(sock, child, () => `qemu-nbd ${layer} -B ${name}: ${err.trim()}`);
     let out: string;
     try {
       out = await runAsync('qemu-img', [

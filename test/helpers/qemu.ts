@@ -1,8 +1,10 @@
 // Running the real QEMU tools from tests: argument arrays only, output captured, failures loud.
-import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
+import { execFileSync, type ChildProcess, type ExecFileSyncOptions } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { TestContext } from 'vitest';
 
 export function run(cmd: string, args: string[], opts: ExecFileSyncOptions = {}): string {
   try {
@@ -18,11 +20,41 @@ export const qemuImg = (...args: string[]) => run('qemu-img', args);
 export const qemuIo = (image: string, cmds: string[], extra: string[] = []) =>
   run('qemu-io', [...extra, ...cmds.flatMap((c) => ['-c', c]), image]);
 
-/** A temporary folder removed when the test ends (pass t from node:test). */
-export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'strata-test-'): string {
+/** What a helper needs from vitest's test context: a way to clean up when the test ends. */
+export type Cleanup = Pick<TestContext, 'onTestFinished'>;
+
+/** A temporary folder removed when the test ends (pass the test's context). */
+export function tempDir(t: Cleanup, prefix = 'strata-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+function canConnect(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (!fs.existsSync(sock)) return resolve(false);
+    const s = net.connect(sock);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Resolves once `child` accepts connections on the UNIX socket `sock`. QEMU's tools create the
+ * socket file (bind) a moment before they listen on it, so the file alone is not enough: a
+ * client connecting in between is refused.
+ */
+export async function waitListening(sock: string, child: ChildProcess, why: () => string, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before it was ready: ${why()}`);
+    if (await canConnect(sock)) return;
+    if (Date.now() - t0 > ms) throw new Error(`not listening on ${sock} after ${ms} ms: ${why()}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** qemu-img info --backing-chain --output=json, parsed. */

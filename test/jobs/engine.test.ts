@@ -1,5 +1,5 @@
 // The job engine on real QEMU jobs in a real qemu-storage-daemon.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { JobEngine, type JobView } from '../../electron/core/jobs/engine.ts';
@@ -7,7 +7,7 @@ import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { openDb } from '../../electron/core/store/db.ts';
 import { JobStore } from '../../electron/core/store/jobs.ts';
 import { inspect } from '../../electron/core/inspect.ts';
-import { tempDir, qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { tempDir, qemuImg, qemuIo, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 
 const isQmp = (e: { note: string | null }) => !!e.note && /^(->|<-) /.test(e.note);
@@ -17,7 +17,7 @@ const statesOf = (events: { state: string; note: string | null }[]) => events.fi
 const MiB = 1024 * 1024;
 
 /** base <- mid <- top, each with data of its own; a daemon with the top open read-write. */
-async function chain(t: any, size = 32 * MiB) {
+async function chain(t: Cleanup, size = 32 * MiB) {
   const dir = tempDir(t);
   const [base, mid, top] = ['base', 'mid', 'top'].map((n) => path.join(dir, `${n}.qcow2`));
   qemuImg('create', '-q', '-f', 'qcow2', base, String(size));
@@ -28,13 +28,15 @@ async function chain(t: any, size = 32 * MiB) {
   qemuIo(top, [`write -P 3 ${size / 2} ${size / 4}`]);
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=top,file.driver=file,file.filename=${top}`]);
   const qmp = await QmpClient.connect(d.socket);
-  t.after(() => qmp.close());
+  t.onTestFinished(() => qmp.close());
   const db = openDb(path.join(dir, 'strata.db'));
-  t.after(() => db.close());
+  t.onTestFinished(() => {
+    db.close();
+  });
   const store = new JobStore(db);
   const updates: JobView[] = [];
   const engine = new JobEngine(qmp, { connection: d.socket, store, onUpdate: (j) => updates.push(j) });
-  t.after(() => engine.close());
+  t.onTestFinished(() => engine.close());
   return { dir, base, mid, top, d, qmp, store, engine, updates };
 }
 
@@ -121,7 +123,7 @@ test('sync adopts jobs QEMU already runs (Strata restarted mid-job)', { timeout:
   const c = await chain(t, 64 * MiB);
   await c.qmp.execute('block-stream', { 'job-id': 'theirs', device: 'top', speed: 16 * MiB, 'auto-dismiss': false });
   const fresh = new JobEngine(c.qmp, { connection: 'restarted', store: c.store });
-  t.after(() => fresh.close());
+  t.onTestFinished(() => fresh.close());
   const list = await fresh.sync();
   assert.deepEqual(list.map((j) => j.id), ['theirs']);
   assert.ok(['created', 'running'].includes(list[0].state));

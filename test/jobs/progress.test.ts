@@ -1,7 +1,7 @@
 // Job figures from progress over time, with made-up clocks (no timing in the test): a rate-limited
 // job that moves in bursts shows its average rate, not the bursts; no rate before the window spans a
 // second; no time left until the rate is steady; nothing while paused.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { ProgressWindow } from '../../electron/core/jobs/progress.ts';
 

@@ -1,5 +1,5 @@
 // The job tables, checked against the lifecycles QEMU documents and against a real job's events.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { JOB_STATES, TRANSITIONS, allowedVerbs, applyStatus, canTransition, isVerbAllowed, type JobState } from '../../electron/core/jobs/states.ts';
@@ -53,7 +53,7 @@ test('a real active commit: every JOB_STATUS_CHANGE is legal, and QEMU refuses a
   qemuIo(top, ['write -P 7 0 1M']);
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=top,file.driver=file,file.filename=${top}`]);
   const c = await QmpClient.connect(d.socket);
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   const job = { state: 'undefined' as JobState, history: [] as { state: JobState; at: number }[] };
   const refused: string[] = [];
   c.onEvent((e) => {

@@ -1,28 +1,24 @@
 // Strata's NBD client against a real qemu-nbd: bitmap contents and allocation depth read live must
 // equal what the offline reader finds in the file.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { NbdClient } from '../../electron/core/nbd/client.ts';
 import { openChain, bitmapExtents, allocationExtents } from '../../electron/core/qcow2/chain.ts';
 import { ExtentBuilder, toExtents } from '../../electron/core/extents.ts';
-import { tempDir, qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { tempDir, qemuImg, qemuIo, waitListening, type Cleanup } from '../helpers/qemu.ts';
 
-async function qemuNbd(t: any, dir: string, args: string[]): Promise<string> {
+async function qemuNbd(t: Cleanup, dir: string, args: string[]): Promise<string> {
   const sock = path.join(dir, `nbd-${Math.random().toString(36).slice(2, 8)}.sock`);
   const child = spawn('qemu-nbd', ['-k', sock, '-t', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
-  t.after(() => child.kill('SIGKILL'));
-  const deadline = Date.now() + 5000;
-  while (!fs.existsSync(sock)) {
-    if (child.exitCode !== null) throw new Error(`qemu-nbd exited: ${err}`);
-    if (Date.now() > deadline) throw new Error(`qemu-nbd did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  t.onTestFinished(() => {
+    child.kill('SIGKILL');
+  });
+  await waitListening(sock, child, () => `qemu-nbd: ${err}`);
   return sock;
 }
 
@@ -45,7 +41,7 @@ test('bitmap contents over NBD equal the offline reader, across many block-statu
 
   const sock = await qemuNbd(t, dir, ['-r', '-f', 'qcow2', '-B', 'b1', img]);
   const c = await NbdClient.open(sock, '', ['qemu:dirty-bitmap:b1', 'qemu:unknown-context']);
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   assert.equal(c.export?.size, 64 * 1024 * 1024);
   // Unknown contexts are silently not granted (a QEMU trait the caller must check).
   assert.deepEqual([...c.export!.contexts.keys()], ['qemu:dirty-bitmap:b1']);
@@ -70,7 +66,7 @@ test('allocation depth over NBD: depth 1 is exactly the top layer allocation', a
   offline.close();
   const sock = await qemuNbd(t, dir, ['-r', '-f', 'qcow2', '-A', top]);
   const c = await NbdClient.open(sock, '', ['qemu:allocation-depth']);
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   const b = new ExtentBuilder();
   await c.blockStatus('qemu:allocation-depth', (off, len, depth) => {
     if (depth === 1) b.push(off, off + len);
@@ -83,7 +79,9 @@ test('a server that is not NBD, and a missing socket, give typed errors naming t
   const bogus = path.join(dir, 'bogus.sock');
   const server = net.createServer((s) => s.end('HELLO this is not nbd at all\n'));
   await new Promise<void>((r) => server.listen(bogus, r));
-  t.after(() => server.close());
+  t.onTestFinished(() => {
+    server.close();
+  });
   await assert.rejects(NbdClient.open(bogus, '', []), (e: any) => e.code === 'E_IO' && e.message.startsWith(bogus) && /not an NBD server/.test(e.message));
   const missing = path.join(dir, 'none.sock');
   await assert.rejects(NbdClient.open(missing, '', []), (e: any) => e.message.startsWith(missing) && /no such socket/.test(e.message));

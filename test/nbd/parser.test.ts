@@ -1,5 +1,5 @@
 // The sans-IO NBD parser, fed one byte at a time and fed lies.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { NbdReplyParser, MAX_PAYLOAD } from '../../electron/core/nbd/parser.ts';
 import * as W from '../../electron/core/nbd/wire.ts';

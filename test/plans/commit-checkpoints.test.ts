@@ -3,7 +3,7 @@
 // after the commit (and after writes made once it is done) every block that differs from that copy
 // must be marked by "changes since" the checkpoint. Also the case that used to be a false clean: an
 // overlay made outside Strata, whose writes no bitmap tracks.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { createService, type Service } from '../../electron/core/service.ts';

@@ -3,11 +3,11 @@
 // it back or resumes it, and the image ends in a planned state, checked with qemu-img info and
 // qemu-io once QEMU has stored everything, and against the truth: every checkpoint covers every
 // block changed since a raw copy of the disk taken when it was made.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { tempDir, qemuImg, qemuIo, run } from '../helpers/qemu.ts';
+import { tempDir, qemuImg, qemuIo, run, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 import { rawCopy, differingBlocks, sinceOf, missedBytes } from '../helpers/truth.ts';
 
@@ -19,7 +19,7 @@ function core(mode: 'run' | 'recover', db: string, socket: string, env: Record<s
   return { signal: r.signal, code: r.status, out: r.stdout.trim() ? JSON.parse(r.stdout.trim().split('\n').pop()!) : null, err: r.stderr };
 }
 
-async function scenario(t: any) {
+async function scenario(t: Cleanup) {
   const dir = tempDir(t);
   const base = path.join(dir, 'base.qcow2');
   const top = path.join(dir, 'top.qcow2');

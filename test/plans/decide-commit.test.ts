@@ -1,6 +1,6 @@
 // The pure part of the commit plan: which base bitmaps may be disabled, which top bitmaps are
 // carried, what records afterwards. No QEMU: facts in, decision out.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { decideCommit, type CommitFacts, type LiveBitmapFacts } from '../../electron/core/plans/commit-with-bitmaps.ts';
 import { fromExtents } from '../../electron/core/extents.ts';

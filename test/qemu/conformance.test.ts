@@ -4,7 +4,7 @@
 //  - bitmap names, granularities and flags vs qemu-img info's format-specific bitmaps
 //  - bitmap contents, byte for byte, vs the bitmap exported by qemu-nbd and read back with qemu-img map
 // and everything also against what the construction implies (image-gen records it).
-import { test, after } from 'node:test';
+import { test, describe, beforeAll, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,7 @@ import { qemuInfoChain, qemuMap, run } from '../helpers/qemu.ts';
 import { generateCases, killChildren, nbdBitmapExtents, normalize, bytesOf, Img, KiB, MiB, type GeneratedCase } from '../helpers/image-gen.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-conf-'));
-after(async () => {
+afterAll(async () => {
   await killChildren();
   fs.rmSync(root, { recursive: true, force: true });
 });
@@ -121,12 +121,16 @@ test('map past the end of a shorter backing: depth of the layer above it, presen
 });
 
 for (const c of cases) {
-  test(`case ${c.name}`, async (t) => {
-    const info = qemuInfoChain(c.top);
-    const chain = openChain(c.top);
-    t.after(() => chain.close());
+  describe(`case ${c.name}`, () => {
+    let info: any[];
+    let chain: Chain;
+    beforeAll(() => {
+      info = qemuInfoChain(c.top);
+      chain = openChain(c.top);
+    });
+    afterAll(() => chain?.close());
 
-    await t.test('layers match qemu-img info --backing-chain and the construction', () => {
+    test('layers match qemu-img info --backing-chain and the construction', () => {
       assert.equal(chain.layers.length, info.length, 'layer count vs qemu-img info');
       assert.equal(chain.layers.length, c.layers.length, 'layer count vs construction');
       chain.layers.forEach((l, i) => {
@@ -153,11 +157,11 @@ for (const c of cases) {
       });
     });
 
-    await t.test('chain allocation map matches qemu-img map --output=json', () => {
+    test('chain allocation map matches qemu-img map --output=json', () => {
       assert.deepEqual(canon(readerMap(chain)), canon(qemuMap(c.top)));
     });
 
-    await t.test("each layer's own allocation matches qemu-img map of that layer", () => {
+    test("each layer's own allocation matches qemu-img map of that layer", () => {
       const report = inspect(c.top);
       chain.layers.forEach((l, i) => {
         const expected = qemuLayerAllocation(l.path, l.format);
@@ -166,7 +170,7 @@ for (const c of cases) {
       });
     });
 
-    await t.test('bitmap names, granularities and flags match qemu-img info and the construction', () => {
+    test('bitmap names, granularities and flags match qemu-img info and the construction', () => {
       chain.layers.forEach((l, i) => {
         const qb = (info[i]['format-specific']?.data?.bitmaps ?? []) as { name: string; granularity: number; flags: string[] }[];
         const where = path.basename(l.path);
@@ -193,7 +197,7 @@ for (const c of cases) {
       });
     });
 
-    await t.test('bitmap contents match qemu-nbd export and the construction', async () => {
+    test('bitmap contents match qemu-nbd export and the construction', async () => {
       const report = inspect(c.top);
       for (const [i, l] of chain.layers.entries()) {
         for (const b of l.bitmaps) {

@@ -1,7 +1,7 @@
 // Damaged and unsupported images: real QEMU-made images, copied, then mutated byte-wise with fs at
 // offsets taken from the qcow2 spec (test/helpers/image-gen.ts qcow2Layout). Each must fail with
 // the right StrataError code, and the message must name the file at fault. Then a seeded fuzz loop.
-import { test, after } from 'node:test';
+import { test, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,7 +13,7 @@ import { qemuImg, qemuInfoChain, run } from '../helpers/qemu.ts';
 import { Img, KiB, MiB, HDR, EXT_BITMAPS_TYPE, EXT_BACKING_FORMAT_TYPE, qcow2Layout, killChildren, type Qcow2Layout } from '../helpers/image-gen.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-corrupt-'));
-after(async () => {
+afterAll(async () => {
   await killChildren();
   fs.rmSync(root, { recursive: true, force: true });
 });
@@ -311,7 +311,7 @@ test('fuzz: 300 seeded mutations either read or fail with a StrataError, never h
     cwd: path.resolve(import.meta.dirname, '../..'),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.after(() => {
+  t.onTestFinished(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   let out = '';
@@ -342,5 +342,5 @@ test('fuzz: 300 seeded mutations either read or fail with a StrataError, never h
   // The mutations must actually reach the reader's checks, and leave some images readable.
   assert.ok(failures >= 100, `only ${failures} mutations were refused: ${JSON.stringify(last.codes)}`);
   assert.ok(last.ok >= 10, `only ${last.ok} mutations were readable`);
-  t.diagnostic(`ok ${last.ok}, refused ${JSON.stringify(last.codes)}, rss +${Math.round(growth / MiB)} MiB, slowest #${last.slowest.i} ${Math.round(last.slowest.ms)} ms`);
+  await t.annotate(`ok ${last.ok}, refused ${JSON.stringify(last.codes)}, rss +${Math.round(growth / MiB)} MiB, slowest #${last.slowest.i} ${Math.round(last.slowest.ms)} ms`);
 });

@@ -5,7 +5,7 @@
 //   active:  ---D-DD-   bitmap3 ---1-11- (recording)
 //
 // since(checkpoint1) = --11111-, since(checkpoint2) = ---1111-, since(checkpoint3) = ---1-11-.
-import { test, after } from 'node:test';
+import { test, afterAll } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,7 +20,7 @@ const CL = 64 * KiB;
 const SIZE = 8 * CL;
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-seed-'));
-after(async () => {
+afterAll(async () => {
   await killChildren();
   fs.rmSync(root, { recursive: true, force: true });
 });

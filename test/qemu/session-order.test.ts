@@ -3,7 +3,7 @@
 // 'a' and add 'b' in one transaction) leaves the directory as [b, a]. "Changes since a" must still
 // hold what was written while 'b' recorded: the old rule ("a and every bitmap listed after it")
 // answered 'a' alone, a false clean.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { QmpClient } from '../../electron/core/qmp/client.ts';

@@ -1,11 +1,11 @@
 // The QMP client against a real qemu-storage-daemon, and against a fake server only for faults.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { QmpExecuteError } from '../../electron/core/qmp/errors.ts';
-import { tempDir, qemuImg } from '../helpers/qemu.ts';
+import { tempDir, qemuImg, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 
 test('real daemon: greeting, negotiation, commands, typed errors with QEMU class', async (t) => {
@@ -15,7 +15,7 @@ test('real daemon: greeting, negotiation, commands, typed errors with QEMU class
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=n0,file.driver=file,file.filename=${img}`]);
   const traffic: string[] = [];
   const c = await QmpClient.connect(d.socket, { onTraffic: (dir, line) => traffic.push(`${dir} ${line}`) });
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   assert.equal(c.greeting?.QMP.version.qemu.major, 7);
   const v = await c.execute<{ qemu: { major: number } }>('query-version');
   assert.equal(v.qemu.major, c.greeting?.QMP.version.qemu.major);
@@ -38,7 +38,7 @@ test('real daemon: greeting, negotiation, commands, typed errors with QEMU class
 test('real daemon: a second client waits silently; we report a busy monitor', async (t) => {
   const d = await startDaemon(t, tempDir(t));
   const first = await QmpClient.connect(d.socket);
-  t.after(() => first.close());
+  t.onTestFinished(() => first.close());
   await assert.rejects(QmpClient.connect(d.socket, { connectTimeoutMs: 300 }), (e: any) => e.code === 'E_QMP_NEGOTIATION' && /another client/.test(e.message));
 });
 
@@ -65,10 +65,12 @@ test('connect errors name the socket', async (t) => {
 
 const GREETING = '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\n';
 
-async function fake(t: any, onLine: (line: string, sock: net.Socket) => void, greeting = GREETING): Promise<string> {
+/** `start`: the greeting to send ('' for none), or what to do with a new connection instead. */
+async function fake(t: Cleanup, onLine: (line: string, sock: net.Socket) => void, start: string | ((sock: net.Socket) => void) = GREETING): Promise<string> {
   const sockPath = path.join(tempDir(t), 'fake.sock');
   const server = net.createServer((sock) => {
-    if (greeting) sock.write(greeting);
+    if (typeof start === 'function') start(sock);
+    else if (start) sock.write(start);
     let buf = '';
     sock.on('data', (d) => {
       buf += d;
@@ -84,7 +86,9 @@ async function fake(t: any, onLine: (line: string, sock: net.Socket) => void, gr
     sock.on('error', () => {});
   });
   await new Promise<void>((r) => server.listen(sockPath, r));
-  t.after(() => server.close());
+  t.onTestFinished(() => {
+    server.close();
+  });
   return sockPath;
 }
 
@@ -108,7 +112,7 @@ test('fault: unknown ids are ignored; the right reply still resolves', async (t)
     s.write(JSON.stringify({ return: 'mine', id: m.id }) + '\n');
   });
   const c = await QmpClient.connect(sock);
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   assert.equal(await c.execute('x'), 'mine');
 });
 
@@ -120,7 +124,7 @@ test('fault: a slow reply times out; a late answer is dropped; the client stays 
     setTimeout(() => s.write(JSON.stringify({ return: m.execute, id: m.id }) + '\n'), delay);
   });
   const c = await QmpClient.connect(sock);
-  t.after(() => c.close());
+  t.onTestFinished(() => c.close());
   await assert.rejects(c.execute('slow', undefined, { timeoutMs: 50 }), (e: any) => e.code === 'E_QMP_TIMEOUT');
   assert.equal(await c.execute('fast'), 'fast');
   await new Promise((r) => setTimeout(r, 350));
@@ -132,6 +136,51 @@ test('fault: no greeting at all, and a wrong first message', async (t) => {
   await assert.rejects(QmpClient.connect(silent, { connectTimeoutMs: 200 }), (e: any) => e.code === 'E_QMP_NEGOTIATION');
   const wrong = await fake(t, () => {}, '{"return": {}}\n');
   await assert.rejects(QmpClient.connect(wrong), (e: any) => e.code === 'E_QMP_PROTOCOL' || e.code === 'E_QMP_NEGOTIATION');
+});
+
+test('fault: a busy monitor, silent or closing the connection before any greeting, gives one error', { timeout: 10_000 }, async (t) => {
+  const busy = (e: any) => e.code === 'E_QMP_NEGOTIATION' && /another client holds the monitor/.test(e.message);
+  const silent = await fake(t, () => {}, '');
+  await assert.rejects(QmpClient.connect(silent, { connectTimeoutMs: 200 }), busy);
+  const closing = await fake(t, () => {}, (s) => s.end());
+  await assert.rejects(QmpClient.connect(closing, { connectTimeoutMs: 60_000 }), busy);
+});
+
+const ID_LESS_ERROR = JSON.stringify({ error: { class: 'GenericError', desc: 'JSON parse error, invalid keyword' } }) + '\n';
+
+// The test's own timeout is far below the call timeout: only an immediate failure passes.
+test('fault: an error reply without id fails the one pending call at once; the client stays usable', { timeout: 10_000 }, async (t) => {
+  let n = 0;
+  const sock = await fake(t, (line, s) => s.write(n++ === 0 ? ID_LESS_ERROR : JSON.stringify({ return: 'ok', id: JSON.parse(line).id }) + '\n'));
+  const c = await QmpClient.connect(sock, { callTimeoutMs: 60_000 });
+  t.onTestFinished(() => c.close());
+  await assert.rejects(c.execute('query-version'), (e: any) => {
+    assert.ok(e instanceof QmpExecuteError);
+    assert.equal(e.command, 'query-version');
+    assert.equal(e.errorClass, 'GenericError');
+    assert.match(e.message, /JSON parse error/);
+    return true;
+  });
+  assert.equal(await c.execute('query-version'), 'ok');
+});
+
+test('fault: an error reply without id while several calls are pending fails them all at once', { timeout: 10_000 }, async (t) => {
+  const ids: string[] = [];
+  let late: (() => void) | undefined;
+  const sock = await fake(t, (line, s) => {
+    const id = JSON.parse(line).id;
+    if (ids.push(id) === 2) {
+      s.write(ID_LESS_ERROR);
+      late = () => s.write(JSON.stringify({ return: 'late', id: ids[1] }) + '\n');
+    } else if (ids.length > 2) s.write(JSON.stringify({ return: 'ok', id }) + '\n');
+  });
+  const c = await QmpClient.connect(sock, { callTimeoutMs: 60_000 });
+  t.onTestFinished(() => c.close());
+  const unknown = (e: any) => e.code === 'E_QMP_PROTOCOL' && /without id.*GenericError: JSON parse error.*2 calls were pending/.test(e.message);
+  await Promise.all([assert.rejects(c.execute('first'), unknown), assert.rejects(c.execute('second'), unknown)]);
+  // A real reply that still comes for one of them is dropped; the next call is answered.
+  late!();
+  assert.equal(await c.execute('third'), 'ok');
 });
 
 test('calls before negotiation finished or after close are state errors', async (t) => {

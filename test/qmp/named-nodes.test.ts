@@ -1,6 +1,6 @@
 // The guard around query-named-block-nodes: QEMU 7.2's storage daemon dies (SIGSEGV) when asked for
 // its block nodes while a finished block-stream waits to be dismissed. Strata refuses instead.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
@@ -18,7 +18,7 @@ test('a finished, undismissed stream: refused with E_BUSY, the daemon lives; aft
   qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=top,file.driver=file,file.filename=${top}`]);
   const q = await QmpClient.connect(d.socket);
-  t.after(() => q.close());
+  t.onTestFinished(() => q.close());
   assert.ok((await queryNamedNodes(q)).length > 0, 'answers before any job');
   const concluded = q.waitEvent((e) => e.event === 'JOB_STATUS_CHANGE' && e.data?.status === 'concluded');
   await q.execute('block-stream', { 'job-id': 's1', device: 'top', 'auto-dismiss': false });

@@ -1,5 +1,5 @@
 // The sans-IO QMP core: framing, classification and limits, with no socket at all.
-import test from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { QmpProtocol, MAX_LINE } from '../../electron/core/qmp/protocol.ts';
 

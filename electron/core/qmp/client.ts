@@ -1,8 +1,10 @@
 // The thin transport around QmpProtocol: a UNIX socket, timers, and promises for pending calls.
-// One connection per monitor: QEMU serves one client per monitor chardev, and a second client
-// waits silently, so a missing greeting is reported as a likely busy monitor.
+// One connection per monitor: QEMU serves one client per monitor chardev. A second client either
+// waits silently or has its connection closed at once, depending on timing inside QEMU; both (no
+// greeting before the connect timeout, or the connection gone before any greeting) are reported
+// as the same busy-monitor error.
 import net from 'node:net';
-import { QmpProtocol, type QmpEvent, type QmpGreeting, type ProtocolOutput } from './protocol.ts';
+import { QmpProtocol, type QmpEvent, type QmpGreeting, type ProtocolOutput, type QmpErrorBody } from './protocol.ts';
 import { QmpExecuteError, qmpError, type QmpError } from './errors.ts';
 
 export interface QmpClientOptions {
@@ -57,22 +59,24 @@ export class QmpClient {
         this.shutdown(e.message, e);
         reject(e);
       };
+      let connected = false;
+      // Connected, and QEMU has said nothing yet: it is serving another client on this monitor.
+      const busy = () => connected && this.proto.state === 'awaiting-greeting';
+      const busyError = (what: string) =>
+        qmpError.negotiation(this.path, `${what}: another client holds the monitor (QEMU serves one client per monitor)`);
       const timer = setTimeout(() => {
-        fail(
-          this.proto.state === 'awaiting-greeting' && this.socket?.readyState === 'open'
-            ? qmpError.negotiation(this.path, `no greeting within ${this.opts.connectTimeoutMs} ms (is another client connected? QEMU serves one client per monitor)`)
-            : qmpError.connect(this.path, `no answer within ${this.opts.connectTimeoutMs} ms`),
-        );
+        fail(busy() ? busyError(`no greeting within ${this.opts.connectTimeoutMs} ms`) : qmpError.connect(this.path, `no answer within ${this.opts.connectTimeoutMs} ms`));
       }, this.opts.connectTimeoutMs);
 
       const sock = net.createConnection({ path: this.path });
       this.socket = sock;
+      sock.once('connect', () => (connected = true));
       sock.on('error', (e: NodeJS.ErrnoException) => {
         if (!settled) fail(qmpError.connect(this.path, e.code === 'ENOENT' ? 'no such socket' : e.code === 'ECONNREFUSED' ? 'nothing is listening' : e.message, e));
         else this.shutdown(`socket error: ${e.message}`);
       });
       sock.on('close', () => {
-        if (!settled) fail(qmpError.negotiation(this.path, 'the connection closed before negotiation finished'));
+        if (!settled) fail(busy() ? busyError('the connection closed before any greeting') : qmpError.negotiation(this.path, 'the connection closed before negotiation finished'));
         else this.shutdown('the connection closed');
       });
       sock.on('data', (chunk) => {
@@ -127,6 +131,7 @@ export class QmpClient {
         return;
       case 'violation':
         this.trafficIn(`(protocol) ${out.why}`);
+        if (out.unmatchedError) this.failUnmatched(out.unmatchedError);
         if (out.fatal) {
           const e = qmpError.protocol(this.path, out.why);
           onFatal(e);
@@ -135,6 +140,27 @@ export class QmpClient {
         return;
       case 'greeting':
         return;
+    }
+  }
+
+  /**
+   * An error reply without id (QEMU could not parse a command) fails the pending calls at once
+   * rather than after their timeouts. With one call pending it is that call's answer: QEMU
+   * replies to every line it reads, and there is no other line it could be answering. With
+   * several, no id says which, and a line QEMU could not parse may have swallowed the next one:
+   * every pending call fails with a protocol error that says so (its outcome in QEMU is unknown),
+   * and a real reply that still comes for one of them is dropped like any late reply.
+   */
+  private failUnmatched(err: QmpErrorBody): void {
+    const calls = [...this.pending];
+    this.pending.clear();
+    for (const [, p] of calls) {
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(
+        calls.length === 1
+          ? new QmpExecuteError(p.command, err.errorClass, err.desc)
+          : qmpError.protocol(this.path, `an error without id (${err.errorClass}: ${err.desc}) while ${calls.length} calls were pending; ${p.command} may or may not have run`),
+      );
     }
   }
 

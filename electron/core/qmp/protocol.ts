@@ -19,7 +19,19 @@ export type ProtocolOutput =
   | { kind: 'return'; id: string; value: unknown }
   | { kind: 'error'; id: string; errorClass: string; desc: string }
   | { kind: 'event'; event: QmpEvent }
-  | { kind: 'violation'; why: string; fatal: boolean };
+  // unmatchedError: an error reply that carries no id (QEMU could not parse a command); the
+  // transport decides which pending call(s) it fails.
+  | { kind: 'violation'; why: string; fatal: boolean; unmatchedError?: QmpErrorBody };
+
+export interface QmpErrorBody {
+  errorClass: string;
+  desc: string;
+}
+
+function errorBody(error: unknown): QmpErrorBody {
+  const e = error as { class?: unknown; desc?: unknown } | null;
+  return { errorClass: typeof e?.class === 'string' ? e.class : 'GenericError', desc: typeof e?.desc === 'string' ? e.desc : JSON.stringify(e) };
+}
 
 export type ProtocolState = 'awaiting-greeting' | 'negotiating' | 'ready' | 'closed';
 
@@ -100,19 +112,13 @@ export class QmpProtocol {
     if (typeof m.event === 'string') return [{ kind: 'event', event: m as unknown as QmpEvent }];
     if ('return' in m || 'error' in m) {
       if (typeof m.id !== 'string') {
-        // QEMU answers a command it could not parse without an id; nothing pending can own it.
-        return [{ kind: 'violation', why: `a reply without our id: ${line.slice(0, 120)}`, fatal: false }];
+        // QEMU answers a command it could not parse without an id: no id can match it to a call.
+        const v: ProtocolOutput = { kind: 'violation', why: `a reply without our id: ${line.slice(0, 120)}`, fatal: false };
+        if ('error' in m) v.unmatchedError = errorBody(m.error);
+        return [v];
       }
       if ('return' in m) return [{ kind: 'return', id: m.id, value: m.return }];
-      const e = m.error as { class?: unknown; desc?: unknown } | null;
-      return [
-        {
-          kind: 'error',
-          id: m.id,
-          errorClass: typeof e?.class === 'string' ? e.class : 'GenericError',
-          desc: typeof e?.desc === 'string' ? e.desc : JSON.stringify(e),
-        },
-      ];
+      return [{ kind: 'error', id: m.id, ...errorBody(m.error) }];
     }
     return [{ kind: 'violation', why: `an unknown message: ${line.slice(0, 120)}`, fatal: false }];
   }
