@@ -57,17 +57,22 @@ export function readBitmapDirectory(img: ImageFile, h: Qcow2Header): BitmapEntry
 function parseDirectory(img: ImageFile, h: Qcow2Header, ext: BitmapsExtension): BitmapEntry[] {
   const f = img.path;
   if (ext.directorySize === 0) throw badField(f, 'bitmaps extension field bitmap_directory_size', ext.at + 8, 'is 0');
-  const dir = img.read(ext.directoryOffset, ext.directorySize, 'bitmap directory'); // size checked: at most 64 MiB
+  // Size checked (at most 64 MiB); zeroes past the end of the file, as QEMU reads it.
+  const dir = img.readPadded(ext.directoryOffset, ext.directorySize, 'bitmap directory');
   const out: BitmapEntry[] = [];
   const names = new Set<string>();
-  const broken = (at: number, why: string) => corrupt(f, at, `broken bitmap directory: ${why}`);
+  // A directory whose entries do not fill it exactly (QEMU: "Broken bitmap directory", "More/Less
+  // bitmaps found than specified") is blamed on the extension field that disagrees with them.
+  const sizeField = (why: string) =>
+    badField(f, 'bitmaps extension field bitmap_directory_size', ext.at + 8, `is ${ext.directorySize}, but ${why}`);
+  const countField = (why: string) => badField(f, 'bitmaps extension field nb_bitmaps', ext.at, `is ${ext.count}, but ${why}`);
   const field = (i: number, name: string) => `bitmap directory entry ${i} field ${name}`;
   let pos = 0;
   let i = 0;
   for (; pos < dir.length; i++) {
     const at = ext.directoryOffset + pos;
-    if (pos + 24 > dir.length) throw broken(at, `entry ${i} header runs past the directory end (${ext.directorySize} bytes)`);
-    if (i >= ext.count) throw broken(at, `more entries than nb_bitmaps (${ext.count}) says`);
+    if (pos + 24 > dir.length) throw sizeField(`entry ${i} at offset ${at} would run past the directory's end`);
+    if (i >= ext.count) throw countField(`the directory holds more entries (entry ${i} at offset ${at})`);
     const tableOffset = dir.readBigUInt64BE(pos);
     const tableSize = dir.readUInt32BE(pos + 8);
     const flags = dir.readUInt32BE(pos + 12);
@@ -76,7 +81,7 @@ function parseDirectory(img: ImageFile, h: Qcow2Header, ext: BitmapsExtension): 
     const nameSize = dir.readUInt16BE(pos + 18);
     const extraSize = dir.readUInt32BE(pos + 20);
     const entryLen = Math.ceil((24 + extraSize + nameSize) / 8) * 8;
-    if (pos + entryLen > dir.length) throw broken(at, `entry ${i} (${entryLen} bytes) runs past the directory end`);
+    if (pos + entryLen > dir.length) throw sizeField(`entry ${i} at offset ${at} (${entryLen} bytes) runs past the directory's end`);
     if (extraSize !== 0) throw badField(f, field(i, 'extra_data_size'), at + 20, `is ${extraSize}; QEMU supports no extra data`);
     const name = dir.toString('utf8', pos + 24, pos + 24 + nameSize);
     // check_dir_entry()
@@ -121,7 +126,7 @@ function parseDirectory(img: ImageFile, h: Qcow2Header, ext: BitmapsExtension): 
     });
     pos += entryLen;
   }
-  if (i !== ext.count) throw broken(ext.directoryOffset + pos, `${i} entries, nb_bitmaps says ${ext.count}`);
+  if (i !== ext.count) throw countField(`the directory holds ${i} entries`);
   return out;
 }
 
