@@ -230,15 +230,20 @@ export function readHeader(img: ImageFile): Qcow2Header {
   }
 
   // Header extensions: from header_length up to the backing file name, or to the end of the first
-  // cluster (QEMU's ext_end). At most one cluster, read once, zeroes past the end of the file.
+  // cluster (QEMU's ext_end): at most one cluster, zeroes past the end of the file.
   const extEnd = backingOffset !== 0n ? Number(backingOffset) : clusterSize;
-  const area = extEnd > headerLength ? img.readPadded(0, extEnd, 'header extensions') : Buffer.alloc(0);
+  // Extensions almost always fit in the first 4 KiB; the rest of the area is read only if needed.
+  let area = extEnd > headerLength ? img.readPadded(0, Math.min(4096, extEnd), 'header extensions') : Buffer.alloc(0);
+  const need = (end: number) => {
+    if (end > area.length) area = img.readPadded(0, extEnd, 'header extensions');
+  };
   let backingFormat: string | null = null;
   let bitmaps: BitmapsExtension | null = null;
   let staleBitmaps: { data: Buffer; at: number } | null = null;
   const featureNames: FeatureName[] = [];
   for (let pos = headerLength; pos < extEnd; ) {
     if (pos + 8 > extEnd) throw badField(f, 'header extension', pos, `starts ${extEnd - pos} bytes before the end of the header extension area (${extEnd}), too short for its type and length`);
+    need(pos + 8);
     const type = area.readUInt32BE(pos);
     const len = area.readUInt32BE(pos + 4);
     const data = pos + 8;
@@ -246,6 +251,7 @@ export function readHeader(img: ImageFile): Qcow2Header {
       throw badField(f, `header extension 0x${type.toString(16)} length`, pos + 4, `is ${len}: only ${extEnd - data} bytes remain before the end of the header extension area (${extEnd})`);
     }
     if (type === EXT_END) break;
+    need(data + len);
     switch (type) {
       case EXT_BACKING_FORMAT:
         if (len > MAX_BACKING_FORMAT) throw badField(f, 'backing format extension length', pos + 4, `is ${len}, QEMU's limit is ${MAX_BACKING_FORMAT}`);
