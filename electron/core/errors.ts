@@ -42,6 +42,14 @@ export function corrupt(file: string, offset: number, what: string): StrataError
   return new StrataError('E_CORRUPT', `${file}: corrupt image at offset ${offset}: ${what}`, { file, offset });
 }
 
+/**
+ * A header or table field QEMU refuses when it opens the image: names the file, the field and the
+ * field's byte offset, e.g. `x.qcow2: header field backing_file_size (offset 16) is 2000, QEMU's limit is 1023`.
+ */
+export function badField(file: string, field: string, offset: number, what: string, code: StrataErrorCode = 'E_CORRUPT'): StrataError {
+  return new StrataError(code, `${file}: ${field} (offset ${offset}) ${what}`, { file, offset });
+}
+
 export function unsupported(file: string, what: string): StrataError {
   return new StrataError('E_UNSUPPORTED', `${file}: unsupported: ${what}`, { file });
 }

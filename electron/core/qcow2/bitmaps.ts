@@ -3,19 +3,20 @@
 import type { ImageFile } from './image-file.ts';
 import { u64 } from './image-file.ts';
 import type { Qcow2Header } from './header.ts';
-import { AUTOCLEAR_BITMAPS } from './header.ts';
-import { corrupt } from '../errors.ts';
+import { checkBitmapsExtension, type BitmapsExtension } from './header.ts';
+import { StrataError, badField, corrupt } from '../errors.ts';
 
 export const BME_FLAG_IN_USE = 1 << 0;
 export const BME_FLAG_AUTO = 1 << 1;
-export const BME_FLAG_EXTRA_DATA_COMPATIBLE = 1 << 2;
 
-// QEMU's ceilings (block/qcow2-bitmap.c).
-const MAX_BITMAPS = 65535;
-const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+// QEMU 7.2's ceilings (block/qcow2-bitmap.c, check_dir_entry).
+const MAX_TABLE_ENTRIES = 0x8000000; // BME_MAX_TABLE_SIZE
+const MAX_PHYS_BYTES = 0x20000000; // BME_MAX_PHYS_SIZE
 const MIN_GRANULARITY_BITS = 9;
 const MAX_GRANULARITY_BITS = 31;
 const MAX_NAME = 1023;
+const RESERVED_FLAGS = ~(BME_FLAG_IN_USE | BME_FLAG_AUTO) >>> 0; // BME_RESERVED_FLAGS
+const TYPE_DIRTY_TRACKING = 1;
 const TABLE_CHUNK_ENTRIES = 8192; // bitmap tables are read 64 KiB at a time
 
 export interface BitmapEntry {
@@ -37,25 +38,42 @@ export function bitmapCount(virtualSize: number, granularity: number): number {
   return Math.ceil(virtualSize / granularity);
 }
 
+/**
+ * The bitmap directory, checked as QEMU's bitmap_list_load() and check_dir_entry() check it when
+ * they load the bitmaps at open. A stale directory (autoclear bit clear) is one QEMU ignores: it is
+ * shown when it reads cleanly, and reads as no bitmaps when it does not.
+ */
 export function readBitmapDirectory(img: ImageFile, h: Qcow2Header): BitmapEntry[] {
+  if (h.bitmaps) return parseDirectory(img, h, h.bitmaps);
+  if (!h.staleBitmaps) return [];
+  try {
+    return parseDirectory(img, h, checkBitmapsExtension(img.path, h.clusterSize, h.staleBitmaps.data, h.staleBitmaps.at));
+  } catch (e) {
+    if (e instanceof StrataError) return [];
+    throw e;
+  }
+}
+
+function parseDirectory(img: ImageFile, h: Qcow2Header, ext: BitmapsExtension): BitmapEntry[] {
   const f = img.path;
-  const ext = h.bitmaps;
-  if (!ext) return [];
-  if (ext.count === 0 || ext.count > MAX_BITMAPS) throw corrupt(f, h.headerLength, `bitmap count ${ext.count}`);
-  if (ext.directorySize === 0 || ext.directorySize > MAX_DIRECTORY_BYTES) {
-    throw corrupt(f, h.headerLength, `bitmap directory size ${ext.directorySize}`);
-  }
-  if (ext.directoryOffset % h.clusterSize !== 0 || ext.directoryOffset === 0) {
-    throw corrupt(f, ext.directoryOffset, 'bitmap directory offset not cluster aligned');
-  }
-  const dir = img.read(ext.directoryOffset, ext.directorySize, 'bitmap directory');
+  if (ext.directorySize === 0) throw badField(f, 'bitmaps extension field bitmap_directory_size', ext.at + 8, 'is 0');
+  // Size checked (at most 64 MiB); zeroes past the end of the file, as QEMU reads it.
+  const dir = img.readPadded(ext.directoryOffset, ext.directorySize, 'bitmap directory');
   const out: BitmapEntry[] = [];
   const names = new Set<string>();
+  // A directory whose entries do not fill it exactly (QEMU: "Broken bitmap directory", "More/Less
+  // bitmaps found than specified") is blamed on the extension field that disagrees with them.
+  const sizeField = (why: string) =>
+    badField(f, 'bitmaps extension field bitmap_directory_size', ext.at + 8, `is ${ext.directorySize}, but ${why}`);
+  const countField = (why: string) => badField(f, 'bitmaps extension field nb_bitmaps', ext.at, `is ${ext.count}, but ${why}`);
+  const field = (i: number, name: string) => `bitmap directory entry ${i} field ${name}`;
   let pos = 0;
-  for (let i = 0; i < ext.count; i++) {
+  let i = 0;
+  for (; pos < dir.length; i++) {
     const at = ext.directoryOffset + pos;
-    if (pos + 24 > dir.length) throw corrupt(f, at, `bitmap directory ends before entry ${i}`);
-    const tableOffset = u64(dir, pos, f, at, 'bitmap table offset');
+    if (pos + 24 > dir.length) throw sizeField(`entry ${i} at offset ${at} would run past the directory's end`);
+    if (i >= ext.count) throw countField(`the directory holds more entries (entry ${i} at offset ${at})`);
+    const tableOffset = dir.readBigUInt64BE(pos);
     const tableSize = dir.readUInt32BE(pos + 8);
     const flags = dir.readUInt32BE(pos + 12);
     const type = dir[pos + 16];
@@ -63,26 +81,40 @@ export function readBitmapDirectory(img: ImageFile, h: Qcow2Header): BitmapEntry
     const nameSize = dir.readUInt16BE(pos + 18);
     const extraSize = dir.readUInt32BE(pos + 20);
     const entryLen = Math.ceil((24 + extraSize + nameSize) / 8) * 8;
-    if (pos + 24 + extraSize + nameSize > dir.length) throw corrupt(f, at, `bitmap directory entry ${i} overruns the directory`);
-    if (nameSize === 0 || nameSize > MAX_NAME) throw corrupt(f, at + 18, `bitmap name length ${nameSize}`);
+    if (pos + entryLen > dir.length) throw sizeField(`entry ${i} at offset ${at} (${entryLen} bytes) runs past the directory's end`);
+    if (extraSize !== 0) throw badField(f, field(i, 'extra_data_size'), at + 20, `is ${extraSize}; QEMU supports no extra data`);
+    const name = dir.toString('utf8', pos + 24, pos + 24 + nameSize);
+    // check_dir_entry()
+    if (tableSize === 0 || tableSize > MAX_TABLE_ENTRIES) {
+      throw badField(f, field(i, 'bitmap_table_size'), at + 8, `is ${tableSize}, QEMU's range is 1..${MAX_TABLE_ENTRIES}`);
+    }
+    if (tableOffset === 0n || tableOffset % BigInt(h.clusterSize) !== 0n) {
+      throw badField(f, field(i, 'bitmap_table_offset'), at, `is ${tableOffset}, not a non-zero multiple of the cluster size ${h.clusterSize}`);
+    }
     if (granularityBits < MIN_GRANULARITY_BITS || granularityBits > MAX_GRANULARITY_BITS) {
-      throw corrupt(f, at + 17, `bitmap granularity bits ${granularityBits}`);
+      throw badField(f, field(i, 'granularity_bits'), at + 17, `is ${granularityBits}, QEMU's range is ${MIN_GRANULARITY_BITS}..${MAX_GRANULARITY_BITS}`);
     }
-    if (flags & ~(BME_FLAG_IN_USE | BME_FLAG_AUTO | BME_FLAG_EXTRA_DATA_COMPATIBLE)) {
-      throw corrupt(f, at + 12, `reserved bitmap flags 0x${flags.toString(16)}`);
+    if (flags & RESERVED_FLAGS) throw badField(f, field(i, 'flags'), at + 12, `is 0x${flags.toString(16)}: reserved bits 0x${(flags & RESERVED_FLAGS).toString(16)} set`);
+    if (nameSize > MAX_NAME) throw badField(f, field(i, 'name_size'), at + 18, `is ${nameSize}, QEMU's limit is ${MAX_NAME}`);
+    if (type !== TYPE_DIRTY_TRACKING) throw badField(f, field(i, 'type'), at + 16, `is ${type}, QEMU knows only 1 (dirty tracking)`);
+    const physBytes = tableSize * h.clusterSize;
+    if (physBytes > MAX_PHYS_BYTES) {
+      throw badField(f, field(i, 'bitmap_table_size'), at + 8, `is ${tableSize}: ${physBytes} bytes of bitmap data, QEMU's limit is ${MAX_PHYS_BYTES}`);
     }
-    const name = dir.toString('utf8', pos + 24 + extraSize, pos + 24 + extraSize + nameSize);
+    // Strata's own rules beyond QEMU's: a name, unique, and a table exactly as large as the disk
+    // needs (QEMU requires that too when it loads a bitmap that is not in use).
+    if (nameSize === 0) throw badField(f, field(i, 'name_size'), at + 18, 'is 0: a bitmap needs a name');
     if (names.has(name)) throw corrupt(f, at, `duplicate bitmap name '${name}'`);
     names.add(name);
     const granularity = 2 ** granularityBits;
     const expected = Math.ceil(bitmapCount(h.virtualSize, granularity) / (h.clusterSize * 8));
-    if (tableSize !== expected) throw corrupt(f, at + 8, `bitmap '${name}' table has ${tableSize} entries, expected ${expected}`);
-    if (tableOffset % h.clusterSize !== 0) throw corrupt(f, at, `bitmap '${name}' table offset not cluster aligned`);
-    if (tableOffset + tableSize * 8 > img.size) throw corrupt(f, at, `bitmap '${name}' table lies past the end of the file`);
+    if (tableSize !== expected) throw badField(f, field(i, 'bitmap_table_size'), at + 8, `of bitmap '${name}' is ${tableSize}, the disk needs ${expected}`);
+    const offset = u64(dir, pos, f, at, 'bitmap table offset');
+    if (offset + tableSize * 8 > img.size) throw corrupt(f, at, `bitmap '${name}' table lies past the end of the file`);
     out.push({
       name,
       index: i,
-      tableOffset,
+      tableOffset: offset,
       tableSize,
       flags,
       type,
@@ -94,12 +126,13 @@ export function readBitmapDirectory(img: ImageFile, h: Qcow2Header): BitmapEntry
     });
     pos += entryLen;
   }
+  if (i !== ext.count) throw countField(`the directory holds ${i} entries`);
   return out;
 }
 
 /** true when a bitmap directory exists but QEMU would treat it as stale (autoclear bit cleared by an old writer). */
 export function bitmapsStale(h: Qcow2Header): boolean {
-  return h.bitmaps !== null && (h.autoclear & AUTOCLEAR_BITMAPS) === 0;
+  return h.staleBitmaps !== null;
 }
 
 /** Runs of set bits, in bit numbers [start, end), merged and in order. */

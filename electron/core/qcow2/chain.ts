@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { ImageFile } from './image-file.ts';
 import { readHeader, isQcow2, type Qcow2Header } from './header.ts';
+import { checkSnapshotTable } from './snapshots.ts';
 import { readBitmapDirectory, bitmapsStale, forEachBitRun, type BitmapEntry } from './bitmaps.ts';
 import { forEachAllocation, UNALLOCATED, type AllocKind } from './allocation.ts';
 import { ExtentBuilder, type ExtentList } from '../extents.ts';
@@ -81,6 +82,7 @@ export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
       return { path: p, format: 'raw', file, header: null, virtualSize, backingFile: null, backingFormat: null, bitmaps: [], bitmapsStale: false };
     }
     const header = readHeader(file);
+    checkSnapshotTable(file, header);
     const stale = bitmapsStale(header);
     // A stale directory is still parsed (so it can be shown), but never trusted for contents.
     const bitmaps = readBitmapDirectory(file, header);

@@ -1,7 +1,7 @@
 // qcow2 header (v2 and v3) and header extensions, validated before anything else trusts them.
 // Layout: docs/interop/qcow2.txt in the QEMU tree.
 import { ImageFile, u64 } from './image-file.ts';
-import { StrataError, corrupt, unsupported } from '../errors.ts';
+import { StrataError, badField, corrupt } from '../errors.ts';
 
 export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
@@ -21,14 +21,25 @@ const INCOMPAT_KNOWN = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | 
 
 export const AUTOCLEAR_BITMAPS = 1 << 0;
 
-// QEMU's own ceilings (block/qcow2.h). Anything above is refused before any allocation.
-const MAX_L1_BYTES = 32 * 1024 * 1024;
+// QEMU 7.2's own ceilings (block/qcow2.h), checked before anything is allocated from a header value.
+const MAX_L1_BYTES = 32 * 1024 * 1024; // QCOW_MAX_L1_SIZE
+const MAX_REFTABLE_BYTES = 8 * 1024 * 1024; // QCOW_MAX_REFTABLE_SIZE
+const MAX_SNAPSHOTS = 65536; // QCOW_MAX_SNAPSHOTS
+const SNAPSHOT_HEADER_BYTES = 40; // sizeof(QCowSnapshotHeader)
 const MAX_BACKING_NAME = 1023;
+const MAX_BACKING_FORMAT = 15; // bs->backing_format is 16 bytes with its NUL
+const MAX_BITMAPS = 65535; // QCOW2_MAX_BITMAPS
+const MAX_BITMAP_DIRECTORY_BYTES = 1024 * MAX_BITMAPS; // QCOW2_MAX_BITMAP_DIRECTORY_SIZE
+const BITMAPS_EXT_BYTES = 24;
+const INT64_MAX = 2n ** 63n - 1n;
+const INT_MAX = 2 ** 31 - 1;
 
 export interface BitmapsExtension {
   count: number;
   directorySize: number;
   directoryOffset: number;
+  /** file offset of the extension's data (nb_bitmaps) */
+  at: number;
 }
 
 export interface FeatureName {
@@ -46,6 +57,8 @@ export interface Qcow2Header {
   l1Offset: number;
   refcountTableOffset: number;
   nbSnapshots: number;
+  /** may be past the file or beyond 2^53 (then imprecise): QEMU reads zeroes there */
+  snapshotsOffset: number;
   incompatible: number;
   compatible: number;
   autoclear: number;
@@ -58,7 +71,10 @@ export interface Qcow2Header {
   l2Entries: number;
   backingFile: string | null;
   backingFormat: string | null;
+  /** the bitmaps extension, checked as QEMU checks it; null when absent or stale */
   bitmaps: BitmapsExtension | null;
+  /** a bitmaps extension QEMU ignores (autoclear bit clear): its unchecked 24 bytes and their file offset */
+  staleBitmaps: { data: Buffer; at: number } | null;
   featureNames: FeatureName[];
 }
 
@@ -66,131 +82,211 @@ export function isQcow2(buf: Buffer): boolean {
   return buf.length >= 4 && buf.readUInt32BE(0) === QCOW2_MAGIC;
 }
 
+const hfield = (name: string) => `header field ${name}`;
+
+/**
+ * QEMU's qcow2_validate_table(): a table of `entries` entries of `entryLen` bytes at `offset`, no
+ * larger than `maxBytes`, cluster aligned and not overflowing a signed 64-bit offset.
+ */
+function validateTable(
+  f: string,
+  cs: number,
+  count: { name: string; at: number; value: number },
+  offset: { name: string; at: number; value: bigint },
+  entryLen: number,
+  maxBytes: number,
+): void {
+  const maxEntries = Math.floor(maxBytes / entryLen);
+  if (count.value > maxEntries) throw badField(f, hfield(count.name), count.at, `is ${count.value}, QEMU's limit is ${maxEntries}`);
+  if (offset.value % BigInt(cs) !== 0n) {
+    throw badField(f, hfield(offset.name), offset.at, `is ${offset.value}, not a multiple of the cluster size ${cs}`);
+  }
+  if (INT64_MAX - BigInt(count.value) * BigInt(entryLen) < offset.value) {
+    throw badField(f, hfield(offset.name), offset.at, `is ${offset.value}: the table would end past 2^63`);
+  }
+}
+
+/** QEMU's checks of the bitmaps extension (qcow2_read_extensions), given its 24 data bytes at file offset `at`. */
+export function checkBitmapsExtension(f: string, cs: number, data: Buffer, at: number): BitmapsExtension {
+  const count = data.readUInt32BE(0);
+  if (count > MAX_BITMAPS) throw badField(f, 'bitmaps extension field nb_bitmaps', at, `is ${count}, QEMU's limit is ${MAX_BITMAPS}`);
+  if (count === 0) throw badField(f, 'bitmaps extension field nb_bitmaps', at, 'is 0 (QEMU refuses an empty bitmaps extension)');
+  const reserved = data.readUInt32BE(4);
+  if (reserved !== 0) throw badField(f, 'bitmaps extension reserved field', at + 4, `is ${reserved}, must be 0`);
+  const size = data.readBigUInt64BE(8);
+  const offset = data.readBigUInt64BE(16);
+  if (offset % BigInt(cs) !== 0n) {
+    throw badField(f, 'bitmaps extension field bitmap_directory_offset', at + 16, `is ${offset}, not a multiple of the cluster size ${cs}`);
+  }
+  if (size > BigInt(MAX_BITMAP_DIRECTORY_BYTES)) {
+    throw badField(f, 'bitmaps extension field bitmap_directory_size', at + 8, `is ${size}, QEMU's limit is ${MAX_BITMAP_DIRECTORY_BYTES}`);
+  }
+  return { count, directorySize: Number(size), directoryOffset: u64(data, 16, f, at + 16, 'bitmap directory offset'), at };
+}
+
+/** The string QEMU keeps from a stored name: up to the first NUL (pstrcpy). */
+const cString = (b: Buffer) => {
+  const nul = b.indexOf(0);
+  return b.toString('utf8', 0, nul < 0 ? b.length : nul);
+};
+
 export function readHeader(img: ImageFile): Qcow2Header {
   const f = img.path;
   if (img.size < 72) throw corrupt(f, 0, `file is ${img.size} bytes, shorter than a qcow2 header`);
-  const h = img.read(0, Math.min(img.size, 112), 'header');
+  // QEMU reads the 112-byte QCowHeader with zeroes past the end of the file.
+  const h = img.readPadded(0, 112, 'header');
   if (h.readUInt32BE(0) !== QCOW2_MAGIC) {
     throw new StrataError('E_NOT_QCOW2', `${f}: not a qcow2 image (bad magic)`, { file: f, offset: 0 });
   }
   const version = h.readUInt32BE(4);
-  if (version !== 2 && version !== 3) throw unsupported(f, `qcow2 version ${version}`);
-  const backingOffset = u64(h, 8, f, 8, 'backing file offset');
+  if (version !== 2 && version !== 3) throw badField(f, hfield('version'), 4, `is ${version}, QEMU opens versions 2 and 3`, 'E_UNSUPPORTED');
+  const backingOffset = h.readBigUInt64BE(8);
   const backingSize = h.readUInt32BE(16);
   const clusterBits = h.readUInt32BE(20);
-  if (clusterBits < 9 || clusterBits > 21) throw corrupt(f, 20, `cluster_bits ${clusterBits} outside 9..21`);
+  if (clusterBits < 9 || clusterBits > 21) throw badField(f, hfield('cluster_bits'), 20, `is ${clusterBits}, QEMU's range is 9..21`);
   const clusterSize = 2 ** clusterBits;
+  const cs = BigInt(clusterSize);
   const virtualSize = u64(h, 24, f, 24, 'virtual size'); // u64() refuses anything past 2^53
   const cryptMethod = h.readUInt32BE(32);
-  if (cryptMethod !== 0) throw unsupported(f, `encrypted image (crypt_method ${cryptMethod})`);
   const l1Size = h.readUInt32BE(36);
-  const l1Offset = u64(h, 40, f, 40, 'L1 table offset');
-  const refcountTableOffset = u64(h, 48, f, 48, 'refcount table offset');
+  const l1OffsetRaw = h.readBigUInt64BE(40);
+  const refcountTableOffsetRaw = h.readBigUInt64BE(48);
+  const refcountTableClusters = h.readUInt32BE(56);
   const nbSnapshots = h.readUInt32BE(60);
+  const snapshotsOffset = h.readBigUInt64BE(64);
 
-  let incompatible = 0;
+  let incompatible = 0n;
   let compatible = 0;
   let autoclear = 0;
   let refcountOrder = 4;
   let headerLength = 72;
-  let compressionType: 'zlib' | 'zstd' = 'zlib';
   if (version === 3) {
     if (img.size < 104) throw corrupt(f, 0, 'v3 header truncated');
-    // Feature bits above 31 are reserved; a set one is an unknown feature.
-    if (h.readUInt32BE(72) !== 0) throw unsupported(f, 'unknown incompatible feature bits (high word)');
-    incompatible = h.readUInt32BE(76);
+    incompatible = h.readBigUInt64BE(72);
     compatible = h.readUInt32BE(84);
     autoclear = h.readUInt32BE(92);
     refcountOrder = h.readUInt32BE(96);
     headerLength = h.readUInt32BE(100);
-    if (headerLength < 104 || headerLength > clusterSize) {
-      throw corrupt(f, 100, `header_length ${headerLength}`);
-    }
-    if (refcountOrder > 6) throw corrupt(f, 96, `refcount_order ${refcountOrder}`);
-    if (incompatible & ~INCOMPAT_KNOWN) throw unsupported(f, `unknown incompatible features 0x${(incompatible & ~INCOMPAT_KNOWN).toString(16)}`);
-    if (incompatible & INCOMPAT_DATA_FILE) throw unsupported(f, 'external data file');
-    if (incompatible & INCOMPAT_COMPRESSION) {
-      if (headerLength <= 104) throw corrupt(f, 104, 'compression type feature set but header has no compression type field');
-      const ct = h[104];
-      if (ct === 0) compressionType = 'zlib';
-      else if (ct === 1) compressionType = 'zstd';
-      else throw unsupported(f, `compression type ${ct}`);
-    }
+    if (headerLength < 104) throw badField(f, hfield('header_length'), 100, `is ${headerLength}, QEMU's minimum for version 3 is 104`);
   }
-  const extendedL2 = (incompatible & INCOMPAT_EXTL2) !== 0;
-  if (extendedL2 && clusterBits < 14) throw corrupt(f, 76, 'extended L2 needs clusters of at least 16 KiB');
+  if (headerLength > clusterSize) throw badField(f, hfield('header_length'), 100, `is ${headerLength}, more than the cluster size ${clusterSize}`);
+  if (backingOffset > cs) throw badField(f, hfield('backing_file_offset'), 8, `is ${backingOffset}, past the first cluster (${clusterSize} bytes)`);
+
+  // Compression type (QEMU's validate_compression_type): the byte at 104 when the header is long
+  // enough to hold it, else zlib; the incompatible bit must be set exactly when it is not zlib.
+  const ctByte = headerLength > 104 ? h[104] : 0;
+  if (ctByte !== 0 && ctByte !== 1) throw badField(f, hfield('compression_type'), 104, `is ${ctByte}, QEMU knows 0 (zlib) and 1 (zstd)`, 'E_UNSUPPORTED');
+  const compressionBit = (incompatible & BigInt(INCOMPAT_COMPRESSION)) !== 0n;
+  if (ctByte === 0 && compressionBit) {
+    throw badField(f, hfield('incompatible_features'), 72, 'has the compression type bit (3) set, but the compression type is zlib');
+  }
+  if (ctByte !== 0 && !compressionBit) {
+    throw badField(f, hfield('incompatible_features'), 72, 'lacks the compression type bit (3), but the compression type is zstd');
+  }
+  const compressionType: 'zlib' | 'zstd' = ctByte === 1 ? 'zstd' : 'zlib';
+
+  const unknownIncompat = incompatible & ~BigInt(INCOMPAT_KNOWN);
+  if (unknownIncompat !== 0n) {
+    throw badField(f, hfield('incompatible_features'), 72, `has unknown feature bits 0x${unknownIncompat.toString(16)}`, 'E_UNSUPPORTED');
+  }
+  const incompat = Number(incompatible);
+  if (incompat & INCOMPAT_DATA_FILE) throw badField(f, hfield('incompatible_features'), 72, 'has the external data file bit (2) set', 'E_UNSUPPORTED');
+  const extendedL2 = (incompat & INCOMPAT_EXTL2) !== 0;
+  if (extendedL2 && clusterBits < 14) {
+    throw badField(f, hfield('cluster_bits'), 20, `is ${clusterBits}: with extended L2 the subclusters would be ${clusterSize / 32} bytes, QEMU's minimum is 512`);
+  }
+  if (refcountOrder > 6) throw badField(f, hfield('refcount_order'), 96, `is ${refcountOrder}, QEMU's limit is 6`);
+  if (cryptMethod !== 0) {
+    const what = cryptMethod === 1 ? 'AES' : cryptMethod === 2 ? 'LUKS' : 'unknown';
+    throw badField(f, hfield('crypt_method'), 32, `is ${cryptMethod} (${what} encryption)`, 'E_UNSUPPORTED');
+  }
+
+  if (refcountTableClusters === 0) throw badField(f, hfield('refcount_table_clusters'), 56, 'is 0: the image has no refcount table');
+  validateTable(
+    f, clusterSize,
+    { name: 'refcount_table_clusters', at: 56, value: refcountTableClusters },
+    { name: 'refcount_table_offset', at: 48, value: refcountTableOffsetRaw },
+    clusterSize, MAX_REFTABLE_BYTES,
+  );
+  validateTable(
+    f, clusterSize,
+    { name: 'nb_snapshots', at: 60, value: nbSnapshots },
+    { name: 'snapshots_offset', at: 64, value: snapshotsOffset },
+    SNAPSHOT_HEADER_BYTES, SNAPSHOT_HEADER_BYTES * MAX_SNAPSHOTS,
+  );
+  validateTable(f, clusterSize, { name: 'l1_size', at: 36, value: l1Size }, { name: 'l1_table_offset', at: 40, value: l1OffsetRaw }, 8, MAX_L1_BYTES);
+  const l1Offset = u64(h, 40, f, 40, 'L1 table offset');
+  const refcountTableOffset = u64(h, 48, f, 48, 'refcount table offset');
+
   const l2EntrySize = extendedL2 ? 16 : 8;
   const l2Entries = clusterSize / l2EntrySize;
-
-  // L1 must cover the disk and stay within QEMU's ceiling.
+  // L1 must cover the disk (QEMU's l1_vm_state_index), which must itself fit in an int.
   const needL1 = Math.ceil(virtualSize / (clusterSize * l2Entries));
-  if (l1Size < needL1) throw corrupt(f, 36, `L1 table has ${l1Size} entries, the disk needs ${needL1}`);
-  if (l1Size * 8 > MAX_L1_BYTES) throw corrupt(f, 36, `L1 table of ${l1Size} entries exceeds QEMU's limit`);
-  if (l1Size > 0) {
-    if (l1Offset % clusterSize !== 0) throw corrupt(f, 40, `L1 table offset ${l1Offset} not cluster aligned`);
-    if (l1Offset + l1Size * 8 > img.size) throw corrupt(f, 40, `L1 table (${l1Size * 8} bytes at ${l1Offset}) past end of file`);
+  if (needL1 > INT_MAX) throw badField(f, hfield('size'), 24, `is ${virtualSize}: it needs ${needL1} L1 entries, QEMU's limit is ${INT_MAX}`);
+  if (l1Size < needL1) throw badField(f, hfield('l1_size'), 36, `is ${l1Size}, the disk of ${virtualSize} bytes needs ${needL1}`);
+  // Stricter than QEMU (which reads zeroes there): the active L1 table must lie inside the file.
+  if (l1Size > 0 && l1Offset + l1Size * 8 > img.size) {
+    throw badField(f, hfield('l1_table_offset'), 40, `is ${l1Offset}: the L1 table (${l1Size * 8} bytes) lies past the end of the file`);
   }
 
-  let backingFile: string | null = null;
-  // A zero-length name means no backing, as QEMU reads it.
-  if (backingOffset !== 0 && backingSize !== 0) {
-    if (backingSize > MAX_BACKING_NAME) throw corrupt(f, 16, `backing file name length ${backingSize}`);
-    if (backingOffset + backingSize > clusterSize) throw corrupt(f, 8, 'backing file name outside the header cluster');
-    backingFile = img.read(backingOffset, backingSize, 'backing file name').toString('utf8');
-    if (backingFile.includes('\0')) throw corrupt(f, backingOffset, 'backing file name contains NUL');
-  }
-
-  // Header extensions follow the header, inside the first cluster.
+  // Header extensions: from header_length up to the backing file name, or to the end of the first
+  // cluster (QEMU's ext_end): at most one cluster, zeroes past the end of the file.
+  const extEnd = backingOffset !== 0n ? Number(backingOffset) : clusterSize;
+  // Extensions almost always fit in the first 4 KiB; the rest of the area is read only if needed.
+  let area = extEnd > headerLength ? img.readPadded(0, Math.min(4096, extEnd), 'header extensions') : Buffer.alloc(0);
+  const need = (end: number) => {
+    if (end > area.length) area = img.readPadded(0, extEnd, 'header extensions');
+  };
   let backingFormat: string | null = null;
   let bitmaps: BitmapsExtension | null = null;
+  let staleBitmaps: { data: Buffer; at: number } | null = null;
   const featureNames: FeatureName[] = [];
-  const extLimit = Math.min(clusterSize, img.size, backingOffset !== 0 && backingSize !== 0 ? backingOffset : clusterSize);
-  let pos = headerLength;
-  // Extensions almost always fit in the first 4 KiB; read the whole header cluster only if not.
-  let area = img.read(0, Math.min(4096, extLimit), 'header');
-  const need = (end: number) => {
-    if (end > area.length && area.length < extLimit) area = img.read(0, extLimit, 'header cluster');
-  };
-  for (;;) {
-    if (pos + 8 > extLimit) {
-      // v2 images may end right after the header with no end marker.
-      if (version === 2 && pos >= extLimit) break;
-      throw corrupt(f, pos, 'header extensions run past the header cluster');
-    }
+  for (let pos = headerLength; pos < extEnd; ) {
+    if (pos + 8 > extEnd) throw badField(f, 'header extension', pos, `starts ${extEnd - pos} bytes before the end of the header extension area (${extEnd}), too short for its type and length`);
     need(pos + 8);
     const type = area.readUInt32BE(pos);
     const len = area.readUInt32BE(pos + 4);
-    if (type === EXT_END) break;
     const data = pos + 8;
-    if (data + len > extLimit) throw corrupt(f, pos, `header extension 0x${type.toString(16)} of ${len} bytes overruns the header cluster`);
+    if (len > extEnd - data) {
+      throw badField(f, `header extension 0x${type.toString(16)} length`, pos + 4, `is ${len}: only ${extEnd - data} bytes remain before the end of the header extension area (${extEnd})`);
+    }
+    if (type === EXT_END) break;
     need(data + len);
     switch (type) {
       case EXT_BACKING_FORMAT:
-        backingFormat = area.toString('utf8', data, data + len);
+        if (len > MAX_BACKING_FORMAT) throw badField(f, 'backing format extension length', pos + 4, `is ${len}, QEMU's limit is ${MAX_BACKING_FORMAT}`);
+        backingFormat = cString(area.subarray(data, data + len));
         break;
       case EXT_FEATURE_TABLE:
         for (let e = data; e + 48 <= data + len; e += 48) {
           const t = area[e];
-          const name = area.toString('utf8', e + 2, e + 48).replace(/\0.*$/s, '');
-          featureNames.push({ type: t === 0 ? 'incompatible' : t === 1 ? 'compatible' : t === 2 ? 'autoclear' : t, bit: area[e + 1], name });
+          featureNames.push({ type: t === 0 ? 'incompatible' : t === 1 ? 'compatible' : t === 2 ? 'autoclear' : t, bit: area[e + 1], name: cString(area.subarray(e + 2, e + 48)) });
         }
         break;
-      case EXT_BITMAPS: {
-        if (len < 24) throw corrupt(f, pos, `bitmaps extension of ${len} bytes`);
-        const count = area.readUInt32BE(data);
-        const directorySize = u64(area, data + 8, f, data + 8, 'bitmap directory size');
-        const directoryOffset = u64(area, data + 16, f, data + 16, 'bitmap directory offset');
-        bitmaps = { count, directorySize, directoryOffset };
+      case EXT_BITMAPS:
+        if (len !== BITMAPS_EXT_BYTES) throw badField(f, 'bitmaps extension length', pos + 4, `is ${len}, QEMU requires ${BITMAPS_EXT_BYTES}`);
+        // Without the autoclear bit QEMU ignores the extension (the bitmaps are stale) and checks
+        // nothing more; Strata still shows such bitmaps when they can be read (bitmaps.ts).
+        if (autoclear & AUTOCLEAR_BITMAPS) bitmaps = checkBitmapsExtension(f, clusterSize, area.subarray(data, data + len), data);
+        else staleBitmaps = { data: Buffer.from(area.subarray(data, data + len)), at: data };
         break;
-      }
       case EXT_ENCRYPTION:
-        throw unsupported(f, 'encrypted image (LUKS header extension)');
-      case EXT_DATA_FILE:
-        throw unsupported(f, 'external data file');
+        // crypt_method is 0 here (anything else was refused above).
+        throw badField(f, 'header extension 0x537be77 (LUKS crypto header)', pos, 'is present but crypt_method is 0; QEMU expects it only with LUKS encryption');
       default:
-        break; // unknown extensions are skippable by definition
+        break; // unknown extensions are skipped; an external data file name (0x44415441) is ignored without the incompatible bit, as QEMU does
     }
     pos = data + Math.ceil(len / 8) * 8;
+  }
+
+  // The backing file name: QEMU keeps the bytes up to the first NUL; an empty name is no backing.
+  let backingFile: string | null = null;
+  if (backingOffset !== 0n) {
+    const at = Number(backingOffset);
+    const limit = Math.min(MAX_BACKING_NAME, clusterSize - at);
+    if (backingSize > limit) throw badField(f, hfield('backing_file_size'), 16, `is ${backingSize}, QEMU's limit is ${limit}`);
+    const name = cString(img.readPadded(at, backingSize, 'backing file name'));
+    if (name !== '') backingFile = name;
   }
 
   return {
@@ -202,7 +298,8 @@ export function readHeader(img: ImageFile): Qcow2Header {
     l1Offset,
     refcountTableOffset,
     nbSnapshots,
-    incompatible,
+    snapshotsOffset: Number(snapshotsOffset),
+    incompatible: incompat,
     compatible,
     autoclear,
     refcountOrder,
@@ -214,6 +311,7 @@ export function readHeader(img: ImageFile): Qcow2Header {
     backingFile,
     backingFormat,
     bitmaps,
+    staleBitmaps,
     featureNames,
   };
 }

@@ -46,6 +46,17 @@ export class ImageFile {
     return buf;
   }
 
+  /**
+   * `length` bytes at `offset`, zeroes where the file ends early: how QEMU's block layer reads
+   * metadata past the end of an image file. Only for lengths already bounded by the caller.
+   */
+  readPadded(offset: number, length: number, what: string): Buffer {
+    const buf = Buffer.alloc(length);
+    const have = Math.max(0, Math.min(length, this.size - offset));
+    if (have > 0) this.readInto(buf, offset, have, what);
+    return buf;
+  }
+
   readInto(buf: Buffer, offset: number, length: number, what: string): void {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > this.size) {
       throw corrupt(this.path, offset, `${what} (${length} bytes) lies past the end of the file (${this.size} bytes)`);
