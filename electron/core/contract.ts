@@ -35,6 +35,8 @@ export interface LayerInfo {
   compressionType: 'zlib' | 'zstd' | null;
   /** autoclear bit 0 clear although a bitmap directory exists: QEMU would discard the bitmaps */
   bitmapsStale: boolean;
+  /** doubts that this file is a disk at all (a raw "disk" that starts like text or an archive) */
+  warnings: string[];
   bitmaps: BitmapInfo[];
 }
 

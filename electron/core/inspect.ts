@@ -27,6 +27,7 @@ function layerInfo(contents: ChainContents, layer: Layer): LayerInfo {
     extendedL2: h ? h.extendedL2 : false,
     compressionType: h ? h.compressionType : null,
     bitmapsStale: layer.bitmapsStale,
+    warnings: layer.warnings,
     bitmaps: layer.bitmaps.map((bm) => ({
       name: bm.name,
       granularity: bm.granularity,

@@ -107,6 +107,7 @@ function cmdInspect(argv: string[], out: Out): void {
     out.write(`, allocated ${humanBytes(l.allocatedBytes)}\n`);
     if (l.backingFile) out.write(`    backing: ${l.backingFile}${l.backingFormat ? ` (${l.backingFormat})` : ''}\n`);
     if (l.bitmapsStale) out.write('    warning: the bitmap directory is stale; QEMU will discard these bitmaps\n');
+    for (const w of l.warnings) out.write(`    warning: is this a disk? ${w}\n`);
     if (l.bitmaps.length) {
       const rows = l.bitmaps.map((b) => [
         b.name,

@@ -2,6 +2,7 @@
 // relative names against the referring image's folder, backing format from the header extension
 // (probed by magic when absent), and typed errors for missing files, loops and non-file backings.
 import path from 'node:path';
+import { rawWarnings } from './raw-check.ts';
 import { ImageFile } from './image-file.ts';
 import { readHeader, isQcow2, type Qcow2Header } from './header.ts';
 import { checkSnapshotTable } from './snapshots.ts';
@@ -23,6 +24,8 @@ export interface Layer {
   backingFormat: string | null;
   bitmaps: BitmapEntry[];
   bitmapsStale: boolean;
+  /** doubts that this is a disk at all (a raw "disk" that looks like a text file or an archive) */
+  warnings: string[];
 }
 
 export interface Chain {
@@ -79,7 +82,7 @@ export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
     if (fmt === 'raw') {
       // QEMU counts whole 512-byte sectors of a raw file; the tail reads as zeroes.
       const virtualSize = Math.ceil(file.size / 512) * 512;
-      return { path: p, format: 'raw', file, header: null, virtualSize, backingFile: null, backingFormat: null, bitmaps: [], bitmapsStale: false };
+      return { path: p, format: 'raw', file, header: null, virtualSize, backingFile: null, backingFormat: null, bitmaps: [], bitmapsStale: false, warnings: rawWarnings(file) };
     }
     const header = readHeader(file);
     checkSnapshotTable(file, header);
@@ -96,6 +99,7 @@ export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
       backingFormat: header.backingFormat,
       bitmaps,
       bitmapsStale: stale,
+      warnings: [],
     };
   } catch (e) {
     file.close();
