@@ -9,6 +9,7 @@ import type { BitmapEntry } from './qcow2/bitmaps.ts';
 import { union, uncoveredBytes, totalBytes, EMPTY, type ExtentList } from './extents.ts';
 import type { CheckpointReport } from './contract.ts';
 import { StrataError } from './errors.ts';
+import { humanBytes } from './units.ts';
 
 const DIRTY_TRACKING = 1;
 
@@ -142,7 +143,7 @@ function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<S
       const missing = contents.uncovered(layer, set);
       if (missing > 0) {
         problems.push(
-          `layer ${base(layer.path)} holds ${missing} bytes written that no bitmap of checkpoint '${checkpoint}' covers: the layer was written before its bitmaps were created`,
+          `layer ${base(layer.path)} holds ${humanBytes(missing)} written that no bitmap of checkpoint '${checkpoint}' covers: the layer was written before its bitmaps were created`,
         );
       }
     }

@@ -148,7 +148,7 @@ test("a top bitmap added after writes does not cover them: the base's bitmap kee
   const { base, top, truth } = seedWithTruth(dir, { untrackedTop: true, nightly: true });
   const { preview, end } = await commitThroughService(dir, top);
   assert.deepEqual(preview.effects.keptRecording.map((k: any) => k.name), ['bitmap2']);
-  assert.match(preview.effects.keptRecording[0].why, /bytes written that none of its bitmaps/);
+  assert.match(preview.effects.keptRecording[0].why, /KiB written that none of its bitmaps/);
   assert.deepEqual(preview.effects.carried.map((c: any) => c.name), ['nightly']);
   assert.equal(end.state, 'done', end.error ?? '');
   assert.deepEqual(bitmapFlags(base), { bitmap1: [], bitmap2: ['auto'], nightly: ['auto'] });

@@ -31,7 +31,7 @@ test("the seed's chain: bitmap2 disabled for the commit, bitmap3 carried and cre
 test('a top whose bitmaps miss one allocated cluster: the base bitmap keeps recording, with the byte count', () => {
   const d = decideCommit(facts([bm('bitmap3')], [bm('bitmap2')], [3, 5, 6], { bitmap3: [5, 6] }));
   assert.deepEqual(d.effects.disabledDuringCommit, []);
-  assert.match(d.effects.keptRecording[0].why, /holds 65536 bytes written that none of its bitmaps/);
+  assert.match(d.effects.keptRecording[0].why, /holds 64 KiB written that none of its bitmaps/);
 });
 
 test('a top bitmap older than the base checkpoint does not count for it', () => {

@@ -1,18 +1,9 @@
 // Human-readable output: sizes, tables and extent lists.
+import { humanBytes } from '../units.ts';
+
+export { humanBytes };
 import type { Out } from './output.ts';
 import type { ExtentList } from '../extents.ts';
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  if (u === 0) return `${n} B`;
-  const digits = Number.isInteger(v) || v >= 100 ? 0 : v >= 10 ? 1 : 2;
-  return `${v.toFixed(digits)} ${units[u]}`;
-}
 
 export function table(headers: string[], rows: string[][]): string {
   const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -1,7 +1,7 @@
 // Scan-to-scan drift as typed codes with their facts: what changed in a chain between two scans
 // (someone committed, wrote or added a bitmap outside Strata). Pure: two scans in, codes out. Words
 // are made from the codes only for display (driftText); repair reads the codes.
-import { humanBytes } from '../cli/format.ts';
+import { humanBytes } from '../units.ts';
 import type { BitmapFlag, Drift, ScanRecord } from '../contract.ts';
 
 type ScanLayers = ScanRecord['layers'];

@@ -30,6 +30,7 @@ import { readLiveNode } from '../bitmaps/live-contents.ts';
 import { union, uncoveredBytes, type ExtentList } from '../extents.ts';
 import type { NewPlan, PlanTarget } from './types.ts';
 import { StrataError } from '../errors.ts';
+import { humanBytes } from '../units.ts';
 import type { CommitEffects } from '../contract.ts';
 
 export type CommitScheme = 'seed' | 'libvirt';
@@ -136,7 +137,7 @@ function coverageProblem(f: CommitFacts, name: string, rank: Map<string, number>
     return `the top has no bitmap for checkpoint '${name}' or a later one (it was made outside Strata?)`;
   }
   const missing = uncoveredBytes(tc.allocation, union(counting.map((b) => tc.bitmaps.get(b.name)!)));
-  if (missing > 0) return `the top holds ${missing} bytes written that none of its bitmaps for checkpoint '${name}' covers`;
+  if (missing > 0) return `the top holds ${humanBytes(missing)} written that none of its bitmaps for checkpoint '${name}' covers`;
   if (!counting.some((b) => b.recording)) return `none of the top's bitmaps for checkpoint '${name}' is recording`;
   return null;
 }
