@@ -206,7 +206,9 @@ export function findings(f: RepairFacts): Finding[] {
 
   for (let i = 0; i < clean.length; i++) {
     const L = clean[i];
-    if (blockedByInUse(i) && live) continue; // nothing can be said offline about a live layer
+    // In-use or stale bitmaps are reported above; once removed (the next round of decideRepairs) the
+    // layer is judged by what remains. A live layer cannot be judged offline at all.
+    if (blockedByInUse(i)) continue;
     // checkpoints held lower in the chain whose set in this layer is empty
     const missing = order.filter((x) => (lowest.get(x) ?? -1) > i && layerSet(L, x, rank).set.length === 0);
     if (missing.length) {
@@ -240,8 +242,10 @@ export function findings(f: RepairFacts): Finding[] {
       continue;
     }
     const needsCover = order.some((x) => (lowest.get(x) ?? -1) > i);
+    // the active layer's disabled newest bitmap gets the allocation merged in by its own repair
+    if (i === 0 && disabledNewest(clean, rank)) continue;
     if (needsCover && L.bitmaps.length && L.uncoveredBytes !== 0 && L.allocatedBytes > 0) {
-      const newest = [...L.bitmaps].sort((a, b) => (rank.get(b.name) ?? 0) - (rank.get(a.name) ?? 0))[0];
+      const newest = newestOf(L, rank);
       out.push({
         code: 'uncovered-allocation',
         layers: [L.path],
@@ -257,9 +261,9 @@ export function findings(f: RepairFacts): Finding[] {
 
   // The newest bitmap of the active layer disabled: writes since it was disabled were missed.
   const top = clean[0];
-  if (top && top.bitmaps.length && !(blockedByInUse(0) && live)) {
-    const newest = [...top.bitmaps].sort((a, b) => (rank.get(b.name) ?? 0) - (rank.get(a.name) ?? 0))[0];
-    if (!newest.auto) {
+  if (top && !blockedByInUse(0)) {
+    const newest = disabledNewest(clean, rank);
+    if (newest) {
       // Its allocation holds every write the active layer ever took, so merging it in before
       // enabling is a superset of what was missed, except where a write freed clusters: a layer with
       // a backing file keeps a zero cluster there, a base layer keeps nothing.
@@ -279,6 +283,16 @@ export function findings(f: RepairFacts): Finding[] {
     }
   }
   return out;
+}
+
+const newestOf = (l: FactLayer, rank: Map<string, number>) => [...l.bitmaps].sort((a, b) => (rank.get(b.name) ?? 0) - (rank.get(a.name) ?? 0))[0];
+
+/** The active layer's newest bitmap, when it is disabled. */
+function disabledNewest(clean: FactLayer[], rank: Map<string, number>): FactBitmap | null {
+  const top = clean[0];
+  if (!top || !top.bitmaps.length) return null;
+  const n = newestOf(top, rank);
+  return n.auto ? null : n;
 }
 
 function missingBackingFinding(f: RepairFacts, m: MissingBacking, live: boolean): Finding {

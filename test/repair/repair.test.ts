@@ -1,0 +1,204 @@
+// strata repair on chains broken outside Strata (qemu-img/qemu-io), checked against raw copies of the
+// disk taken at each checkpoint: no checkpoint is ever reported ok with a changed block missing,
+// before or after the repair, and writes after the repair are tracked. Needs the built CLI.
+import fs from 'node:fs';
+import path from 'node:path';
+import { test, expect } from 'vitest';
+import { qemuImg } from '../helpers/qemu.ts';
+import { sinceOf } from '../helpers/truth.ts';
+import { G, K, newScenario, overlay, write, addBitmap, checkpoint, strata, sums, assertTruth, qemuCheckAll, crashWhileOpen, makeStale, type Scenario } from './scenarios.ts';
+
+/** The seed's worked example, with the overlay made by qemu-img create -b (untracked). */
+function seedUntracked(): Scenario {
+  const s = newScenario();
+  write(s.top, 0x41, 0, 128 * K);
+  addBitmap(s.top, 'bitmap1');
+  checkpoint(s, 'bitmap1');
+  write(s.top, 0x42, 128 * K, 128 * K);
+  qemuImg('bitmap', '--disable', s.top, 'bitmap1');
+  addBitmap(s.top, 'bitmap2');
+  checkpoint(s, 'bitmap2');
+  write(s.top, 0x43, 256 * K, 128 * K);
+  overlay(s, 'top.qcow2');
+  write(s.top, 0x44, 192 * K, 64 * K);
+  write(s.top, 0x44, 320 * K, 128 * K);
+  return s;
+}
+
+/** A base written and checkpointed as c1, then an overlay made with qemu-img create -b. */
+function checkpointThenOverlay(): Scenario {
+  const s = newScenario();
+  write(s.top, 0x41, 0, G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  overlay(s, 'top.qcow2');
+  return s;
+}
+
+/** Repair without --yes changes nothing; with --yes it applies; then nothing is left to repair. */
+function repairFully(s: Scenario, expectCodes: string[]): any {
+  const before = sums(s.layers);
+  const dry = strata(s.dir, ['repair', s.top, '--json']);
+  expect(dry.code, dry.stderr).toBe(0);
+  expect(dry.json.applied).toBe(false);
+  expect(dry.json.findings.map((f: any) => f.code)).toEqual(expectCodes);
+  expect(sums(s.layers)).toEqual(before);
+  // before the repair too: nothing reported ok misses a change
+  assertTruth(s);
+  const wet = strata(s.dir, ['repair', s.top, '--yes', '--json']);
+  expect(wet.code, wet.stderr).toBe(0);
+  expect(wet.json.applied).toBe(true);
+  expect(wet.json.after.every((v: any) => v.state === 'ok' || v.state === 'gone'), JSON.stringify(wet.json.after)).toBe(true);
+  const again = strata(s.dir, ['repair', s.top, '--json']);
+  expect(again.code, again.stderr).toBe(0);
+  expect(again.json.findings.filter((f: any) => f.problem)).toEqual([]);
+  // what the preview promised is what the files now say
+  expect(again.json.before.map((v: any) => [v.name, v.state, v.dirtyBytes])).toEqual(wet.json.after.filter((v: any) => v.state !== 'gone').map((v: any) => [v.name, v.state, v.dirtyBytes]));
+  qemuCheckAll(s);
+  expect(fs.readdirSync(path.join(s.dir, 'home', 'run')).filter((f) => f.startsWith('repair-'))).toEqual([]);
+  return wet.json;
+}
+
+function writesAfterAreTracked(s: Scenario): void {
+  write(s.top, 0x55, 7 * G, G);
+  write(s.top, 0x56, 0, 4 * K);
+  const r = assertTruth(s);
+  expect(r.filter((x) => x.state === 'ok').length).toBeGreaterThan(0);
+}
+
+test('untracked overlay (the seed example): bitmaps from allocation, exactly --11111- and ---1111-', () => {
+  const s = seedUntracked();
+  const j = repairFully(s, ['untracked-overlay']);
+  expect(j.before.map((v: any) => v.state)).toEqual(['unknown', 'unknown']);
+  expect(j.after.map((v: any) => [v.name, v.drawing])).toEqual([
+    ['bitmap1', '--11111-'],
+    ['bitmap2', '---1111-'],
+  ]);
+  expect(j.plan.flatMap((p: any) => p.commands.map((c: string[]) => c.slice(0, 2).join(' ')))).toEqual(['qemu-img create', 'qemu-img bitmap', 'qemu-io -t', 'qemu-img bitmap']);
+  const r = assertTruth(s);
+  expect(r.map((x) => x.state)).toEqual(['ok', 'ok']);
+  writesAfterAreTracked(s);
+});
+
+test('gap: a middle layer made outside Strata between two layers with bitmaps', () => {
+  const s = newScenario();
+  write(s.top, 0x41, 0, 2 * G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x42, 2 * G, G);
+  overlay(s, 'mid.qcow2');
+  write(s.top, 0x43, 3 * G + 512, 8 * K); // not aligned: rounded out to the granularity
+  overlay(s, 'top.qcow2');
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x44, 5 * G, G);
+  const j = repairFully(s, ['gap']);
+  expect(j.findings[0].layers).toEqual([path.join(s.dir, 'mid.qcow2')]);
+  expect(assertTruth(s)[0].state).toBe('ok');
+  writesAfterAreTracked(s);
+});
+
+test('in-use after a crash (lock free): removed, and refilled from allocation where the checkpoint lives lower', async () => {
+  const s = newScenario();
+  write(s.top, 0x41, 0, G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x42, G, G);
+  overlay(s, 'top.qcow2');
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x43, 2 * G, G);
+  addBitmap(s.top, 'c2');
+  checkpoint(s, 'c2');
+  await crashWhileOpen(s.top, 4 * G);
+  const j = repairFully(s, ['in-use-crashed']);
+  expect(j.after.find((v: any) => v.name === 'c2').state).toBe('gone');
+  expect(j.after.find((v: any) => v.name === 'c1').state).toBe('ok');
+  expect(j.consequences.join(' ')).toMatch(/c2' is gone/);
+  writesAfterAreTracked(s);
+});
+
+test('disabled newest bitmap in the active layer: allocation merged in, then enabled (never enabled alone)', () => {
+  const s = checkpointThenOverlay();
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x42, G, G);
+  qemuImg('bitmap', '--disable', s.top, 'c1');
+  write(s.top, 0x43, 3 * G, G); // missed by c1 in the top
+  repairFully(s, ['disabled-newest']);
+  const r = assertTruth(s);
+  expect(r[0].state).toBe('ok');
+  writesAfterAreTracked(s);
+});
+
+test('disabled newest in a single-layer image: not repairable, exit 2, nothing written', () => {
+  const s = newScenario();
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x41, 0, G);
+  qemuImg('bitmap', '--disable', s.top, 'c1');
+  write(s.top, 0x42, 2 * G, G);
+  const before = sums(s.layers);
+  const r = strata(s.dir, ['repair', s.top, '--yes', '--json']);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toContain(s.top);
+  expect(r.stderr).toContain('disabled-newest');
+  expect(r.json.applied).toBe(false);
+  expect(sums(s.layers)).toEqual(before);
+  expect(sinceOf(s.top, 'c1').state).toBe('unknown');
+});
+
+test('stale bitmaps (autoclear bit cleared): dropped, then the layer refilled from its allocation', () => {
+  const s = checkpointThenOverlay();
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x42, 2 * G, 2 * G);
+  makeStale(s.top);
+  const j = repairFully(s, ['stale-bitmaps']);
+  expect(j.plan.map((p: any) => p.commands[0].slice(0, 2).join(' '))).toContain('qemu-img check');
+  expect(assertTruth(s)[0].state).toBe('ok');
+  writesAfterAreTracked(s);
+});
+
+test('a layer written before its bitmap was added: uncovered allocation merged in', () => {
+  const s = checkpointThenOverlay();
+  write(s.top, 0x42, 2 * G, G); // before any bitmap in the top
+  addBitmap(s.top, 'c2');
+  write(s.top, 0x43, 5 * G, G);
+  checkpoint(s, 'c2');
+  repairFully(s, ['uncovered-allocation']);
+  expect(assertTruth(s).map((x) => x.state)).toEqual(['ok', 'ok']);
+  writesAfterAreTracked(s);
+});
+
+test('moved backing file: candidates listed (exit 2), then --backing rebases and the rest is repaired', () => {
+  const s = seedUntracked();
+  const moved = path.join(s.dir, 'base-moved.qcow2');
+  fs.renameSync(path.join(s.dir, 'base.qcow2'), moved);
+  s.layers = [s.top, moved];
+  const before = sums(s.layers);
+  const r = strata(s.dir, ['repair', s.top, '--json']);
+  expect(r.code).toBe(2);
+  expect(r.json.findings[0].code).toBe('backing-missing');
+  expect(r.json.findings[0].message).toContain(moved);
+  expect(sums(s.layers)).toEqual(before);
+  const w = strata(s.dir, ['repair', s.top, '--backing', moved, '--yes', '--json']);
+  expect(w.code, w.stderr).toBe(0);
+  expect(w.json.plan[0].commands[0]).toEqual(['qemu-img', 'rebase', '-u', '-f', 'qcow2', '-b', moved, '-F', 'qcow2', s.top]);
+  expect(w.json.after.map((v: any) => v.drawing)).toEqual(['--11111-', '---1111-']);
+  expect(assertTruth(s).map((x) => x.state)).toEqual(['ok', 'ok']);
+  qemuCheckAll(s);
+});
+
+test('in-use while a process holds the lock: a note, nothing done, exit 0', async () => {
+  const s = newScenario();
+  addBitmap(s.top, 'c1');
+  const { spawn } = await import('node:child_process');
+  const p = spawn('qemu-io', ['-c', 'sleep 60000', s.top], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 700));
+    const r = strata(s.dir, ['repair', s.top, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.findings.map((f: any) => [f.code, f.problem])).toEqual([['in-use-live', false]]);
+    expect(r.json.plan).toEqual([]);
+  } finally {
+    p.kill('SIGKILL');
+    await new Promise((r) => p.once('exit', r));
+  }
+});
