@@ -15,7 +15,6 @@ import { runRepairPlan, recoverRepairPlan } from '../repair/run.ts';
 import { openDb, type Db } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import { History } from '../store/history.ts';
-import { inspect } from '../inspect.ts';
 import { StrataError } from '../errors.ts';
 
 export const REPAIR_HELP = `Usage: strata repair IMAGE [--backing PATH] [--yes] [--json]
@@ -67,7 +66,7 @@ async function lookAndMaybeApply(image: string, o: { apply: boolean; backing: st
   const store = new PlanStore(o.db!);
   fs.mkdirSync(o.runtimeDir, { recursive: true });
   const id = store.create(toNewPlan(plan));
-  const out = await runRepairPlan({ store }, id);
+  const out = await runRepairPlan({ store, allocations: plan.allocations }, id);
   return { plan, applied: out.plan.state === 'done', outcome: { id, state: out.plan.state, resolution: out.resolution } };
 }
 
@@ -103,7 +102,6 @@ export async function cmdRepair(argv: string[], out: Out): Promise<void> {
       r = await lookAndMaybeApply(image, { apply, backing: null, db, runtimeDir });
       results.push(r);
     }
-    if (apply && db && results.some((x) => x.applied)) new History(db).recordScan(inspect(image));
     const first = results[0].plan;
     const bad = unrepairable(first.found);
     const failed = results.find((x) => x.outcome && x.outcome.state !== 'done');

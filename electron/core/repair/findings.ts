@@ -164,9 +164,11 @@ export function findings(f: RepairFacts): Finding[] {
         code: 'stale-bitmaps',
         layers: [L.path],
         bitmaps: L.bitmaps.map((b) => b.name),
-        message: `${base(L.path)}: its bitmaps (${L.bitmaps.map((b) => b.name).join(', ')}) were left stale by a program that does not understand them (the header's autoclear bit is cleared); QEMU will discard them at the next read-write open`,
+        message: live
+          ? `${base(L.path)}: the header's autoclear bit is cleared while a process holds the image lock: either QEMU is rewriting its bitmap directory right now, or it already discarded these stale bitmaps (${L.bitmaps.map((b) => b.name).join(', ')}); look again with the VM stopped`
+          : `${base(L.path)}: its bitmaps (${L.bitmaps.map((b) => b.name).join(', ')}) were left stale by a program that does not understand them (the header's autoclear bit is cleared); QEMU will discard them at the next read-write open`,
         repairable: !live,
-        problem: true,
+        problem: !live,
         repair: live ? undefined : { kind: 'drop-stale', layer: L.path, bitmaps: L.bitmaps.map((b) => b.name) },
         consequence: `what they recorded is lost: checkpoints held only there are gone, and the next backup from them must be full`,
       });

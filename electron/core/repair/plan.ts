@@ -3,10 +3,11 @@
 // itself on the chain as it will be (a simulation over the real files plus the bitmaps the plan
 // creates), so the preview cannot promise what the repair will not deliver.
 //
-// Offline route, metadata only: a brand-new scratch qcow2 in Strata's runtime folder gets one bitmap,
-// filled by write-zeroes of the layer's allocated extents (rounded out to the granularity; qemu-io
-// with -t unsafe: the scratch is thrown away, no flush needed); then `qemu-img bitmap --add --merge`
-// puts it into the user's layer. QEMU itself writes the user's file; guest data is never read.
+// Offline route, metadata only: Strata writes a brand-new scratch qcow2 in its runtime folder holding
+// one bitmap made of the layer's allocated extents, rounded out to the granularity (scratch.ts; the
+// measured alternative, qemu-io write -z of every extent into a scratch, costs seconds for 16384
+// extents); then `qemu-img bitmap --add --merge` puts it into the user's layer. QEMU itself writes the
+// user's file; guest data is never read.
 import path from 'node:path';
 import { ChainContents, checkpointReports } from '../checkpoints.ts';
 import type { Chain, Layer } from '../qcow2/chain.ts';
@@ -17,8 +18,12 @@ import { findings, type Finding, type RepairAction, type RepairFacts, type FactL
 
 export const REPAIR_KIND = 'repair';
 export const SCRATCH_BITMAP = 'strata-allocation';
-/** qemu-io commands per invocation: keeps an argument list far below ARG_MAX */
-const IO_BATCH = 4096;
+/**
+ * The one step Strata does itself: `strata:write-allocation-bitmap --layer L --granularity G --name N
+ * SCRATCH` reads L's allocation (metadata only) and writes SCRATCH, a new qcow2 holding only bitmap N
+ * with that allocation rounded out to G (scratch.ts). QEMU then merges it into the layer.
+ */
+export const SCRATCH_COMMAND = 'strata:write-allocation-bitmap';
 
 const key = (a: RepairAction) => JSON.stringify(a);
 
@@ -77,11 +82,12 @@ export function decideRepairs(f: RepairFacts): { found: Finding[]; actions: Repa
 
 /** A layer's allocation rounded out to `granularity` and clipped to the virtual size. */
 export function roundedAllocation(contents: ChainContents, layer: Layer, granularity: number): ExtentList {
-  const a = contents.allocation(layer);
+  return roundOut(contents.allocation(layer), granularity, layer.virtualSize);
+}
+
+export function roundOut(a: ExtentList, granularity: number, size: number): ExtentList {
   const b = new ExtentBuilder();
-  for (let i = 0; i < a.count; i++) {
-    b.push(Math.floor(a.starts[i] / granularity) * granularity, Math.min(Math.ceil(a.ends[i] / granularity) * granularity, layer.virtualSize));
-  }
+  for (let i = 0; i < a.count; i++) b.push(Math.floor(a.starts[i] / granularity) * granularity, Math.min(Math.ceil(a.ends[i] / granularity) * granularity, size));
   return b.finish();
 }
 
@@ -90,11 +96,16 @@ class PlannedContents extends ChainContents {
   constructor(
     chain: Chain,
     private synth: Map<string, ExtentList>,
+    private real: ChainContents,
   ) {
     super(chain);
   }
   override bitmap(layer: Layer, bm: BitmapEntry): ExtentList {
     return this.synth.get(`${layer.path}\0${bm.name}`) ?? super.bitmap(layer, bm);
+  }
+  /** the plan changes no allocation: the real chain's, read once */
+  override allocation(layer: Layer): ExtentList {
+    return this.real.allocation(this.real.chain.layers.find((l) => l.path === layer.path)!);
   }
 }
 
@@ -125,6 +136,8 @@ export interface RepairPlan {
   after: CheckpointView[];
   /** plain words: what the repair loses, what must follow */
   consequences: string[];
+  /** the allocations the scratch steps need, as read while planning (the runner in the same process uses them) */
+  allocations: Map<string, ExtentList>;
 }
 
 function draw(marked: ExtentList, size: number, g: number): string {
@@ -172,6 +185,7 @@ export function planRepair(contents: ChainContents, facts: RepairFacts, runtimeD
   const steps: RepairStep[] = [];
   const scratch: string[] = [];
   const scratchOf = new Map<string, string>();
+  const allocations = new Map<string, ExtentList>();
   // The simulated chain: copies of the layers with the bitmaps the plan leaves.
   const sim = new Map<string, Layer>(chain.layers.map((l) => [l.path, { ...l, bitmaps: [...l.bitmaps] }]));
   const synth = new Map<string, ExtentList>();
@@ -186,19 +200,10 @@ export function planRepair(contents: ChainContents, facts: RepairFacts, runtimeD
     scratch.push(s);
     scratchOf.set(k, s);
     const ext = roundedAllocation(contents, layer, granularity);
-    const commands: string[][] = [
-      qi('create', '-q', '-f', 'qcow2', s, String(layer.virtualSize)),
-      qi('bitmap', '--add', '-g', String(granularity), '-f', 'qcow2', s, SCRATCH_BITMAP),
-    ];
-    for (let i = 0; i < ext.count; i += IO_BATCH) {
-      const argv = ['qemu-io', '-t', 'unsafe', '-f', 'qcow2'];
-      for (let j = i; j < Math.min(ext.count, i + IO_BATCH); j++) argv.push('-c', `write -z ${ext.starts[j]} ${ext.ends[j] - ext.starts[j]}`);
-      argv.push(s);
-      commands.push(argv);
-    }
+    allocations.set(layer.path, contents.allocation(layer));
     steps.push({
-      label: `write the allocation of ${path.basename(layer.path)} (${ext.count} extents, ${totalBytes(ext)} bytes at ${granularity}-byte granularity) into a bitmap of the scratch image ${path.basename(s)} (Strata's own file; the layer is not touched)`,
-      spec: { kind: 'tool', commands, undo: 'nothing-to-undo', check: null },
+      label: `write the allocation of ${path.basename(layer.path)} (${ext.count} extents, ${totalBytes(ext)} bytes at ${granularity}-byte granularity) as a bitmap into the scratch image ${path.basename(s)} (a new file Strata writes in its own folder; the layer is only read)`,
+      spec: { kind: 'tool', commands: [[SCRATCH_COMMAND, '--layer', layer.path, '--granularity', String(granularity), '--name', SCRATCH_BITMAP, s]], undo: 'nothing-to-undo', check: null },
     });
     return s;
   };
@@ -277,10 +282,10 @@ export function planRepair(contents: ChainContents, facts: RepairFacts, runtimeD
   }
   const simChain: Chain = { image: chain.image, layers: chain.layers.map((l) => sim.get(l.path)!), close() {} };
   const known = before.map((v) => v.name);
-  const after = actions.some((a) => a.kind === 'rebase-unsafe') ? [] : views(new PlannedContents(simChain, synth), g, known);
+  const after = actions.some((a) => a.kind === 'rebase-unsafe') ? [] : views(new PlannedContents(simChain, synth, contents), g, known);
   const consequences = found.filter((x) => x.repairable && x.consequence).map((x) => `${x.code}: ${x.consequence}`);
   for (const v of after) if (v.state === 'gone') consequences.push(`checkpoint '${v.name}' is gone after the repair: the next backup from it must be full`);
-  return { image: chain.image, found, actions, remaining, steps, scratch, before, after, consequences };
+  return { image: chain.image, found, actions, remaining, steps, scratch, before, after, consequences, allocations };
 }
 
 export function summaryOf(p: RepairPlan): string {

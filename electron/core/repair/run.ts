@@ -9,11 +9,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { PlanStore } from '../store/plans.ts';
 import type { Plan, PlanStep, ToolCheck } from '../plans/types.ts';
-import { openLayer } from '../qcow2/chain.ts';
+import { openLayer, allocationExtents } from '../qcow2/chain.ts';
+import { writeBitmapScratch } from './scratch.ts';
+import { roundOut, SCRATCH_COMMAND } from './plan.ts';
 import { StrataError } from '../errors.ts';
+import type { ExtentList } from '../extents.ts';
 
 export interface RepairRunContext {
   store: PlanStore;
+  /**
+   * Layer allocations read while planning, in this same process (the layers are offline and
+   * unchanged since); a recovery after a crash has none and reads them again.
+   */
+  allocations?: Map<string, ExtentList>;
   /** crash injection for tests: called at before-step-N / after-step-N */
   hook?: (point: string) => void;
 }
@@ -25,7 +33,11 @@ export interface RepairOutcome {
 
 function runTool(argv: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile(argv[0], argv.slice(1), { maxBuffer: 16 << 20, timeout: 30 * 60_000 }, (err, _out, stderr) => {
+    execFile(argv[0], argv.slice(1), { maxBuffer: 16 << 20, timeout: 30 * 60_000 }, (err, out, stderr) => {
+      // qemu-io exits 0 even when a command fails; its commands are all -q, so any output is an error.
+      if (!err && argv[0] === 'qemu-io' && (String(out) + String(stderr)).trim()) {
+        return reject(new StrataError('E_TOOL', `qemu-io failed on ${argv[argv.length - 1]}: ${(String(stderr) + String(out)).trim().split('\n').slice(0, 2).join(' ')}`, { file: argv[argv.length - 1] }));
+      }
       if (!err) return resolve();
       const e = err as NodeJS.ErrnoException;
       const file = argv[argv.length - 1];
@@ -35,8 +47,27 @@ function runTool(argv: string[]): Promise<void> {
   });
 }
 
-async function runAll(cmds: string[][]): Promise<void> {
-  for (const c of cmds) await runTool(c);
+/** The step Strata does itself (plan.ts SCRATCH_COMMAND): a new scratch qcow2 from a layer's allocation. */
+function writeAllocationScratch(argv: string[], known: Map<string, ExtentList> | undefined): void {
+  const opt = (k: string) => argv[argv.indexOf(k) + 1];
+  const scratch = argv[argv.length - 1];
+  const layer = openLayer(opt('--layer'), 'qcow2');
+  try {
+    const g = Number(opt('--granularity'));
+    fs.rmSync(scratch, { force: true }); // a run a crash interrupted starts over
+    fs.mkdirSync(path.dirname(scratch), { recursive: true });
+    const alloc = known?.get(layer.path) ?? allocationExtents(layer);
+    writeBitmapScratch(scratch, layer.virtualSize, opt('--name'), g, roundOut(alloc, g, layer.virtualSize));
+  } finally {
+    layer.file.close();
+  }
+}
+
+async function runAll(cmds: string[][], known?: Map<string, ExtentList>): Promise<void> {
+  for (const c of cmds) {
+    if (c[0] === SCRATCH_COMMAND) writeAllocationScratch(c, known);
+    else await runTool(c);
+  }
 }
 
 /** Does the file show the step's effect? null when the step has no check. */
@@ -67,7 +98,7 @@ export function scratchFiles(plan: Plan): string[] {
   const out: string[] = [];
   for (const s of plan.steps) {
     if (s.spec.kind !== 'tool') continue;
-    for (const c of s.spec.commands) if (c[0] === 'qemu-img' && c[1] === 'create') out.push(c[c.length - 2]);
+    for (const c of s.spec.commands) if (c[0] === SCRATCH_COMMAND) out.push(c[c.length - 1]);
   }
   return out;
 }
@@ -114,11 +145,14 @@ async function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome
       step.state = 'running';
       ctx.store.step(plan.id, step.index, 'running');
       try {
-        await runAll(spec.commands);
+        await runAll(spec.commands, ctx.allocations);
         if (checkTool(spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${spec.check!.layer} does not show the change`, { file: spec.check!.layer });
       } catch (e) {
         step.state = 'failed';
         ctx.store.step(plan.id, step.index, 'failed', (e as Error).message);
+        // One invocation may have done part of its work (qemu-img bitmap --add then a failed --merge
+        // stores an empty bitmap): its own undo runs too, where it has one.
+        if (Array.isArray(spec.undo)) await runAll(spec.undo).catch(() => {});
         const irreversible = plan.steps.some((s) => s.state === 'done' && s.spec.kind === 'tool' && s.spec.undo === null);
         if (irreversible) {
           const error = `${step.label} failed after an irreversible step: ${(e as Error).message}`;
