@@ -2,6 +2,7 @@
 // disk taken at each checkpoint: no checkpoint is ever reported ok with a changed block missing,
 // before or after the repair, and writes after the repair are tracked. Needs the built CLI.
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { test, expect, vi } from 'vitest';
 import { qemuImg } from '../helpers/qemu.ts';
@@ -211,3 +212,27 @@ test('in-use while a process holds the lock: a note, nothing done, exit 0', asyn
     await new Promise((r) => p.once('exit', r));
   }
 });
+
+const CRASH_POINTS = ['running-step-0', 'ran-step-0', 'after-step-0', 'running-step-1', 'ran-step-1'];
+for (const at of CRASH_POINTS) {
+  test(`kill -9 during a repair (${at}): the next strata repair --yes resumes it and the checkpoints are right`, () => {
+    const s = seedUntracked();
+    const child = spawnSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'repair-child.ts'), s.top], {
+      encoding: 'utf8',
+      env: { ...process.env, STRATA_HOME: path.join(s.dir, 'home'), CRASH_AT: at },
+    });
+    expect(child.signal, child.stderr).toBe('SIGKILL');
+    const r = strata(s.dir, ['repair', s.top, '--yes', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.recovered.length).toBe(1);
+    expect(r.json.recovered[0]).toMatch(/resumed after a restart and finished/);
+    const again = strata(s.dir, ['repair', s.top, '--json']);
+    expect(again.json.findings).toEqual([]);
+    expect(again.json.before.map((v: any) => v.drawing)).toEqual(['--11111-', '---1111-']);
+    expect(assertTruth(s).map((x) => x.state)).toEqual(['ok', 'ok']);
+    qemuCheckAll(s);
+    expect(fs.readdirSync(path.join(s.dir, 'home', 'run')).filter((f) => f.startsWith('repair-'))).toEqual([]);
+    const plans = JSON.parse(strata(s.dir, ['history', '--plans', '--json']).stdout);
+    expect(plans.filter((p: any) => p.kind === 'repair').map((p: any) => p.state)).toEqual(['done']);
+  });
+}

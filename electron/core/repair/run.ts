@@ -22,7 +22,7 @@ export interface RepairRunContext {
    * unchanged since); a recovery after a crash has none and reads them again.
    */
   allocations?: Map<string, ExtentList>;
-  /** crash injection for tests: called at before-step-N / after-step-N */
+  /** crash injection for tests: before-step-N, running-step-N (journaled as running), ran-step-N (its commands ran), after-step-N */
   hook?: (point: string) => void;
 }
 
@@ -145,7 +145,9 @@ async function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome
       step.state = 'running';
       ctx.store.step(plan.id, step.index, 'running');
       try {
+        ctx.hook?.(`running-step-${step.index}`);
         await runAll(spec.commands, ctx.allocations);
+        ctx.hook?.(`ran-step-${step.index}`);
         if (checkTool(spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${spec.check!.layer} does not show the change`, { file: spec.check!.layer });
       } catch (e) {
         step.state = 'failed';

@@ -1,0 +1,18 @@
+// Plays `strata repair --yes` for the crash tests: plans the repair of IMAGE as the CLI does,
+// journals it in $STRATA_HOME/strata.db and runs it, SIGKILLing itself at CRASH_AT.
+import path from 'node:path';
+import { openDb } from '../../electron/core/store/db.ts';
+import { PlanStore } from '../../electron/core/store/plans.ts';
+import { openForRepair, gatherFacts } from '../../electron/core/repair/facts.ts';
+import { planRepair, toNewPlan } from '../../electron/core/repair/plan.ts';
+import { runRepairPlan } from '../../electron/core/repair/run.ts';
+
+const image = path.resolve(process.argv[2]);
+const home = process.env.STRATA_HOME!;
+const opened = openForRepair(image);
+const plan = planRepair(opened.contents, gatherFacts(opened, { lock: 'free', previous: null }), path.join(home, 'run'), 'crash');
+opened.chain.close();
+const store = new PlanStore(openDb(path.join(home, 'strata.db')));
+const id = store.create(toNewPlan(plan));
+const out = await runRepairPlan({ store, hook: (p) => p === process.env.CRASH_AT && process.kill(process.pid, 'SIGKILL') }, id);
+console.log(JSON.stringify({ state: out.plan.state }));
