@@ -8,37 +8,10 @@ import { test, expect, vi } from 'vitest';
 import { qemuImg } from '../helpers/qemu.ts';
 import { sinceOf } from '../helpers/truth.ts';
 import { imageLockState } from '../../electron/core/daemon/image-lock.ts';
-import { G, K, newScenario, overlay, write, addBitmap, checkpoint, strata, sums, assertTruth, qemuCheckAll, crashWhileOpen, makeStale, type Scenario } from './scenarios.ts';
+import { G, K, newScenario, addBitmap, write, strata, sums, assertTruth, qemuCheckAll, seedUntracked, brokenGap, brokenInUseCrashed, brokenDisabledNewest, brokenDisabledBase, brokenStale, brokenUncovered, type Scenario } from './scenarios.ts';
 
 // Each test runs a dozen QEMU tools and the CLI: minutes on a loaded 2-core machine, seconds otherwise.
 vi.setConfig({ testTimeout: 120_000 });
-
-/** The seed's worked example, with the overlay made by qemu-img create -b (untracked). */
-function seedUntracked(): Scenario {
-  const s = newScenario();
-  write(s.top, 0x41, 0, 128 * K);
-  addBitmap(s.top, 'bitmap1');
-  checkpoint(s, 'bitmap1');
-  write(s.top, 0x42, 128 * K, 128 * K);
-  qemuImg('bitmap', '--disable', s.top, 'bitmap1');
-  addBitmap(s.top, 'bitmap2');
-  checkpoint(s, 'bitmap2');
-  write(s.top, 0x43, 256 * K, 128 * K);
-  overlay(s, 'top.qcow2');
-  write(s.top, 0x44, 192 * K, 64 * K);
-  write(s.top, 0x44, 320 * K, 128 * K);
-  return s;
-}
-
-/** A base written and checkpointed as c1, then an overlay made with qemu-img create -b. */
-function checkpointThenOverlay(): Scenario {
-  const s = newScenario();
-  write(s.top, 0x41, 0, G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  overlay(s, 'top.qcow2');
-  return s;
-}
 
 /** Repair without --yes changes nothing; with --yes it applies; then nothing is left to repair. */
 function repairFully(s: Scenario, expectCodes: string[]): any {
@@ -87,16 +60,7 @@ test('untracked overlay (the seed example): bitmaps from allocation, exactly --1
 });
 
 test('gap: a middle layer made outside Strata between two layers with bitmaps', () => {
-  const s = newScenario();
-  write(s.top, 0x41, 0, 2 * G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x42, 2 * G, G);
-  overlay(s, 'mid.qcow2');
-  write(s.top, 0x43, 3 * G + 512, 8 * K); // not aligned: rounded out to the granularity
-  overlay(s, 'top.qcow2');
-  addBitmap(s.top, 'c1');
-  write(s.top, 0x44, 5 * G, G);
+  const s = brokenGap();
   const j = repairFully(s, ['gap']);
   expect(j.findings[0].layers).toEqual([path.join(s.dir, 'mid.qcow2')]);
   expect(assertTruth(s)[0].state).toBe('ok');
@@ -104,17 +68,7 @@ test('gap: a middle layer made outside Strata between two layers with bitmaps', 
 });
 
 test('in-use after a crash (lock free): removed, and refilled from allocation where the checkpoint lives lower', async () => {
-  const s = newScenario();
-  write(s.top, 0x41, 0, G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x42, G, G);
-  overlay(s, 'top.qcow2');
-  addBitmap(s.top, 'c1');
-  write(s.top, 0x43, 2 * G, G);
-  addBitmap(s.top, 'c2');
-  checkpoint(s, 'c2');
-  await crashWhileOpen(s.top, 4 * G);
+  const s = await brokenInUseCrashed();
   const j = repairFully(s, ['in-use-crashed']);
   expect(j.after.find((v: any) => v.name === 'c2').state).toBe('gone');
   expect(j.after.find((v: any) => v.name === 'c1').state).toBe('ok');
@@ -123,11 +77,7 @@ test('in-use after a crash (lock free): removed, and refilled from allocation wh
 });
 
 test('disabled newest bitmap in the active layer: allocation merged in, then enabled (never enabled alone)', () => {
-  const s = checkpointThenOverlay();
-  addBitmap(s.top, 'c1');
-  write(s.top, 0x42, G, G);
-  qemuImg('bitmap', '--disable', s.top, 'c1');
-  write(s.top, 0x43, 3 * G, G); // missed by c1 in the top
+  const s = brokenDisabledNewest();
   repairFully(s, ['disabled-newest']);
   const r = assertTruth(s);
   expect(r[0].state).toBe('ok');
@@ -135,12 +85,7 @@ test('disabled newest bitmap in the active layer: allocation merged in, then ena
 });
 
 test('disabled newest in a single-layer image: not repairable, exit 2, nothing written', () => {
-  const s = newScenario();
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x41, 0, G);
-  qemuImg('bitmap', '--disable', s.top, 'c1');
-  write(s.top, 0x42, 2 * G, G);
+  const s = brokenDisabledBase();
   const before = sums(s.layers);
   const r = strata(s.dir, ['repair', s.top, '--yes', '--json']);
   expect(r.code).toBe(2);
@@ -152,10 +97,7 @@ test('disabled newest in a single-layer image: not repairable, exit 2, nothing w
 });
 
 test('stale bitmaps (autoclear bit cleared): dropped, then the layer refilled from its allocation', () => {
-  const s = checkpointThenOverlay();
-  addBitmap(s.top, 'c1');
-  write(s.top, 0x42, 2 * G, 2 * G);
-  makeStale(s.top);
+  const s = brokenStale();
   const j = repairFully(s, ['stale-bitmaps']);
   expect(j.plan.map((p: any) => p.commands[0].slice(0, 2).join(' '))).toContain('qemu-img check');
   expect(assertTruth(s)[0].state).toBe('ok');
@@ -163,11 +105,7 @@ test('stale bitmaps (autoclear bit cleared): dropped, then the layer refilled fr
 });
 
 test('a layer written before its bitmap was added: uncovered allocation merged in', () => {
-  const s = checkpointThenOverlay();
-  write(s.top, 0x42, 2 * G, G); // before any bitmap in the top
-  addBitmap(s.top, 'c2');
-  write(s.top, 0x43, 5 * G, G);
-  checkpoint(s, 'c2');
+  const s = brokenUncovered();
   repairFully(s, ['uncovered-allocation']);
   expect(assertTruth(s).map((x) => x.state)).toEqual(['ok', 'ok']);
   writesAfterAreTracked(s);

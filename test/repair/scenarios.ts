@@ -124,3 +124,104 @@ export function assertTruth(s: Scenario, opts: { slackBytes?: number } = {}): Tr
 export function qemuCheckAll(s: Scenario): void {
   for (const l of s.layers) if (fs.existsSync(l)) run('qemu-img', ['check', '-q', l]);
 }
+
+// ------------------------------------------------------------------ chains broken outside Strata
+
+/** The seed's worked example, with the overlay made by qemu-img create -b (untracked). */
+export function seedUntracked(): Scenario {
+  const s = newScenario();
+  write(s.top, 0x41, 0, 128 * K);
+  addBitmap(s.top, 'bitmap1');
+  checkpoint(s, 'bitmap1');
+  write(s.top, 0x42, 128 * K, 128 * K);
+  qemuImg('bitmap', '--disable', s.top, 'bitmap1');
+  addBitmap(s.top, 'bitmap2');
+  checkpoint(s, 'bitmap2');
+  write(s.top, 0x43, 256 * K, 128 * K);
+  overlay(s, 'top.qcow2');
+  write(s.top, 0x44, 192 * K, 64 * K);
+  write(s.top, 0x44, 320 * K, 128 * K);
+  return s;
+}
+
+/** A base written and checkpointed as c1, then an overlay made with qemu-img create -b. */
+export function checkpointThenOverlay(): Scenario {
+  const s = newScenario();
+  write(s.top, 0x41, 0, G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  overlay(s, 'top.qcow2');
+  return s;
+}
+
+/** A middle layer made with qemu-img create -b between two layers holding c1. */
+export function brokenGap(): Scenario {
+  const s = newScenario();
+  write(s.top, 0x41, 0, 2 * G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x42, 2 * G, G);
+  overlay(s, 'mid.qcow2');
+  write(s.top, 0x43, 3 * G + 512, 8 * K); // not aligned: rounded out to the granularity
+  overlay(s, 'top.qcow2');
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x44, 5 * G, G);
+  return s;
+}
+
+/** The top's bitmaps left in-use by a qemu-io killed while it had the image open. */
+export async function brokenInUseCrashed(): Promise<Scenario> {
+  const s = newScenario();
+  write(s.top, 0x41, 0, G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x42, G, G);
+  overlay(s, 'top.qcow2');
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x43, 2 * G, G);
+  addBitmap(s.top, 'c2');
+  checkpoint(s, 'c2');
+  await crashWhileOpen(s.top, 4 * G);
+  return s;
+}
+
+/** The top's only bitmap disabled, then written. */
+export function brokenDisabledNewest(): Scenario {
+  const s = checkpointThenOverlay();
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x42, G, G);
+  qemuImg('bitmap', '--disable', s.top, 'c1');
+  write(s.top, 0x43, 3 * G, G); // missed by c1 in the top
+  return s;
+}
+
+/** A single-layer image whose only bitmap was disabled, then written. */
+export function brokenDisabledBase(): Scenario {
+  const s = newScenario();
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x41, 0, G);
+  qemuImg('bitmap', '--disable', s.top, 'c1');
+  write(s.top, 0x42, 2 * G, G);
+  return s;
+}
+
+/** The top's bitmaps left stale (autoclear bit cleared). */
+export function brokenStale(): Scenario {
+  const s = checkpointThenOverlay();
+  addBitmap(s.top, 'c1');
+  write(s.top, 0x42, 2 * G, 2 * G);
+  makeStale(s.top);
+  return s;
+}
+
+/** The top written before its bitmap was added. */
+export function brokenUncovered(): Scenario {
+  const s = checkpointThenOverlay();
+  write(s.top, 0x42, 2 * G, G); // before any bitmap in the top
+  addBitmap(s.top, 'c2');
+  write(s.top, 0x43, 5 * G, G);
+  checkpoint(s, 'c2');
+  return s;
+}
+
