@@ -127,8 +127,8 @@ export function qemuCheckAll(s: Scenario): void {
 
 // ------------------------------------------------------------------ chains broken outside Strata
 
-/** The seed's worked example, with the overlay made by qemu-img create -b (untracked). */
-export function seedUntracked(): Scenario {
+/** The seed's worked example's backing layer: bitmap1 (disabled) and bitmap2 (recording), A B C written. */
+export function seedBase(): Scenario {
   const s = newScenario();
   write(s.top, 0x41, 0, 128 * K);
   addBitmap(s.top, 'bitmap1');
@@ -138,6 +138,12 @@ export function seedUntracked(): Scenario {
   addBitmap(s.top, 'bitmap2');
   checkpoint(s, 'bitmap2');
   write(s.top, 0x43, 256 * K, 128 * K);
+  return s;
+}
+
+/** The seed's worked example, with the overlay made by qemu-img create -b (untracked). */
+export function seedUntracked(): Scenario {
+  const s = seedBase();
   overlay(s, 'top.qcow2');
   write(s.top, 0x44, 192 * K, 64 * K);
   write(s.top, 0x44, 320 * K, 128 * K);

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { ChainContents, checkpointReports } from '../checkpoints.ts';
 import type { Chain, Layer } from '../qcow2/chain.ts';
 import type { BitmapEntry } from '../qcow2/bitmaps.ts';
-import { ExtentBuilder, union, totalBytes, type ExtentList } from '../extents.ts';
+import { ExtentBuilder, union, totalBytes, EMPTY, type ExtentList } from '../extents.ts';
 import type { NewPlan, StepSpec } from '../plans/types.ts';
 import { findings, type Finding, type RepairAction, type RepairFacts, type FactLayer } from './findings.ts';
 
@@ -92,7 +92,7 @@ export function roundOut(a: ExtentList, granularity: number, size: number): Exte
 }
 
 /** Reads synthetic bitmaps (those the plan will create or change) from memory, the rest from the files. */
-class PlannedContents extends ChainContents {
+export class PlannedContents extends ChainContents {
   constructor(
     chain: Chain,
     private synth: Map<string, ExtentList>,
@@ -105,7 +105,8 @@ class PlannedContents extends ChainContents {
   }
   /** the plan changes no allocation: the real chain's, read once */
   override allocation(layer: Layer): ExtentList {
-    return this.real.allocation(this.real.chain.layers.find((l) => l.path === layer.path)!);
+    const real = this.real.chain.layers.find((l) => l.path === layer.path);
+    return real ? this.real.allocation(real) : EMPTY; // a layer the plan creates holds nothing yet
   }
 }
 
@@ -154,7 +155,7 @@ function draw(marked: ExtentList, size: number, g: number): string {
   return s;
 }
 
-function views(contents: ChainContents, g: number, known?: string[]): CheckpointView[] {
+export function views(contents: ChainContents, g: number, known?: string[]): CheckpointView[] {
   const size = contents.chain.layers[0]?.virtualSize ?? 0;
   const reports = checkpointReports(contents);
   const out: CheckpointView[] = reports.map((r) => {
@@ -169,7 +170,7 @@ function views(contents: ChainContents, g: number, known?: string[]): Checkpoint
   return out;
 }
 
-function synthEntry(name: string, granularity: number, auto: boolean, index: number): BitmapEntry {
+export function synthEntry(name: string, granularity: number, auto: boolean, index: number): BitmapEntry {
   return { name, index, tableOffset: 0, tableSize: 0, flags: auto ? 2 : 0, type: 1, granularityBits: Math.log2(granularity), granularity, inUse: false, auto, entryOffset: 0 };
 }
 

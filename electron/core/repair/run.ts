@@ -12,6 +12,7 @@ import type { Plan, PlanStep, ToolCheck } from '../plans/types.ts';
 import { openLayer, allocationExtents } from '../qcow2/chain.ts';
 import { writeBitmapScratch } from './scratch.ts';
 import { roundOut, SCRATCH_COMMAND } from './plan.ts';
+import { REMOVE_COMMAND } from './snapshot.ts';
 import { StrataError } from '../errors.ts';
 import type { ExtentList } from '../extents.ts';
 
@@ -66,6 +67,7 @@ function writeAllocationScratch(argv: string[], known: Map<string, ExtentList> |
 async function runAll(cmds: string[][], known?: Map<string, ExtentList>): Promise<void> {
   for (const c of cmds) {
     if (c[0] === SCRATCH_COMMAND) writeAllocationScratch(c, known);
+    else if (c[0] === REMOVE_COMMAND) fs.rmSync(c[1], { force: true });
     else await runTool(c);
   }
 }
