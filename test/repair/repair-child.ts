@@ -1,5 +1,7 @@
 // Plays `strata repair --yes` for the crash tests: plans the repair of IMAGE as the CLI does,
-// journals it in $STRATA_HOME/strata.db and runs it, SIGKILLing itself at CRASH_AT.
+// journals it in $STRATA_HOME/strata.db and runs it, SIGKILLing itself at CRASH_AT; at HIDE_AT it
+// moves IMAGE away (to IMAGE.away) so that the step's tool fails.
+import fs from 'node:fs';
 import path from 'node:path';
 import { openDb } from '../../electron/core/store/db.ts';
 import { PlanStore } from '../../electron/core/store/plans.ts';
@@ -14,5 +16,9 @@ const plan = planRepair(opened.contents, gatherFacts(opened, { lock: 'free', pre
 opened.chain.close();
 const store = new PlanStore(openDb(path.join(home, 'strata.db')));
 const id = store.create(toNewPlan(plan));
-const out = await runRepairPlan({ store, hook: (p) => p === process.env.CRASH_AT && process.kill(process.pid, 'SIGKILL') }, id);
+const hook = (p: string) => {
+  if (p === process.env.CRASH_AT) process.kill(process.pid, 'SIGKILL');
+  if (p === process.env.HIDE_AT) fs.renameSync(image, image + '.away');
+};
+const out = await runRepairPlan({ store, hook }, id);
 console.log(JSON.stringify({ state: out.plan.state }));

@@ -174,3 +174,20 @@ for (const at of CRASH_POINTS) {
     expect(plans.filter((p: any) => p.kind === 'repair').map((p: any) => p.state)).toEqual(['done']);
   });
 }
+
+test('a step that fails rolls the plan back: no byte of any layer changed, no scratch left', () => {
+  const s = seedUntracked();
+  const before = sums(s.layers);
+  const child = spawnSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'repair-child.ts'), s.top], {
+    encoding: 'utf8',
+    env: { ...process.env, STRATA_HOME: path.join(s.dir, 'home'), HIDE_AT: 'running-step-1' },
+  });
+  expect(child.status, child.stderr).toBe(0);
+  expect(JSON.parse(child.stdout).state).toBe('rolled-back');
+  fs.renameSync(s.top + '.away', s.top);
+  expect(sums(s.layers)).toEqual(before);
+  expect(fs.readdirSync(path.join(s.dir, 'home', 'run')).filter((f) => f.startsWith('repair-'))).toEqual([]);
+  const plans = JSON.parse(strata(s.dir, ['history', '--plans', '--json']).stdout);
+  expect(plans[0].state).toBe('rolled-back');
+  expect(plans[0].steps.map((x: any) => x.state)).toEqual(['undone', 'failed']);
+});

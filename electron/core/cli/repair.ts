@@ -103,7 +103,8 @@ export async function cmdRepair(argv: string[], out: Out): Promise<void> {
       results.push(r);
     }
     const first = results[0].plan;
-    const bad = unrepairable(first.found);
+    // what cannot be repaired now, and what the plan would still leave (never silently)
+    const bad = [...unrepairable(first.found), ...unrepairable(r.plan.remaining).filter((x) => !first.found.some((f) => f.code === x.code && f.layers.join() === x.layers.join()))];
     const failed = results.find((x) => x.outcome && x.outcome.state !== 'done');
     if (json) {
       out.write(

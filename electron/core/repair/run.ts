@@ -146,8 +146,16 @@ async function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome
       ctx.hook?.(`before-step-${step.index}`);
       step.state = 'running';
       ctx.store.step(plan.id, step.index, 'running');
+      // A bitmap this step creates that exists already was made by someone else since the plan was
+      // laid out: the step fails, and its undo (which would remove it) must not run.
+      let ownUndo = Array.isArray(spec.undo);
       try {
         ctx.hook?.(`running-step-${step.index}`);
+        const c = spec.check;
+        if (c?.bitmap !== undefined && c.present === true && checkTool({ layer: c.layer, bitmap: c.bitmap, present: true }) === true) {
+          ownUndo = false;
+          throw new StrataError('E_BUSY', `${c.layer}: a bitmap named '${c.bitmap}' appeared since the plan was made; look again`, { file: c.layer });
+        }
         await runAll(spec.commands, ctx.allocations);
         ctx.hook?.(`ran-step-${step.index}`);
         if (checkTool(spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${spec.check!.layer} does not show the change`, { file: spec.check!.layer });
@@ -156,7 +164,7 @@ async function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome
         ctx.store.step(plan.id, step.index, 'failed', (e as Error).message);
         // One invocation may have done part of its work (qemu-img bitmap --add then a failed --merge
         // stores an empty bitmap): its own undo runs too, where it has one.
-        if (Array.isArray(spec.undo)) await runAll(spec.undo).catch(() => {});
+        if (ownUndo) await runAll(spec.undo as string[][]).catch(() => {});
         const irreversible = plan.steps.some((s) => s.state === 'done' && s.spec.kind === 'tool' && s.spec.undo === null);
         if (irreversible) {
           const error = `${step.label} failed after an irreversible step: ${(e as Error).message}`;
