@@ -53,10 +53,11 @@ function previousScan(db: Db | null, image: string): PrevLayer[] | null {
 
 async function lookAndMaybeApply(image: string, o: { apply: boolean; backing: string | null; db: Db | null; runtimeDir: string }): Promise<Result> {
   if (!fs.existsSync(image)) throw new StrataError('E_NOT_FOUND', `${image}: no such file`, { file: image });
-  const lock = await imageLockState(image);
+  // The reader first: a bad image is refused with its typed error before any QEMU tool looks at it.
   const opened = openForRepair(image);
   let plan: RepairPlan;
   try {
+    const lock = await imageLockState(image);
     const facts = gatherFacts(opened, { lock, previous: previousScan(o.db, image), chosenBacking: o.backing });
     plan = planRepair(opened.contents, facts, o.runtimeDir, `${process.pid}-${Date.now().toString(36)}`);
   } finally {
