@@ -153,7 +153,7 @@ function granularityBelow(layers: FactLayer[], i: number, name: string): number 
 export function findings(f: RepairFacts): Finding[] {
   const out: Finding[] = [];
   const live = f.lock === 'locked';
-  if (f.missingBacking) out.push(missingBackingFinding(f, f.missingBacking, live));
+  if (f.missingBacking) out.push(missingBackingFinding(f.missingBacking, live));
   out.push(...historyFindings(f));
   const layers = f.layers;
 
@@ -297,12 +297,14 @@ function disabledNewest(clean: FactLayer[], rank: Map<string, number>): FactBitm
   return n.auto ? null : n;
 }
 
-function missingBackingFinding(f: RepairFacts, m: MissingBacking, live: boolean): Finding {
+function missingBackingFinding(m: MissingBacking, live: boolean): Finding {
   const fmt = m.backingFormat ?? 'qcow2';
   const cands = m.candidates.map((c) => c.path);
   const chosen = m.chosen;
   const valid = chosen !== null && cands.includes(chosen);
-  const listed = cands.length ? `candidates next to the image (same format and virtual size): ${cands.join(', ')}` : 'no file next to the image has the same format and virtual size';
+  const listed = m.candidates.length
+    ? `candidates next to the image (same format and virtual size): ${m.candidates.map((c) => `${c.path}${c.matchesLastScan ? ' (allocation matches the last scan)' : ''}`).join(', ')}`
+    : 'no file next to the image has the same format and virtual size';
   const repairable = valid && !live;
   return {
     code: 'backing-missing',
