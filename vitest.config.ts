@@ -14,6 +14,7 @@ const unit = [
   'test/qmp/protocol.test.ts',
   'test/plans/decide-commit.test.ts',
   'test/jobs/progress.test.ts',
+  'test/repair/findings.test.ts',
 ];
 const e2e = ['test/e2e/**/*.test.ts'];
 

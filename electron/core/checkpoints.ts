@@ -83,6 +83,20 @@ export interface SinceResult {
 
 const base = (p: string) => path.basename(p);
 
+/**
+ * The bitmaps of one layer that count for "changes since `checkpoint`": `later` are those created at
+ * or after it, `set` those that count. Directory order is creation order only across QEMU sessions:
+ * bitmaps created while one QEMU had the image open are stored newest first. A recording checkpoint
+ * covers its layer by itself; once disabled, what was written after it may sit in any other bitmap
+ * of the layer, listed before it or after, so every one of them counts (more than needed, never less).
+ */
+export function layerSet<B extends { name: string; auto: boolean }>(layer: { bitmaps: B[] }, checkpoint: string, rank: Map<string, number>): { later: B[]; set: B[] } {
+  const r = rank.get(checkpoint) ?? -1;
+  const later = layer.bitmaps.filter((b) => (rank.get(b.name) ?? -1) >= r);
+  const own = later.find((b) => b.name === checkpoint);
+  return { later, set: own && !own.auto ? layer.bitmaps : later };
+}
+
 /** Which bitmaps make up "changes since `checkpoint`", and every reason the answer is unknown. */
 function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<SinceResult, 'extents'> {
   const chain = contents.chain;
@@ -103,13 +117,7 @@ function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<S
   const problems: string[] = [];
   for (let i = lowest; i >= 0; i--) {
     const layer = chain.layers[i];
-    const later = layer.bitmaps.filter((b) => (rank.get(b.name) ?? -1) >= r);
-    // Directory order is creation order only across QEMU sessions: bitmaps created while one QEMU
-    // had the image open are stored newest first. A recording checkpoint covers its layer by
-    // itself; once disabled, what was written after it may sit in any other bitmap of the layer,
-    // listed before it or after, so every one of them counts (more than needed, never less).
-    const own = later.find((b) => b.name === checkpoint);
-    const set = own && !own.auto ? layer.bitmaps : later;
+    const { later, set } = layerSet(layer, checkpoint, rank);
     if (set.length === 0) {
       problems.push(
         `layer ${base(layer.path)} has no bitmap for checkpoint '${checkpoint}' or any later one: writes made while it was the active layer are not tracked (was it created outside Strata, e.g. with qemu-img create -b?)`,

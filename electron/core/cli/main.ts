@@ -37,6 +37,9 @@ Commands:
   (a running QEMU).
   commit TOP [--scheme seed|libvirt] [--yes]
                               commit the top into its backing, keeping every checkpoint
+  repair IMAGE [--yes]        what breaks the chain's checkpoints, and the plan that repairs it
+  snapshot IMAGE NEW_TOP [--checkpoint NAME] [--yes]
+                              a new overlay on IMAGE that keeps every checkpoint
   history                     every change Strata made, with its plan and the QMP exchanged
   jobs                        the block jobs Strata recorded
   jobs --socket PATH          the jobs of a running QEMU now: state, progress, allowed verbs
@@ -231,6 +234,8 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'history') (await import('./history.ts')).cmdHistory(rest, out);
     else if (cmd === 'jobs') await (await import('./jobs.ts')).cmdJobs(rest, out);
     else if (cmd === 'commit') await (await import('./commit.ts')).cmdCommit(rest, out);
+    else if (cmd === 'repair') await (await import('./repair.ts')).cmdRepair(rest, out);
+    else if (cmd === 'snapshot') await (await import('./snapshot.ts')).cmdSnapshot(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') await cmdBitmapShow(more, out);

@@ -112,6 +112,7 @@ async function runCompleteStep(ctx: RunContext, plan: Plan, step: PlanStep, adop
 async function runStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt = false): Promise<void> {
   if (step.spec.kind === 'qmp') await send(ctx.qmp, step.spec.command);
   else if (step.spec.kind === 'job') await runJobStep(ctx, plan, step, adopt);
+  else if (step.spec.kind === 'tool') throw new StrataError('E_INTERNAL', `${step.label}: tool steps are run by strata repair, not over QMP`);
   else await runCompleteStep(ctx, plan, step, adopt);
 }
 
@@ -216,6 +217,7 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
       ctx.store.step(plan.id, s.index, s.state, `after a restart: ${took === false ? 'QEMU shows no effect' : 'QEMU shows it took effect'}`);
       continue;
     }
+    if (s.spec.kind === 'tool') throw new StrataError('E_INTERNAL', `plan #${plan.id}: tool steps are run by strata repair, not over QMP`);
     const jobId = s.spec.jobId;
     const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
     const j = jobs.find((x) => x.id === jobId);

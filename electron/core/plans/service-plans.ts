@@ -92,7 +92,9 @@ export class ServicePlans {
   /** At start: finish what a crash left. QEMU itself (Strata's own daemon survives the core) is asked. */
   async recoverAll(): Promise<PlanInfo[]> {
     const out: PlanInfo[] = [];
-    for (const p of this.store.unfinished()) {
+    // Repair and snapshot plans run QEMU tools on offline files, not QMP: `strata repair` and
+    // `strata snapshot` finish them.
+    for (const p of this.store.unfinished().filter((x) => !x.steps.some((s) => s.spec.kind === 'tool'))) {
       let qmp: QmpClient | null = null;
       try {
         qmp = await QmpClient.connect(p.target.socket, { connectTimeoutMs: 3000 });

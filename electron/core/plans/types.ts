@@ -29,7 +29,15 @@ export type StepSpec =
       completeAtReady?: boolean;
     }
   /** job-complete of a READY job started by an earlier step, then its conclusion: irreversible */
-  | { kind: 'job-complete'; jobId: string };
+  | { kind: 'job-complete'; jobId: string }
+  /**
+   * QEMU tool invocations (argument arrays, run in order) on an offline image: repair plans, run by
+   * repair/run.ts. undo as for qmp; check: how the offline reader tells the step took effect.
+   */
+  | { kind: 'tool'; commands: string[][]; undo: string[][] | 'nothing-to-undo' | null; check: ToolCheck | null };
+
+/** What the offline reader must see in a layer once a tool step took effect. */
+export type ToolCheck = { layer: string; bitmap?: string; present?: boolean; recording?: boolean; stale?: boolean; backing?: string };
 
 export type StepState = 'pending' | 'running' | 'done' | 'undone' | 'failed';
 
@@ -84,6 +92,7 @@ export interface NewPlan {
 /** The QMP commands a step sends, in order, as shown to the user before it runs. */
 export function stepCommands(spec: StepSpec): QmpCall[] {
   if (spec.kind === 'qmp') return [spec.command];
+  if (spec.kind === 'tool') return spec.commands.map((argv) => ({ execute: argv[0], arguments: { argv: argv.slice(1) } }));
   if (spec.kind === 'job') return [{ execute: spec.start.execute, arguments: { ...spec.start.arguments, 'job-id': spec.jobId, 'auto-dismiss': false } }];
   return [
     { execute: 'job-complete', arguments: { id: spec.jobId } },
@@ -93,7 +102,7 @@ export function stepCommands(spec: StepSpec): QmpCall[] {
 
 /** Does this step, once done, leave something a rollback cannot take back? */
 export function isIrreversible(spec: StepSpec): boolean {
-  if (spec.kind === 'qmp') return spec.undo === null;
+  if (spec.kind === 'qmp' || spec.kind === 'tool') return spec.undo === null;
   if (spec.kind === 'job-complete') return true;
   return jobUntil(spec) === 'concluded';
 }

@@ -1,0 +1,132 @@
+// The facts the repair rules need, read from the images (read-only, Strata's own qcow2 reader), the
+// image lock test and the previous scan. A chain whose backing file is missing is read down to the
+// layer that names it, and files next to the image that could be the missing one are listed.
+import fs from 'node:fs';
+import path from 'node:path';
+import { openChain, openLayer, resolveBacking, type Chain, type Layer } from '../qcow2/chain.ts';
+import { ChainContents, layerSet } from '../checkpoints.ts';
+import { totalBytes } from '../extents.ts';
+import { StrataError } from '../errors.ts';
+import type { FactLayer, MissingBacking, PrevLayer, RepairFacts } from './findings.ts';
+
+export interface OpenedChain {
+  chain: Chain;
+  contents: ChainContents;
+  missing: { layer: string; path: string; backingFormat: string | null } | null;
+}
+
+/** The chain, or as much of it as exists when a backing file is missing. The caller closes it. */
+export function openForRepair(image: string): OpenedChain {
+  try {
+    const chain = openChain(image);
+    return { chain, contents: new ChainContents(chain), missing: null };
+  } catch (e) {
+    if (!(e instanceof StrataError) || e.code !== 'E_BACKING_MISSING') throw e;
+  }
+  const top = path.resolve(image);
+  const layers: Layer[] = [];
+  const chain: Chain = { image: top, layers, close: () => layers.forEach((l) => l.file.close()) };
+  try {
+    let cur = top;
+    let fmt: 'qcow2' | 'raw' | null = null;
+    for (let depth = 0; depth < 1024; depth++) {
+      const l = openLayer(cur, fmt);
+      layers.push(l);
+      if (l.backingFile === null) break;
+      const next = resolveBacking(l.path, l.backingFile);
+      if (!fs.existsSync(next)) return { chain, contents: new ChainContents(chain), missing: { layer: l.path, path: next, backingFormat: l.backingFormat } };
+      fmt = l.backingFormat === 'raw' ? 'raw' : l.backingFormat === 'qcow2' ? 'qcow2' : null;
+      cur = next;
+    }
+  } catch (e) {
+    chain.close();
+    throw e;
+  }
+  chain.close();
+  throw new StrataError('E_INTERNAL', `${top}: a backing file was reported missing but every one exists`, { file: top });
+}
+
+/** Bytes allocated in each layer that the set of some checkpoint held lower in the chain leaves uncovered. */
+function uncoveredOf(contents: ChainContents, i: number): number {
+  const chain = contents.chain;
+  const layer = chain.layers[i];
+  if (layer.bitmapsStale || layer.bitmaps.some((b) => b.inUse)) return layer.bitmaps.length ? -1 : 0;
+  const rank = contents.rank();
+  let worst = 0;
+  for (const name of rank.keys()) {
+    let lowest = -1;
+    for (let j = chain.layers.length - 1; j > i; j--) {
+      if (chain.layers[j].bitmaps.some((b) => b.name === name)) {
+        lowest = j;
+        break;
+      }
+    }
+    if (lowest < 0) continue;
+    const { set } = layerSet(layer, name, rank);
+    if (set.length) worst = Math.max(worst, contents.uncovered(layer, set));
+  }
+  return worst;
+}
+
+/** Files next to `dir` that could be the missing backing file: same format and virtual size. */
+export function backingCandidates(dirs: string[], format: string | null, virtualSize: number, exclude: Set<string>, prev: PrevLayer[] | null, missingPath: string): MissingBacking['candidates'] {
+  const out: MissingBacking['candidates'] = [];
+  const seen = new Set<string>();
+  const last = prev?.find((l) => l.path === missingPath) ?? null;
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names.sort()) {
+      const p = path.join(dir, n);
+      if (seen.has(p) || exclude.has(p)) continue;
+      seen.add(p);
+      try {
+        if (!fs.statSync(p).isFile()) continue;
+        const l = openLayer(p, null);
+        try {
+          if (l.virtualSize !== virtualSize || (format !== null && l.format !== format) || (format === null && l.format !== 'qcow2')) continue;
+          const matches = last !== null && last.allocatedBytes === totalBytes(new ChainContents({ image: p, layers: [l], close() {} }).allocation(l));
+          out.push({ path: p, matchesLastScan: matches });
+        } finally {
+          l.file.close();
+        }
+      } catch {
+        // not an image we can read: not a candidate
+      }
+    }
+  }
+  return out.sort((a, b) => Number(b.matchesLastScan) - Number(a.matchesLastScan));
+}
+
+export function gatherFacts(
+  opened: OpenedChain,
+  o: { lock: 'free' | 'locked'; previous: PrevLayer[] | null; chosenBacking?: string | null },
+): RepairFacts {
+  const { chain, contents } = opened;
+  const layers: FactLayer[] = chain.layers.map((l, i) => {
+    const u = uncoveredOf(contents, i);
+    return {
+      path: l.path,
+      format: l.format,
+      virtualSize: l.virtualSize,
+      backingFile: l.backingFile,
+      bitmaps: l.bitmaps.map((b) => ({ name: b.name, granularity: b.granularity, auto: b.auto, inUse: b.inUse })),
+      bitmapsStale: l.bitmapsStale,
+      allocatedBytes: totalBytes(contents.allocation(l)),
+      uncoveredBytes: u < 0 ? null : u,
+    };
+  });
+  let missingBacking: MissingBacking | null = null;
+  if (opened.missing) {
+    const m = opened.missing;
+    const ref = chain.layers.find((l) => l.path === m.layer)!;
+    const dirs = [path.dirname(chain.image), path.dirname(m.layer), path.dirname(m.path)];
+    const candidates = backingCandidates(dirs, m.backingFormat, ref.virtualSize, new Set(chain.layers.map((l) => l.path)), o.previous, m.path);
+    missingBacking = { ...m, candidates, chosen: o.chosenBacking ? path.resolve(o.chosenBacking) : null };
+  }
+  return { image: chain.image, layers, lock: o.lock, previous: o.previous, missingBacking };
+}
