@@ -61,7 +61,14 @@ export const limit = () => v.optional(int(0, Number.MAX_SAFE_INTEGER));
 export const obj = <const E extends v.ObjectEntries>(entries: E) => v.object(entries, `expected an object with ${Object.keys(entries).join(', ') || 'no fields'}`);
 
 /** An argument the channel may be sent without (null and undefined mean {}). */
-export const optionalObj = <const E extends v.ObjectEntries>(entries: E) => v.nullish(obj(entries), {} as v.InferOutput<v.ObjectSchema<E, undefined>>);
+export const optionalObj = <const E extends v.ObjectEntries>(entries: E) =>
+  v.nullish(
+    v.pipe(
+      v.custom<unknown>((x) => !Array.isArray(x), `expected an object with ${Object.keys(entries).join(', ')}`),
+      obj(entries),
+    ),
+    {} as v.InferOutput<v.ObjectSchema<E, undefined>>,
+  );
 
 /** A channel that takes no argument: whatever is sent is ignored. */
 export const noArg = () => v.pipe(v.unknown(), v.transform((): void => undefined));
@@ -83,8 +90,11 @@ export function parseArg<T>(channel: string, schema: ArgSchema<T>, arg: unknown)
   const r = v.safeParse(schema, arg, { abortEarly: true });
   if (r.success) return r.output;
   const issue = r.issues[0];
-  const at = where(issue);
-  throw new StrataError('E_BAD_INPUT', `${channel}: ${at ? `${at}: ` : ''}${issue.message}`);
+  // An argument that is not an object at all, for a channel whose argument is a variant: name its tag.
+  const at = where(issue) || ('key' in schema && typeof schema.key === 'string' ? schema.key : '');
+  // A required field left out is reported by its object, with the object's message: say what it is.
+  const message = issue.type === 'object' && issue.path?.length && issue.input === undefined ? 'missing' : issue.message;
+  throw new StrataError('E_BAD_INPUT', `${channel}: ${at ? `${at}: ` : ''}${message}`);
 }
 
 /** A feature's request channels, name -> [argument, result], the argument taken from its schema. */
