@@ -3,7 +3,7 @@
 import type { ConnectionManager } from '../connections/manager.ts';
 import type { HandlersFor } from '../handlers.ts';
 import type { contentsArgs, ContentSource } from './contract.ts';
-import { ContentsCache, LiveContents, type Resolved } from '../contents.ts';
+import { ContentsCache, LiveContents, type Resolved } from './cache.ts';
 import { readLiveBitmap } from '../bitmaps/live-contents.ts';
 import { density, slice } from '../extents.ts';
 import { StrataError } from '../errors.ts';
