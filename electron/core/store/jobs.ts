@@ -1,5 +1,6 @@
 // Job history: a row per job, a row per state it went through, errors and notes.
 import type { Db } from './db.ts';
+import type { JobRecordInfo } from '../contract.ts';
 
 export interface JobRecord {
   id: number;
@@ -56,4 +57,19 @@ export class JobStore {
       events: ev.all(r.id) as JobRecord['events'],
     }));
   }
+}
+
+/** The one mapping of a job record to the wire (the start arguments stay in the store). */
+export function toJobRecordInfo(r: JobRecord): JobRecordInfo {
+  return {
+    id: r.id,
+    qemuId: r.qemuId,
+    connection: r.connection,
+    type: r.type,
+    state: r.state,
+    error: r.error,
+    createdAt: r.createdAt,
+    finishedAt: r.finishedAt,
+    events: r.events,
+  };
 }

@@ -1,6 +1,7 @@
 // The journal of changes: a row is written before the first QMP command of an operation and
 // updated as it ends, with the QMP exchanged, so history shows exactly what Strata did.
 import type { Db } from './db.ts';
+import type { OperationInfo } from '../contract.ts';
 
 export type OperationState = 'planned' | 'running' | 'done' | 'failed';
 
@@ -52,4 +53,19 @@ export class Operations {
   unfinished(): OperationRecord[] {
     return this.list(1000).filter((o) => o.state === 'running' || o.state === 'planned');
   }
+}
+
+/** The one mapping of a journaled operation to the wire (the plan it ran stays in the store). */
+export function toOperationInfo(o: OperationRecord): OperationInfo {
+  return {
+    id: o.id,
+    kind: o.kind,
+    target: o.target,
+    summary: o.summary,
+    state: o.state,
+    error: o.error,
+    createdAt: o.createdAt,
+    finishedAt: o.finishedAt,
+    log: o.log,
+  };
 }

@@ -1,11 +1,11 @@
 // Resolving an inspector ContentSource to extents, with a small cache keyed by file identity
 // (path, size, mtime) so zooming and hovering do not re-read a bitmap, bounded by extent count.
 import fs from 'node:fs';
-import type { ContentSource } from './contract.ts';
-import { openLayer, openChain, bitmapExtents, allocationExtents } from './qcow2/chain.ts';
-import { ChainContents, since } from './checkpoints.ts';
-import type { ExtentList } from './extents.ts';
-import { StrataError } from './errors.ts';
+import type { ContentSource } from '../contract.ts';
+import { openLayer, openChain, bitmapExtents, allocationExtents } from '../qcow2/chain.ts';
+import { ChainContents, since } from '../checkpoints.ts';
+import type { ExtentList } from '../extents.ts';
+import { StrataError } from '../errors.ts';
 
 export interface Resolved {
   extents: ExtentList;

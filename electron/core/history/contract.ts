@@ -1,0 +1,66 @@
+// History: what Strata saw (scans) and did (jobs, bitmap operations, plans), newest first.
+import * as v from 'valibot';
+import { absPath, limit, optionalObj, type ChannelsOf } from '../schema.ts';
+import type { BitmapFlag } from '../workspace/contract.ts';
+import type { PlanInfo } from '../plans/contract.ts';
+
+/** What changed in a chain between two scans, as a code with its facts (paths absolute, sizes bytes). */
+export type Drift =
+  | { code: 'layer-added' | 'layer-removed'; layer: string }
+  | { code: 'backing-changed'; layer: string; from: string | null; to: string | null }
+  | { code: 'allocation-changed'; layer: string; from: number; to: number }
+  | { code: 'bitmap-added' | 'bitmap-removed'; layer: string; bitmap: string }
+  | { code: 'bitmap-flags-changed'; layer: string; bitmap: string; from: BitmapFlag[]; to: BitmapFlag[] }
+  | { code: 'bitmap-dirty-changed'; layer: string; bitmap: string; from: number; to: number };
+
+export interface ScanRecord {
+  id: number;
+  image: string;
+  scannedAt: string;
+  layers: { path: string; allocatedBytes: number; bitmaps: { name: string; flags: BitmapFlag[]; dirtyBytes: number }[] }[];
+  /** the first scan of this image: nothing to compare with */
+  first: boolean;
+  /** what changed against the previous scan of the same image */
+  drift: Drift[];
+  /** the same in plain words, for display */
+  changes: string[];
+}
+
+export interface JobRecordInfo {
+  id: number;
+  qemuId: string;
+  connection: string;
+  type: string;
+  state: string;
+  error: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+  events: { at: string; state: string; note: string | null }[];
+}
+
+export interface OperationInfo {
+  id: number;
+  kind: string;
+  target: string;
+  summary: string;
+  state: string;
+  error: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+  /** the QMP exchanged: -> sent, <- received */
+  log: { dir: 'out' | 'in'; line: string; at: string }[];
+}
+
+const recent = () => optionalObj({ limit: limit() });
+
+export const historyArgs = {
+  'history:scans': optionalObj({ image: v.optional(absPath()), limit: limit() }),
+  'history:jobs': recent(),
+  'history:operations': recent(),
+  'history:plans': recent(),
+};
+
+export type HistoryChannels = ChannelsOf<
+  typeof historyArgs,
+  { 'history:scans': ScanRecord[]; 'history:jobs': JobRecordInfo[]; 'history:operations': OperationInfo[]; 'history:plans': PlanInfo[] }
+>;

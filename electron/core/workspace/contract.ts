@@ -1,0 +1,113 @@
+// Workspace and chain: the app itself, the images the user keeps, reading a chain, the demo, the
+// file picker. Types and argument schemas only; the renderer imports the types (through ../contract).
+import { absPath, noArg, obj, type ChannelsOf } from '../schema.ts';
+import type { ScanRecord } from '../history/contract.ts';
+
+export type BitmapFlag = 'in-use' | 'auto';
+
+export interface BitmapInfo {
+  name: string;
+  granularity: number;
+  /** on-disk flags: 'auto' = recording, 'in-use' = inconsistent unless a live QEMU holds the image */
+  flags: BitmapFlag[];
+  dirtyBytes: number;
+  /** position in the layer's bitmap directory = creation order within the layer */
+  index: number;
+}
+
+export interface LayerInfo {
+  path: string;
+  format: 'qcow2' | 'raw';
+  virtualSize: number;
+  fileSize: number;
+  clusterSize: number | null;
+  qcow2Version: number | null;
+  backingFile: string | null;
+  backingFormat: string | null;
+  allocatedBytes: number;
+  extendedL2: boolean;
+  compressionType: 'zlib' | 'zstd' | null;
+  /** autoclear bit 0 clear although a bitmap directory exists: QEMU would discard the bitmaps */
+  bitmapsStale: boolean;
+  /** doubts that this file is a disk at all (a raw "disk" that starts like text or an archive) */
+  warnings: string[];
+  bitmaps: BitmapInfo[];
+}
+
+export type CheckpointState = 'ok' | 'unknown';
+
+export interface CheckpointReport {
+  name: string;
+  state: CheckpointState;
+  /** plain-words reasons when state is 'unknown' */
+  problems: string[];
+  /** the bitmaps whose union is "changes since this checkpoint" */
+  sources: { layer: string; bitmap: string }[];
+  dirtyBytes: number | null;
+}
+
+export interface ChainReport {
+  image: string;
+  /** top first, as qemu-img info --backing-chain */
+  layers: LayerInfo[];
+  /** oldest first */
+  checkpoints: CheckpointReport[];
+  scannedAt: string;
+  scanMs: number;
+}
+
+export interface WorkspaceImage {
+  path: string;
+  addedAt: string;
+  lastScanAt: string | null;
+}
+
+export interface AppInfo {
+  version: string;
+  mode: 'electron' | 'browser';
+  dataDir: string;
+  qemuImg: string | null;
+  platform: string;
+}
+
+export interface DemoResult {
+  images: string[];
+}
+
+export interface DemoProgress {
+  step: string;
+  done: number;
+  total: number;
+}
+
+export const workspaceArgs = {
+  'app:info': noArg(),
+  'workspace:list': noArg(),
+  'workspace:add': obj({ path: absPath() }),
+  'workspace:remove': obj({ path: absPath() }),
+  'chain:inspect': obj({ path: absPath() }),
+  'demo:create': noArg(),
+  'dialog:open-image': noArg(),
+};
+
+export type WorkspaceChannels = ChannelsOf<
+  typeof workspaceArgs,
+  {
+    'app:info': AppInfo;
+    'workspace:list': WorkspaceImage[];
+    /** Adds the image (after reading its chain) and answers with that first scan. */
+    'workspace:add': { image: WorkspaceImage; report: ChainReport };
+    'workspace:remove': void;
+    'chain:inspect': ChainReport;
+    'demo:create': DemoResult;
+    /** Electron only: native file picker. Browser mode answers E_BAD_INPUT. */
+    'dialog:open-image': string | null;
+  }
+>;
+
+export interface WorkspaceEvents {
+  'workspace:changed': WorkspaceImage[];
+  'chain:scanned': ScanRecord;
+  'demo:progress': DemoProgress;
+}
+
