@@ -37,6 +37,12 @@ Commands:
   (a running QEMU).
   commit TOP [--scheme seed|libvirt] [--yes]
                               commit the top into its backing, keeping every checkpoint
+  backup IMAGE --repo DIR [--level full|inc|diff|copy] [--since NAME] [--compress] [--dry-run]
+                              back up a disk into a repository folder (QEMU copies the data)
+  backups --repo DIR          the backups in a repository, oldest first
+  restore --repo DIR ID --to PATH [--format qcow2|raw] [--force]
+                              restore a backup to a new standalone image
+  verify --repo DIR [ID]      check backup files, backing links and the digests of their data
   history                     every change Strata made, with its plan and the QMP exchanged
   jobs                        the block jobs Strata recorded
   jobs --socket PATH          the jobs of a running QEMU now: state, progress, allowed verbs
@@ -230,6 +236,10 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'history') (await import('./history.ts')).cmdHistory(rest, out);
     else if (cmd === 'jobs') await (await import('./jobs.ts')).cmdJobs(rest, out);
     else if (cmd === 'commit') await (await import('./commit.ts')).cmdCommit(rest, out);
+    else if (cmd === 'backup') await (await import('./backup.ts')).cmdBackup(rest, out);
+    else if (cmd === 'backups') (await import('./backup.ts')).cmdBackups(rest, out);
+    else if (cmd === 'restore') await (await import('./backup.ts')).cmdRestore(rest, out);
+    else if (cmd === 'verify') await (await import('./backup.ts')).cmdVerify(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') await cmdBitmapShow(more, out);

@@ -1,0 +1,290 @@
+// Taking a backup, push mode: QEMU moves the data (blockdev-backup into a qcow2 target node) in
+// Strata's own storage daemon for an offline image. The target file is made first under a
+// temporary name (an inc/diff backed by its parent's file, by a relative name), the new checkpoint
+// bitmap is added in the same transaction that starts the job, and only a completed job's file is
+// fsynced, renamed to its final name and listed in the manifest. Anything else (failure, cancel,
+// a crash: the journal is written before the first QMP command) is cleaned up: the partial file is
+// deleted and the checkpoint bitmap it added is removed from the source.
+import fs from 'node:fs';
+import path from 'node:path';
+import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
+import { JobEngine, type JobView } from '../jobs/engine.ts';
+import { JobStore } from '../store/jobs.ts';
+import { openDb, type Db } from '../store/db.ts';
+import { openChain, allocationExtents, withChain } from '../qcow2/chain.ts';
+import { ChainContents, since } from '../checkpoints.ts';
+import { union, totalBytes } from '../extents.ts';
+import { StrataError } from '../errors.ts';
+import { Repository, BackupJournal, syncCatalog, fsyncPath, type BackupEntry, type JournalRow } from './repository.ts';
+import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
+import { recordDigests } from './verify.ts';
+import { tool } from './tools.ts';
+
+export interface TakeOptions {
+  image: string;
+  repo: string;
+  level: Level | null;
+  since: string | null;
+  compress: boolean;
+  dryRun: boolean;
+  dataDir: string;
+  signal?: AbortSignal;
+  onProgress?: (job: JobView) => void;
+  /** lines worth telling the user (a stale lock taken over, a crashed backup cleaned up) */
+  onNote?: (line: string) => void;
+}
+
+export interface TakeResult {
+  id: string;
+  level: Level;
+  requested: Level | null;
+  fallback: string | null;
+  checkpoint: string | null;
+  since: string | null;
+  file: string;
+  bytes: number;
+  dirtyBytes: number;
+  seconds: number;
+  dryRun: boolean;
+  notes: string[];
+}
+
+interface Resolved {
+  level: Level;
+  requested: Level | null;
+  fallback: string | null;
+  since: string | null;
+  parent: string | null;
+  dirtyBytes: number;
+  virtualSize: number;
+  sources: { layer: string; bitmap: string; granularity: number }[];
+}
+
+/** Reads the chain offline and applies the level rules. */
+function resolve(repo: Repository, image: string, level: Level | null, sinceName: string | null): Resolved {
+  return withChain(image, (chain) => {
+    const virtualSize = chain.layers[0].virtualSize;
+    if (chain.layers[0].format !== 'qcow2') throw new StrataError('E_NOT_QCOW2', `${image}: only qcow2 images can be backed up (checkpoints are qcow2 bitmaps)`, { file: image });
+    const disk = repo.manifest.disk;
+    if (disk && disk.virtualSize !== virtualSize) {
+      throw new StrataError('E_BAD_INPUT', `${image}: virtual size ${virtualSize} differs from the disk this repository backs up (${disk.image}, ${disk.virtualSize} bytes); one repository per disk`, { file: image });
+    }
+    const contents = new ChainContents(chain);
+    const answers = new Map<string, ReturnType<typeof since> | null>();
+    const ask = (cp: string) => {
+      if (!answers.has(cp)) answers.set(cp, chain.layers.some((l) => l.bitmaps.some((b) => b.name === cp)) ? since(contents, cp) : null);
+      return answers.get(cp)!;
+    };
+    const answer = (cp: string): CheckpointAnswer => {
+      const s = ask(cp);
+      if (s === null) return { state: 'missing' };
+      return s.extents ? { state: 'ok', dirtyBytes: totalBytes(s.extents) } : { state: 'unknown', problems: s.problems };
+    };
+    const r = resolveLevel({ requested: level, since: sinceName, points: repo.points, answer });
+    if (!r.ok) throw new StrataError('E_BAD_INPUT', `${repo.dir}: ${r.error}`, { file: repo.dir });
+    if (r.since !== null) {
+      const s = ask(r.since)!;
+      return {
+        ...r,
+        dirtyBytes: r.dirtyBytes ?? 0,
+        virtualSize,
+        sources: s.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name, granularity: x.bitmap.granularity })),
+      };
+    }
+    // A full copies what the chain defines: the union of every layer's allocation.
+    const allocated = totalBytes(union(chain.layers.map((l) => allocationExtents(l))));
+    return { ...r, dirtyBytes: allocated, virtualSize, sources: [] };
+  });
+}
+
+/** Removes what an unfinished backup left: its partial (or unlisted final) file and its checkpoint bitmap. */
+export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, 'image' | 'partial' | 'final' | 'checkpoint' | 'backupId'>): Promise<string[]> {
+  const said: string[] = [];
+  const listed = repo.manifest.backups.some((b) => repo.fileOf(b) === row.final);
+  for (const f of listed ? [row.partial] : [row.partial, row.final]) {
+    if (fs.existsSync(f)) {
+      fs.rmSync(f, { force: true });
+      said.push(`removed ${f}`);
+    }
+  }
+  if (listed) return said;
+  if (row.checkpoint && fs.existsSync(row.image)) {
+    let present = false;
+    try {
+      const c = openChain(row.image);
+      try {
+        present = c.layers[0].bitmaps.some((b) => b.name === row.checkpoint);
+      } finally {
+        c.close();
+      }
+    } catch {
+      present = false;
+    }
+    if (present) {
+      await tool('qemu-img', ['bitmap', '--remove', row.image, row.checkpoint], row.image);
+      said.push(`removed checkpoint bitmap '${row.checkpoint}' from ${row.image}`);
+    }
+  }
+  return said;
+}
+
+async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void): Promise<void> {
+  for (const row of journal.unfinished(repo.dir)) {
+    const said = await cleanupLeftovers(repo, row);
+    journal.set(row.id, 'failed', `cleaned up at a later run: ${said.join('; ') || 'nothing was left'}`);
+    note(`backup ${row.backupId} was interrupted (Strata or QEMU stopped mid-backup); ${said.length ? said.join('; ') : 'it left nothing behind'}`);
+  }
+}
+
+export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
+  const t0 = performance.now();
+  const image = path.resolve(o.image);
+  if (!fs.existsSync(image)) throw new StrataError('E_NOT_FOUND', `${image}: no such file`, { file: image });
+  const repo = Repository.open(o.repo, { create: true });
+  const notes: string[] = [];
+  const note = (s: string) => {
+    notes.push(s);
+    o.onNote?.(s);
+  };
+  if (o.dryRun) {
+    const r = resolve(repo, image, o.level, o.since);
+    const id = repo.nextId(r.level);
+    return {
+      id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.level === 'copy' ? null : `(new, named at backup time)`, since: r.since,
+      file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, dryRun: true, notes,
+    };
+  }
+  repo.lock();
+  let db: Db | null = null;
+  try {
+    if (repo.lockNote) note(repo.lockNote);
+    db = openDb(path.join(o.dataDir, 'strata.db'));
+    const journal = new BackupJournal(db);
+    await recover(repo, journal, note);
+    syncCatalog(db, repo);
+    const r = resolve(repo, image, o.level, o.since);
+    const id = repo.nextId(r.level);
+    const final = path.join(repo.dir, `${id}.qcow2`);
+    const partial = path.join(repo.dir, `.partial-${id}.qcow2`);
+    const checkpoint = r.level === 'copy' ? null : `strata-${id}-${Date.now().toString(36)}`;
+    const parent = r.parent ? repo.find(r.parent) : null;
+    const createdAt = new Date().toISOString();
+    const jid = journal.begin({ repo: repo.dir, backupId: id, image, partial, final, checkpoint });
+    let daemon: StorageDaemon | null = null;
+    let engine: JobEngine | null = null;
+    const jobId = `strata-backup-${process.pid}-${Date.now().toString(36)}`;
+    let jobStarted = false;
+    const onAbort = () => {
+      if (engine && jobStarted) void daemon?.qmp.execute('job-cancel', { id: jobId }).catch(() => {});
+    };
+    o.signal?.addEventListener('abort', onAbort);
+    try {
+      const create = ['create', '-q', '-f', 'qcow2'];
+      if (parent) create.push('-b', parent.file, '-F', 'qcow2');
+      await tool('qemu-img', [...create, partial, String(r.virtualSize)], partial);
+      if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
+      daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
+      const qmp = daemon.qmp;
+      engine = new JobEngine(qmp, { connection: daemon.socket, store: new JobStore(db), onUpdate: o.onProgress });
+      const target = `strata-bk-${id}`;
+      await qmp.execute('blockdev-add', {
+        driver: 'qcow2',
+        'node-name': target,
+        backing: null,
+        cache: { 'no-flush': true },
+        'detect-zeroes': 'unmap',
+        discard: 'unmap',
+        file: { driver: 'file', filename: partial, cache: { 'no-flush': true } },
+      });
+      const actions: { type: string; data: Record<string, unknown> }[] = [];
+      const granularity = r.sources[0]?.granularity;
+      if (checkpoint) actions.push({ type: 'block-dirty-bitmap-add', data: { node: TOP_NODE, name: checkpoint, persistent: true, ...(granularity ? { granularity } : {}) } });
+      const backup: Record<string, unknown> = { device: TOP_NODE, target, 'job-id': jobId, 'auto-dismiss': false, sync: 'full' };
+      if (r.since !== null) {
+        // Changes since the checkpoint: its bitmaps in every layer (the checkpoint math's sources),
+        // merged into one transient bitmap on the top node inside the same transaction.
+        const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+        const nodeOf = (layer: string) => {
+          const n = nodes.find((x) => x.drv === 'qcow2' && typeof x.file === 'string' && path.resolve(x.file) === layer);
+          if (!n) throw new StrataError('E_INTERNAL', `${image}: layer ${layer} is not open in the storage daemon`, { file: image });
+          return n['node-name'] as string;
+        };
+        const tmp = `strata-bk-tmp-${id}`;
+        const g = Math.min(...r.sources.map((s) => s.granularity));
+        actions.push({ type: 'block-dirty-bitmap-add', data: { node: TOP_NODE, name: tmp, persistent: false, disabled: true, granularity: g } });
+        actions.push({ type: 'block-dirty-bitmap-merge', data: { node: TOP_NODE, target: tmp, bitmaps: r.sources.map((s) => ({ node: nodeOf(s.layer), name: s.bitmap })) } });
+        Object.assign(backup, { sync: 'bitmap', bitmap: tmp, 'bitmap-mode': 'never' });
+      }
+      if (o.compress) backup.compress = true;
+      else backup['x-perf'] = { 'use-copy-range': true, 'max-chunk': 4194304 };
+      actions.push({ type: 'blockdev-backup', data: backup });
+      engine.adopt(jobId, 'backup', backup);
+      if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
+      await qmp.execute('transaction', { actions });
+      jobStarted = true;
+      if (o.signal?.aborted) onAbort();
+      const done = await engine.waitFor(jobId, (j) => j.state === 'concluded', 24 * 3600 * 1000);
+      if (done.error) {
+        throw new StrataError(o.signal?.aborted ? 'E_BAD_INPUT' : 'E_TOOL', o.signal?.aborted ? `${image}: the backup was cancelled` : `${partial}: the backup job failed: ${done.error}`, { file: o.signal?.aborted ? image : partial });
+      }
+      await engine.verb(jobId, 'dismiss');
+      jobStarted = false;
+      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node: TOP_NODE, name: `strata-bk-tmp-${id}` });
+      await qmp.execute('blockdev-del', { 'node-name': target });
+      // Durable before it is listed: one fsync of the file and of its folder, then the rename.
+      fsyncPath(partial);
+      fs.renameSync(partial, final);
+      fsyncPath(repo.dir);
+      engine.close();
+      engine = null;
+      const exit = await daemon.stop();
+      daemon = null;
+      if (exit.code !== 0) throw new StrataError('E_TOOL', `${image}: qemu-storage-daemon exited with ${exit.code ?? exit.signal} while storing the checkpoint bitmap: ${exit.stderr}`, { file: image });
+      journal.set(jid, 'writing-manifest');
+      const digests = await recordDigests(final);
+      const entry: BackupEntry = {
+        id, level: r.level, parent: r.parent, checkpoint, since: r.since, source: { image }, createdAt, finishedAt: new Date().toISOString(),
+        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, consistency: 'offline', state: 'ok', digests,
+      };
+      repo.manifest.disk ??= { image, virtualSize: r.virtualSize };
+      repo.manifest.backups.push(entry);
+      try {
+        repo.save();
+      } catch (e) {
+        repo.manifest.backups.pop();
+        throw e;
+      }
+      journal.set(jid, 'ok');
+      syncCatalog(db, repo);
+      return {
+        id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint, since: r.since, file: final, bytes: entry.bytes,
+        dirtyBytes: r.dirtyBytes, seconds: Math.round(performance.now() - t0) / 1000, dryRun: false, notes,
+      };
+    } catch (e) {
+      // Cancel the job (QEMU would on quit too), stop the daemon so the image is free, then remove
+      // the partial file and the checkpoint bitmap the transaction added.
+      if (daemon && jobStarted) {
+        await daemon.qmp.execute('job-cancel', { id: jobId }).catch(() => {});
+        await engine?.waitFor(jobId, (j) => j.state === 'concluded' || j.state === 'null', 30000).catch(() => {});
+      }
+      engine?.close();
+      if (daemon) await daemon.stop().catch(() => {});
+      let said: string[] = [];
+      try {
+        said = await cleanupLeftovers(repo, { image, partial, final, checkpoint, backupId: id });
+      } catch (c) {
+        said = [`clean-up failed (the next backup retries it): ${(c as Error).message}`];
+        throw e;
+      } finally {
+        const cancelled = o.signal?.aborted ?? false;
+        if (!said.some((s) => s.startsWith('clean-up failed'))) journal.set(jid, cancelled ? 'cancelled' : 'failed', `${(e as Error).message}; ${said.join('; ')}`);
+      }
+      throw e;
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+    }
+  } finally {
+    db?.close();
+    repo.unlock();
+  }
+}
