@@ -202,7 +202,7 @@ export class Repository {
   }
 }
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -232,6 +232,8 @@ export interface JournalRow {
   partial: string;
   final: string;
   checkpoint: string | null;
+  /** Strata's storage daemon for this backup, while it runs (a killed Strata leaves it behind) */
+  daemonPid: number | null;
   state: string;
 }
 
@@ -239,12 +241,16 @@ export interface JournalRow {
 export class BackupJournal {
   constructor(private db: Db) {}
 
-  begin(r: Omit<JournalRow, 'id' | 'state'>): number {
+  begin(r: Omit<JournalRow, 'id' | 'state' | 'daemonPid'>): number {
     return Number(
       this.db
         .prepare("INSERT INTO backup_journal (repo, backup_id, image, partial, final, checkpoint, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)")
         .run(r.repo, r.backupId, r.image, r.partial, r.final, r.checkpoint, new Date().toISOString()).lastInsertRowid,
     );
+  }
+
+  setDaemon(id: number, pid: number | null): void {
+    this.db.prepare('UPDATE backup_journal SET daemon_pid = ? WHERE id = ?').run(pid, id);
   }
 
   set(id: number, state: 'writing-manifest' | 'ok' | 'failed' | 'cancelled', note: string | null = null): void {
@@ -260,6 +266,7 @@ export class BackupJournal {
       partial: r.partial,
       final: r.final,
       checkpoint: r.checkpoint,
+      daemonPid: r.daemon_pid,
       state: r.state,
     }));
   }

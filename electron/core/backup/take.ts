@@ -11,11 +11,12 @@ import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
 import { JobEngine, type JobView } from '../jobs/engine.ts';
 import { JobStore } from '../store/jobs.ts';
 import { openDb, type Db } from '../store/db.ts';
-import { openChain, allocationExtents, withChain } from '../qcow2/chain.ts';
+import { allocationExtents, withChain } from '../qcow2/chain.ts';
+import { imageLockState } from '../daemon/image-lock.ts';
 import { ChainContents, since } from '../checkpoints.ts';
 import { union, totalBytes } from '../extents.ts';
 import { StrataError } from '../errors.ts';
-import { Repository, BackupJournal, syncCatalog, fsyncPath, type BackupEntry, type JournalRow } from './repository.ts';
+import { Repository, BackupJournal, syncCatalog, fsyncPath, pidAlive, type BackupEntry, type JournalRow } from './repository.ts';
 import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
 import { recordDigests } from './verify.ts';
 import { tool } from './tools.ts';
@@ -107,30 +108,51 @@ export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, '
       said.push(`removed ${f}`);
     }
   }
-  if (listed) return said;
-  if (row.checkpoint && fs.existsSync(row.image)) {
-    let present = false;
-    try {
-      const c = openChain(row.image);
-      try {
-        present = c.layers[0].bitmaps.some((b) => b.name === row.checkpoint);
-      } finally {
-        c.close();
-      }
-    } catch {
-      present = false;
-    }
-    if (present) {
-      await tool('qemu-img', ['bitmap', '--remove', row.image, row.checkpoint], row.image);
-      said.push(`removed checkpoint bitmap '${row.checkpoint}' from ${row.image}`);
+  if (said.length) fsyncPath(repo.dir);
+  if (!fs.existsSync(row.image) || (await imageLockState(row.image)) === 'locked') return said;
+  let top: { name: string; inUse: boolean }[] = [];
+  try {
+    top = withChain(row.image, (c) => c.layers[0].bitmaps.map((b) => ({ name: b.name, inUse: b.inUse })));
+  } catch {
+    return said;
+  }
+  if (!listed && row.checkpoint && top.some((b) => b.name === row.checkpoint)) {
+    await tool('qemu-img', ['bitmap', '--remove', row.image, row.checkpoint], row.image);
+    said.push(`removed checkpoint bitmap '${row.checkpoint}' from ${row.image}`);
+  }
+  // A QEMU killed while it had the image open leaves its bitmaps in-use: never to be trusted
+  // again. Those that are this repository's checkpoints are removed (the next backup is a full,
+  // saying why); other programs' bitmaps are left alone.
+  const ours = new Set(repo.manifest.backups.map((b) => b.checkpoint));
+  for (const b of top) {
+    if (b.inUse && ours.has(b.name)) {
+      await tool('qemu-img', ['bitmap', '--remove', row.image, b.name], row.image);
+      said.push(`removed checkpoint bitmap '${b.name}' from ${row.image}: a killed QEMU left it in-use (inconsistent)`);
     }
   }
   return said;
 }
 
+/** A daemon a killed Strata left behind: SIGTERM (QEMU stores the bitmaps and frees the image). */
+async function stopOrphan(pid: number | null, image: string): Promise<string | null> {
+  if (!pid || !pidAlive(pid)) return null;
+  let cmdline = '';
+  try {
+    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return null;
+  }
+  if (!cmdline.includes('qemu-storage-daemon') || !cmdline.includes(image)) return null;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 1000 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
+  if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  return `stopped the storage daemon (pid ${pid}) it left holding ${image}`;
+}
+
 async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void): Promise<void> {
   for (const row of journal.unfinished(repo.dir)) {
-    const said = await cleanupLeftovers(repo, row);
+    const stopped = await stopOrphan(row.daemonPid, row.image);
+    const said = [...(stopped ? [stopped] : []), ...(await cleanupLeftovers(repo, row))];
     journal.set(row.id, 'failed', `cleaned up at a later run: ${said.join('; ') || 'nothing was left'}`);
     note(`backup ${row.backupId} was interrupted (Strata or QEMU stopped mid-backup); ${said.length ? said.join('; ') : 'it left nothing behind'}`);
   }
@@ -163,6 +185,9 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     await recover(repo, journal, note);
     syncCatalog(db, repo);
     const r = resolve(repo, image, o.level, o.since);
+    if ((await imageLockState(image)) === 'locked') {
+      throw new StrataError('E_BAD_INPUT', `${image}: in use by another QEMU (a running VM or tool holds its lock); nothing was written`, { file: image });
+    }
     const id = repo.nextId(r.level);
     const final = path.join(repo.dir, `${id}.qcow2`);
     const partial = path.join(repo.dir, `.partial-${id}.qcow2`);
@@ -184,6 +209,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       await tool('qemu-img', [...create, partial, String(r.virtualSize)], partial);
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
       daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
+      journal.setDaemon(jid, daemon.pid ?? null);
       const qmp = daemon.qmp;
       engine = new JobEngine(qmp, { connection: daemon.socket, store: new JobStore(db), onUpdate: o.onProgress });
       const target = `strata-bk-${id}`;

@@ -134,6 +134,7 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
         partial TEXT NOT NULL,
         final TEXT NOT NULL,
         checkpoint TEXT,
+        daemon_pid INTEGER,
         state TEXT NOT NULL CHECK (state IN ('planned', 'running', 'writing-manifest', 'ok', 'failed', 'cancelled')),
         note TEXT,
         created_at TEXT NOT NULL,
