@@ -5,7 +5,7 @@
 // writes nothing.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { qemuIo } from '../helpers/qemu.ts';
@@ -202,3 +202,35 @@ test('bad input: not a repository, a damaged manifest, an unknown id, an image h
   }
   assert.deepEqual(fingerprint(repo2), before2);
 }, 120000);
+
+test('a full repository disk (a small tmpfs): a clear error, the repository still good', async (ctx) => {
+  const dir = tmp();
+  const repoDir = path.join(dir, 'repo');
+  fs.mkdirSync(repoDir);
+  const mounted = spawnSyncOk('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', repoDir]);
+  if (!mounted) return ctx.skip();
+  try {
+    const disk = makeDisk(dir);
+    qemuIo(disk, ['write -P 0x11 0 1M']);
+    const full = await takeBackup(opts(dir, disk));
+    const truth = truthOf(disk, dir, 'full');
+    const bitmaps = bitmapNames(disk);
+    qemuIo(disk, ['write -P 0x22 4M 16M']);
+    const r = await strata(path.join(dir, 'home'), ['backup', disk, '--repo', repoDir]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /\.partial-inc-2\.qcow2: the backup job failed: No space left on device/);
+    assert.deepEqual(leftovers(repoDir), []);
+    assert.deepEqual(bitmapNames(disk), bitmaps);
+    const v = await strata(path.join(dir, 'home'), ['verify', '--repo', repoDir]);
+    assert.equal(v.code, 0, v.err);
+    const to = path.join(dir, 'full.raw');
+    await restoreBackup({ repo: repoDir, id: full.id, to, format: 'raw', force: false });
+    assert.ok(sameDisk(to, truth));
+  } finally {
+    spawnSyncOk('umount', [repoDir]);
+  }
+}, 60000);
+
+function spawnSyncOk(cmd: string, args: string[]): boolean {
+  return spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
+}
