@@ -98,6 +98,15 @@ function resolve(repo: Repository, image: string, level: Level | null, sinceName
   });
 }
 
+async function fsyncAsync(file: string): Promise<void> {
+  const h = await fs.promises.open(file, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
 /** Removes what an unfinished backup left: its partial (or unlisted final) file and its checkpoint bitmap. */
 export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, 'image' | 'partial' | 'final' | 'checkpoint' | 'backupId'>): Promise<string[]> {
   const said: string[] = [];
@@ -185,9 +194,6 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     await recover(repo, journal, note);
     syncCatalog(db, repo);
     const r = resolve(repo, image, o.level, o.since);
-    if ((await imageLockState(image)) === 'locked') {
-      throw new StrataError('E_BAD_INPUT', `${image}: in use by another QEMU (a running VM or tool holds its lock); nothing was written`, { file: image });
-    }
     const id = repo.nextId(r.level);
     const final = path.join(repo.dir, `${id}.qcow2`);
     const partial = path.join(repo.dir, `.partial-${id}.qcow2`);
@@ -204,12 +210,13 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     };
     o.signal?.addEventListener('abort', onAbort);
     try {
+      // The daemon first: it refuses an image another QEMU holds before anything is created.
+      daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
+      journal.setDaemon(jid, daemon.pid ?? null);
       const create = ['create', '-q', '-f', 'qcow2'];
       if (parent) create.push('-b', parent.file, '-F', 'qcow2');
       await tool('qemu-img', [...create, partial, String(r.virtualSize)], partial);
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
-      daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
-      journal.setDaemon(jid, daemon.pid ?? null);
       const qmp = daemon.qmp;
       engine = new JobEngine(qmp, { connection: daemon.socket, store: new JobStore(db), onUpdate: o.onProgress });
       const target = `strata-bk-${id}`;
@@ -257,8 +264,9 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       jobStarted = false;
       if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node: TOP_NODE, name: `strata-bk-tmp-${id}` });
       await qmp.execute('blockdev-del', { 'node-name': target });
-      // Durable before it is listed: one fsync of the file and of its folder, then the rename.
-      fsyncPath(partial);
+      // Durable before it is listed: one fsync of the file and of its folder, then the rename. The
+      // digests of what the job wrote are taken meanwhile (hashing is CPU, the fsync is the disk).
+      const [digests] = await Promise.all([recordDigests(partial), fsyncAsync(partial)]);
       fs.renameSync(partial, final);
       fsyncPath(repo.dir);
       engine.close();
@@ -267,7 +275,6 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       daemon = null;
       if (exit.code !== 0) throw new StrataError('E_TOOL', `${image}: qemu-storage-daemon exited with ${exit.code ?? exit.signal} while storing the checkpoint bitmap: ${exit.stderr}`, { file: image });
       journal.set(jid, 'writing-manifest');
-      const digests = await recordDigests(final);
       const entry: BackupEntry = {
         id, level: r.level, parent: r.parent, checkpoint, since: r.since, source: { image }, createdAt, finishedAt: new Date().toISOString(),
         file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, consistency: 'offline', state: 'ok', digests,

@@ -5,49 +5,90 @@
 // relative, and names its parent's file.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { StrataError } from '../errors.ts';
 import { openLayer } from '../qcow2/chain.ts';
 import type { BackupEntry, DigestRun, Repository } from './repository.ts';
 import { mapAlone, tool } from './tools.ts';
 
-const CHUNK = 1 << 20;
+/** Digests are taken over pieces of at most this many bytes: verify names the place, and the
+ * pieces are hashed on every core (sha256 is the whole cost: ~330 MB/s a core on the test machine). */
+const PIECE = 8 << 20;
 
-function hashRange(fd: number, offset: number, length: number, buf: Buffer): string | null {
-  const h = createHash('sha256');
-  let done = 0;
-  while (done < length) {
-    const n = fs.readSync(fd, buf, 0, Math.min(CHUNK, length - done), offset + done);
-    if (n === 0) return null; // the file ends before the run: truncated
-    h.update(buf.subarray(0, n));
-    done += n;
+// The hashing worker, as source text so it survives bundling into dist/cli.cjs.
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const fs = require('node:fs');
+const { createHash } = require('node:crypto');
+const fd = fs.openSync(workerData.file, 'r');
+const buf = Buffer.allocUnsafe(1 << 20);
+const out = [];
+try {
+  for (const [i, offset, length] of workerData.ranges) {
+    const h = createHash('sha256');
+    let done = 0;
+    let short = false;
+    while (done < length) {
+      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
+      if (n === 0) { short = true; break; }
+      h.update(buf.subarray(0, n));
+      done += n;
+    }
+    out.push([i, short ? null : h.digest('hex')]);
   }
-  return h.digest('hex');
+} finally {
+  fs.closeSync(fd);
+}
+parentPort.postMessage(out);
+`;
+
+/** sha256 of each [offset, length) of `file` (null where the file ends first), on every core. */
+async function hashRanges(file: string, ranges: { offset: number; length: number }[]): Promise<(string | null)[]> {
+  const n = Math.max(1, Math.min(os.availableParallelism(), 4, ranges.length));
+  const shares: [number, number, number][][] = Array.from({ length: n }, () => []);
+  const load = new Array(n).fill(0);
+  ranges.forEach((r, i) => {
+    const k = load.indexOf(Math.min(...load));
+    shares[k].push([i, r.offset, r.length]);
+    load[k] += r.length;
+  });
+  const out: (string | null)[] = new Array(ranges.length).fill(null);
+  await Promise.all(
+    shares.map(
+      (share) =>
+        new Promise<void>((resolve, reject) => {
+          const w = new Worker(WORKER, { eval: true, workerData: { file, ranges: share } });
+          w.once('message', (res: [number, string | null][]) => {
+            for (const [i, h] of res) out[i] = h;
+            resolve();
+          });
+          w.once('error', (e) => reject(new StrataError('E_IO', `${file}: cannot read: ${e.message}`, { file, cause: e })));
+        }),
+    ),
+  );
+  return out;
 }
 
 export async function recordDigests(file: string): Promise<BackupEntry['digests']> {
   const map = await mapAlone(file);
-  const runs: DigestRun[] = [];
+  const pieces: { start: number; length: number; offset: number }[] = [];
   const unverifiable: { start: number; length: number }[] = [];
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(CHUNK);
-  try {
-    for (const e of map) {
-      if (e.depth !== 0 || !e.data) continue;
-      // Compressed clusters have no fixed host offset in the map: their content is checked by
-      // qemu-img check only.
-      if (e.offset === undefined) {
-        unverifiable.push({ start: e.start, length: e.length });
-        continue;
-      }
-      const sha256 = hashRange(fd, e.offset, e.length, buf);
-      if (sha256 === null) throw new StrataError('E_CORRUPT', `${file}: data at ${e.offset} lies past the end of the file`, { file });
-      runs.push({ start: e.start, length: e.length, offset: e.offset, sha256 });
+  for (const e of map) {
+    if (e.depth !== 0 || !e.data) continue;
+    // Compressed clusters have no fixed host offset in the map: qemu-img check covers them.
+    if (e.offset === undefined) {
+      unverifiable.push({ start: e.start, length: e.length });
+      continue;
     }
-    return { algorithm: 'sha256', fileBytes: fs.fstatSync(fd).size, runs, unverifiable };
-  } finally {
-    fs.closeSync(fd);
+    for (let d = 0; d < e.length; d += PIECE) pieces.push({ start: e.start + d, length: Math.min(PIECE, e.length - d), offset: e.offset + d });
   }
+  const hashes = await hashRanges(file, pieces);
+  const runs: DigestRun[] = pieces.map((p, i) => {
+    if (hashes[i] === null) throw new StrataError('E_CORRUPT', `${file}: data at ${p.offset} lies past the end of the file`, { file });
+    return { ...p, sha256: hashes[i]! };
+  });
+  return { algorithm: 'sha256', fileBytes: fs.statSync(file).size, runs, unverifiable };
 }
 
 export interface VerifyResult {
@@ -93,18 +134,13 @@ export async function verifyBackup(repo: Repository, b: BackupEntry): Promise<Ve
   } catch (e) {
     problems.push(`qemu-img check: ${(e as Error).message}`);
   }
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(CHUNK);
-  try {
-    for (const run of b.digests.runs) {
-      const got = hashRange(fd, run.offset, run.length, buf);
-      checkedBytes += run.length;
-      if (got === null) problems.push(`${file}: the data of disk bytes ${run.start}..${run.start + run.length} is cut off (file truncated)`);
-      else if (got !== run.sha256) problems.push(`${file}: the data of disk bytes ${run.start}..${run.start + run.length} differs from what was written (sha256 mismatch)`);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
+  const hashes = await hashRanges(file, b.digests.runs);
+  b.digests.runs.forEach((run, i) => {
+    checkedBytes += run.length;
+    const where = `the data of disk bytes ${run.start}..${run.start + run.length}`;
+    if (hashes[i] === null) problems.push(`${file}: ${where} is cut off (file truncated)`);
+    else if (hashes[i] !== run.sha256) problems.push(`${file}: ${where} differs from what was written (sha256 mismatch)`);
+  });
   return r();
 }
 
