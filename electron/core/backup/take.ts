@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
 import { JobEngine, type JobView } from '../jobs/engine.ts';
+import { QmpClient } from '../qmp/client.ts';
+import { withFrozenGuest } from './guest-agent.ts';
 import { JobStore } from '../store/jobs.ts';
 import { openDb, type Db } from '../store/db.ts';
 import { allocationExtents, withChain } from '../qcow2/chain.ts';
@@ -22,7 +24,10 @@ import { recordDigests } from './verify.ts';
 import { tool } from './tools.ts';
 
 export interface TakeOptions {
-  image: string;
+  /** an offline image (opened in Strata's own storage daemon)... */
+  image?: string;
+  /** ...or a running QEMU's disk: its QMP socket and the disk's top node */
+  live?: { socket: string; node: string; qga?: string };
   repo: string;
   level: Level | null;
   since: string | null;
@@ -58,18 +63,68 @@ interface Resolved {
   parent: string | null;
   dirtyBytes: number;
   virtualSize: number;
-  sources: { layer: string; bitmap: string; granularity: number }[];
+  /** the bitmaps making up "changes since", each by its layer's file (offline) or node (live) */
+  sources: { layer?: string; node?: string; bitmap: string; granularity: number }[];
+}
+
+function checkDisk(repo: Repository, image: string, virtualSize: number): void {
+  const disk = repo.manifest.disk;
+  if (disk && disk.virtualSize !== virtualSize) {
+    throw new StrataError('E_BAD_INPUT', `${image}: virtual size ${virtualSize} differs from the disk this repository backs up (${disk.image}, ${disk.virtualSize} bytes); one repository per disk`, { file: image });
+  }
+}
+
+function levelOrThrow(repo: Repository, req: Parameters<typeof resolveLevel>[0]) {
+  const r = resolveLevel(req);
+  if (!r.ok) throw new StrataError('E_BAD_INPUT', `${repo.dir}: ${r.error}`, { file: repo.dir });
+  return r;
+}
+
+/** What the chain defines (the union of every layer's allocation): what a full copies. */
+function allocatedBytes(image: string): number {
+  return withChain(image, (chain) => totalBytes(union(chain.layers.map((l) => allocationExtents(l)))));
+}
+
+/**
+ * A running QEMU: its bitmaps on disk are in-use (stale), so the answer comes from QMP. A checkpoint
+ * is usable when the disk's top node holds it recording, consistent and not busy: Strata's
+ * checkpoints are added to the top node and record from then on, so it alone covers every write
+ * since. Anything else (a new overlay on top, a disabled or inconsistent bitmap) is unknown.
+ */
+async function resolveLive(repo: Repository, qmp: QmpClient, node: string, level: Level | null, sinceName: string | null): Promise<Resolved & { image: string }> {
+  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const n = nodes.find((x) => x['node-name'] === node);
+  if (!n) throw new StrataError('E_BAD_INPUT', `${qmp.path}: no block node '${node}' (see query-named-block-nodes)`, { file: qmp.path });
+  if (n.drv !== 'qcow2') throw new StrataError('E_NOT_QCOW2', `${qmp.path}: node '${node}' is ${n.drv}, not qcow2 (checkpoints are qcow2 bitmaps)`, { file: qmp.path });
+  if (typeof n.file !== 'string' || n.file.startsWith('json:')) throw new StrataError('E_UNSUPPORTED', `${qmp.path}: node '${node}' has no plain file name (${n.file})`, { file: qmp.path });
+  const image = path.resolve(n.file);
+  const virtualSize = n.image['virtual-size'] as number;
+  checkDisk(repo, image, virtualSize);
+  const bitmaps = (n['dirty-bitmaps'] ?? []) as any[];
+  const answer = (cp: string): CheckpointAnswer => {
+    const b = bitmaps.find((x) => x.name === cp);
+    if (!b) return { state: 'missing' };
+    const problems = [
+      ...(b.inconsistent ? [`bitmap '${cp}' on node ${node} is inconsistent`] : []),
+      ...(!b.recording ? [`bitmap '${cp}' on node ${node} is disabled: writes since are not tracked`] : []),
+      ...(b.busy ? [`bitmap '${cp}' on node ${node} is busy (in use by a job or an export)`] : []),
+    ];
+    return problems.length ? { state: 'unknown', problems } : { state: 'ok', dirtyBytes: b.count };
+  };
+  const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
+  if (r.since !== null) {
+    const b = bitmaps.find((x) => x.name === r.since);
+    return { ...r, image, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: [{ node, bitmap: r.since, granularity: b.granularity }] };
+  }
+  return { ...r, image, dirtyBytes: allocatedBytes(image), virtualSize, sources: [] };
 }
 
 /** Reads the chain offline and applies the level rules. */
 function resolve(repo: Repository, image: string, level: Level | null, sinceName: string | null): Resolved {
-  return withChain(image, (chain) => {
+  const r = withChain(image, (chain) => {
     const virtualSize = chain.layers[0].virtualSize;
     if (chain.layers[0].format !== 'qcow2') throw new StrataError('E_NOT_QCOW2', `${image}: only qcow2 images can be backed up (checkpoints are qcow2 bitmaps)`, { file: image });
-    const disk = repo.manifest.disk;
-    if (disk && disk.virtualSize !== virtualSize) {
-      throw new StrataError('E_BAD_INPUT', `${image}: virtual size ${virtualSize} differs from the disk this repository backs up (${disk.image}, ${disk.virtualSize} bytes); one repository per disk`, { file: image });
-    }
+    checkDisk(repo, image, virtualSize);
     const contents = new ChainContents(chain);
     const answers = new Map<string, ReturnType<typeof since> | null>();
     const ask = (cp: string) => {
@@ -81,21 +136,11 @@ function resolve(repo: Repository, image: string, level: Level | null, sinceName
       if (s === null) return { state: 'missing' };
       return s.extents ? { state: 'ok', dirtyBytes: totalBytes(s.extents) } : { state: 'unknown', problems: s.problems };
     };
-    const r = resolveLevel({ requested: level, since: sinceName, points: repo.points, answer });
-    if (!r.ok) throw new StrataError('E_BAD_INPUT', `${repo.dir}: ${r.error}`, { file: repo.dir });
-    if (r.since !== null) {
-      const s = ask(r.since)!;
-      return {
-        ...r,
-        dirtyBytes: r.dirtyBytes ?? 0,
-        virtualSize,
-        sources: s.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name, granularity: x.bitmap.granularity })),
-      };
-    }
-    // A full copies what the chain defines: the union of every layer's allocation.
-    const allocated = totalBytes(union(chain.layers.map((l) => allocationExtents(l))));
-    return { ...r, dirtyBytes: allocated, virtualSize, sources: [] };
+    const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
+    const sources = r.since === null ? [] : ask(r.since)!.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name, granularity: x.bitmap.granularity }));
+    return { ...r, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources };
   });
+  return r.since === null ? { ...r, dirtyBytes: allocatedBytes(image) } : r;
 }
 
 async function fsyncAsync(file: string): Promise<void> {
@@ -158,10 +203,15 @@ async function stopOrphan(pid: number | null, image: string): Promise<string | n
   return `stopped the storage daemon (pid ${pid}) it left holding ${image}`;
 }
 
-async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void): Promise<void> {
+async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void, live: { qmp: QmpClient; node: string } | null): Promise<void> {
   for (const row of journal.unfinished(repo.dir)) {
     const stopped = await stopOrphan(row.daemonPid, row.image);
     const said = [...(stopped ? [stopped] : []), ...(await cleanupLeftovers(repo, row))];
+    // A backup of a running VM: its checkpoint lives in that QEMU until it shuts down.
+    if (live && row.checkpoint && !repo.manifest.backups.some((b) => b.checkpoint === row.checkpoint)) {
+      const removed = await live.qmp.execute('block-dirty-bitmap-remove', { node: live.node, name: row.checkpoint }).then(() => true, () => false);
+      if (removed) said.push(`removed checkpoint bitmap '${row.checkpoint}' from node ${live.node} of ${live.qmp.path}`);
+    }
     journal.set(row.id, 'failed', `cleaned up at a later run: ${said.join('; ') || 'nothing was left'}`);
     note(`backup ${row.backupId} was interrupted (Strata or QEMU stopped mid-backup); ${said.length ? said.join('; ') : 'it left nothing behind'}`);
   }
@@ -169,21 +219,30 @@ async function recover(repo: Repository, journal: BackupJournal, note: (s: strin
 
 export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
   const t0 = performance.now();
-  const image = path.resolve(o.image);
-  if (!fs.existsSync(image)) throw new StrataError('E_NOT_FOUND', `${image}: no such file`, { file: image });
+  if (!o.image === !o.live) throw new StrataError('E_BAD_INPUT', 'name the disk either as an IMAGE or as --socket PATH --node NODE');
+  const offline = o.image ? path.resolve(o.image) : null;
+  if (offline && !fs.existsSync(offline)) throw new StrataError('E_NOT_FOUND', `${offline}: no such file`, { file: offline });
   const repo = Repository.open(o.repo, { create: true });
   const notes: string[] = [];
   const note = (s: string) => {
     notes.push(s);
     o.onNote?.(s);
   };
+  // A running QEMU is reached over its QMP socket for the whole backup (also to look).
+  const liveQmp = o.live ? await QmpClient.connect(path.resolve(o.live.socket)) : null;
+  const node = o.live ? o.live.node : TOP_NODE;
+  const decide = async () => (liveQmp ? resolveLive(repo, liveQmp, node, o.level, o.since) : { ...resolve(repo, offline!, o.level, o.since), image: offline! });
   if (o.dryRun) {
-    const r = resolve(repo, image, o.level, o.since);
-    const id = repo.nextId(r.level);
-    return {
-      id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.level === 'copy' ? null : `(new, named at backup time)`, since: r.since,
-      file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, dryRun: true, notes,
-    };
+    try {
+      const r = await decide();
+      const id = repo.nextId(r.level);
+      return {
+        id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.level === 'copy' ? null : `(new, named at backup time)`, since: r.since,
+        file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, dryRun: true, notes,
+      };
+    } finally {
+      await liveQmp?.close();
+    }
   }
   repo.lock();
   let db: Db | null = null;
@@ -191,9 +250,10 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     if (repo.lockNote) note(repo.lockNote);
     db = openDb(path.join(o.dataDir, 'strata.db'));
     const journal = new BackupJournal(db);
-    await recover(repo, journal, note);
+    await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null);
     syncCatalog(db, repo);
-    const r = resolve(repo, image, o.level, o.since);
+    const r = await decide();
+    const image = r.image;
     const id = repo.nextId(r.level);
     const final = path.join(repo.dir, `${id}.qcow2`);
     const partial = path.join(repo.dir, `.partial-${id}.qcow2`);
@@ -206,19 +266,21 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     const jobId = `strata-backup-${process.pid}-${Date.now().toString(36)}`;
     let jobStarted = false;
     const onAbort = () => {
-      if (engine && jobStarted) void daemon?.qmp.execute('job-cancel', { id: jobId }).catch(() => {});
+      if (engine && jobStarted) void (liveQmp ?? daemon?.qmp)?.execute('job-cancel', { id: jobId }).catch(() => {});
     };
     o.signal?.addEventListener('abort', onAbort);
     try {
       // The daemon first: it refuses an image another QEMU holds before anything is created.
-      daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
-      journal.setDaemon(jid, daemon.pid ?? null);
+      if (!liveQmp) {
+        daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
+        journal.setDaemon(jid, daemon.pid ?? null);
+      }
       const create = ['create', '-q', '-f', 'qcow2'];
       if (parent) create.push('-b', parent.file, '-F', 'qcow2');
       await tool('qemu-img', [...create, partial, String(r.virtualSize)], partial);
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
-      const qmp = daemon.qmp;
-      engine = new JobEngine(qmp, { connection: daemon.socket, store: new JobStore(db), onUpdate: o.onProgress });
+      const qmp = liveQmp ?? daemon!.qmp;
+      engine = new JobEngine(qmp, { connection: qmp.path, store: new JobStore(db), onUpdate: o.onProgress });
       const target = `strata-bk-${id}`;
       await qmp.execute('blockdev-add', {
         driver: 'qcow2',
@@ -231,21 +293,23 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       });
       const actions: { type: string; data: Record<string, unknown> }[] = [];
       const granularity = r.sources[0]?.granularity;
-      if (checkpoint) actions.push({ type: 'block-dirty-bitmap-add', data: { node: TOP_NODE, name: checkpoint, persistent: true, ...(granularity ? { granularity } : {}) } });
-      const backup: Record<string, unknown> = { device: TOP_NODE, target, 'job-id': jobId, 'auto-dismiss': false, sync: 'full' };
+      if (checkpoint) actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: checkpoint, persistent: true, ...(granularity ? { granularity } : {}) } });
+      const backup: Record<string, unknown> = { device: node, target, 'job-id': jobId, 'auto-dismiss': false, sync: 'full' };
       if (r.since !== null) {
         // Changes since the checkpoint: its bitmaps in every layer (the checkpoint math's sources),
         // merged into one transient bitmap on the top node inside the same transaction.
         const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
-        const nodeOf = (layer: string) => {
+        const nodeOf = (src: Resolved['sources'][number]) => {
+          if (src.node) return src.node;
+          const layer = src.layer!;
           const n = nodes.find((x) => x.drv === 'qcow2' && typeof x.file === 'string' && path.resolve(x.file) === layer);
           if (!n) throw new StrataError('E_INTERNAL', `${image}: layer ${layer} is not open in the storage daemon`, { file: image });
           return n['node-name'] as string;
         };
         const tmp = `strata-bk-tmp-${id}`;
         const g = Math.min(...r.sources.map((s) => s.granularity));
-        actions.push({ type: 'block-dirty-bitmap-add', data: { node: TOP_NODE, name: tmp, persistent: false, disabled: true, granularity: g } });
-        actions.push({ type: 'block-dirty-bitmap-merge', data: { node: TOP_NODE, target: tmp, bitmaps: r.sources.map((s) => ({ node: nodeOf(s.layer), name: s.bitmap })) } });
+        actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: tmp, persistent: false, disabled: true, granularity: g } });
+        actions.push({ type: 'block-dirty-bitmap-merge', data: { node, target: tmp, bitmaps: r.sources.map((s) => ({ node: nodeOf(s), name: s.bitmap })) } });
         Object.assign(backup, { sync: 'bitmap', bitmap: tmp, 'bitmap-mode': 'never' });
       }
       if (o.compress) backup.compress = true;
@@ -253,7 +317,10 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       actions.push({ type: 'blockdev-backup', data: backup });
       engine.adopt(jobId, 'backup', backup);
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
-      await qmp.execute('transaction', { actions });
+      // With a guest agent, the guest's filesystems are frozen around the transaction only (the
+      // backup job copies the point in time the transaction fixed), and always thawed.
+      if (o.live?.qga) await withFrozenGuest(path.resolve(o.live.qga), () => qmp.execute('transaction', { actions }));
+      else await qmp.execute('transaction', { actions });
       jobStarted = true;
       if (o.signal?.aborted) onAbort();
       const done = await engine.waitFor(jobId, (j) => j.state === 'concluded', 24 * 3600 * 1000);
@@ -262,7 +329,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       }
       await engine.verb(jobId, 'dismiss');
       jobStarted = false;
-      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node: TOP_NODE, name: `strata-bk-tmp-${id}` });
+      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: `strata-bk-tmp-${id}` });
       await qmp.execute('blockdev-del', { 'node-name': target });
       // Durable before it is listed: one fsync of the file and of its folder, then the rename. The
       // digests of what the job wrote are taken meanwhile (hashing is CPU, the fsync is the disk).
@@ -271,13 +338,13 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       fsyncPath(repo.dir);
       engine.close();
       engine = null;
-      const exit = await daemon.stop();
+      const exit = daemon ? await daemon.stop() : { code: 0, signal: null, stderr: '' };
       daemon = null;
       if (exit.code !== 0) throw new StrataError('E_TOOL', `${image}: qemu-storage-daemon exited with ${exit.code ?? exit.signal} while storing the checkpoint bitmap: ${exit.stderr}`, { file: image });
       journal.set(jid, 'writing-manifest');
       const entry: BackupEntry = {
         id, level: r.level, parent: r.parent, checkpoint, since: r.since, source: { image }, createdAt, finishedAt: new Date().toISOString(),
-        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, consistency: 'offline', state: 'ok', digests,
+        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, consistency: !liveQmp ? 'offline' : o.live?.qga ? 'frozen' : 'crash', state: 'ok', digests,
       };
       repo.manifest.disk ??= { image, virtualSize: r.virtualSize };
       repo.manifest.backups.push(entry);
@@ -296,11 +363,18 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     } catch (e) {
       // Cancel the job (QEMU would on quit too), stop the daemon so the image is free, then remove
       // the partial file and the checkpoint bitmap the transaction added.
-      if (daemon && jobStarted) {
-        await daemon.qmp.execute('job-cancel', { id: jobId }).catch(() => {});
+      const q = liveQmp ?? daemon?.qmp;
+      if (q && jobStarted) {
+        await q.execute('job-cancel', { id: jobId }).catch(() => {});
         await engine?.waitFor(jobId, (j) => j.state === 'concluded' || j.state === 'null', 30000).catch(() => {});
+        await q.execute('job-dismiss', { id: jobId }).catch(() => {});
       }
       engine?.close();
+      if (liveQmp) {
+        // The VM keeps running: undo in its QEMU what the transaction added, and close the target.
+        for (const name of [checkpoint, `strata-bk-tmp-${id}`]) if (name) await liveQmp.execute('block-dirty-bitmap-remove', { node, name }).catch(() => {});
+        await liveQmp.execute('blockdev-del', { 'node-name': `strata-bk-${id}` }).catch(() => {});
+      }
       if (daemon) await daemon.stop().catch(() => {});
       let said: string[] = [];
       try {
@@ -319,5 +393,6 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
   } finally {
     db?.close();
     repo.unlock();
+    await liveQmp?.close();
   }
 }

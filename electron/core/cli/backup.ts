@@ -12,6 +12,7 @@ import type { JobView } from '../jobs/engine.ts';
 
 export const BACKUP_HELP = {
   backup: `Usage: strata backup IMAGE --repo DIR [--level full|inc|diff|copy] [--since NAME] [--compress] [--dry-run] [--json]
+       strata backup --socket PATH --node NODE [--qga PATH] --repo DIR [...]
 
 Backs up the disk IMAGE (its whole backing chain, as the guest sees it) into the repository DIR
 (a folder, one per disk; created when missing or empty). QEMU copies the data: IMAGE is opened in
@@ -24,6 +25,10 @@ transaction that starts the copy.
   --level copy   everything, no checkpoint (outside the chain of backups)
   --compress     compressed qcow2 clusters in the backup file
   --dry-run      print the level, the checkpoint it starts from and the bytes to copy; write nothing
+
+--socket PATH --node NODE backs up a running QEMU's disk (NODE: its top node) through that QEMU;
+the backup is crash-consistent, or, with --qga PATH (the guest agent's socket), taken with the
+guest's filesystems frozen around the transaction (always thawed again).
 
 When the changes since the needed checkpoint cannot be known (an overlay made outside Strata, an
 in-use bitmap, ...), inc and diff fall back to full and say why ("fallback"). A backup that does not
@@ -70,10 +75,15 @@ function progressDrawer(): ((j: JobView) => void) | undefined {
 export async function cmdBackup(argv: string[], out: Out): Promise<void> {
   const a = parseArgs(argv, { flags: ['compress', 'dry-run'], options: ['repo', 'level', 'since', 'socket', 'node', 'qga'] });
   if (a.flags.has('help')) return out.write(BACKUP_HELP.backup + '\n');
-  if (a.options.has('socket') || a.options.has('node') || a.options.has('qga')) {
-    throw new StrataError('E_UNSUPPORTED', 'backing up a running QEMU (--socket/--node/--qga) is not built yet; back up the offline IMAGE');
+  const socket = a.options.get('socket');
+  const node = a.options.get('node');
+  if (socket) {
+    if (a.positionals.length) throw new StrataError('E_BAD_INPUT', 'with --socket, name the disk with --node NODE, not an image path');
+    if (!node) throw new StrataError('E_BAD_INPUT', '--socket needs --node NODE (the top node of the disk; see query-named-block-nodes)');
+  } else {
+    if (node || a.options.has('qga')) throw new StrataError('E_BAD_INPUT', '--node and --qga need --socket PATH (a running QEMU)');
+    if (a.positionals.length !== 1) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata backup --help');
   }
-  if (a.positionals.length !== 1) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata backup --help');
   const repo = repoOption(a, 'backup');
   const lv = a.options.get('level') ?? null;
   if (lv !== null && !isLevel(lv)) throw new StrataError('E_BAD_INPUT', `--level ${lv}: expected full, inc, diff or copy`);
@@ -86,7 +96,8 @@ export async function cmdBackup(argv: string[], out: Out): Promise<void> {
   const draw = progressDrawer();
   try {
     const r = await takeBackup({
-      image: a.positionals[0],
+      image: socket ? undefined : a.positionals[0],
+      live: socket ? { socket, node: node!, qga: a.options.get('qga') } : undefined,
       repo,
       level: lv as Level | null,
       since: a.options.get('since') ?? null,
