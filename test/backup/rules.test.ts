@@ -1,6 +1,11 @@
-// The backup rules as data, without QEMU: states, level resolution, retention.
-import { test } from 'vitest';
+// The backup rules as data, without QEMU: states, level resolution, retention; and the digest hashers.
+import { test, onTestFinished } from 'vitest';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { hashRanges } from '../../electron/core/backup/verify.ts';
 import { BACKUP_STATES, canMove, needsCleanup, resolveLevel, selectRetention, ancestry, type PointFacts, type CheckpointAnswer } from '../../electron/core/backup/rules.ts';
 
 const ok = (dirtyBytes: number): CheckpointAnswer => ({ state: 'ok', dirtyBytes });
@@ -73,4 +78,18 @@ test('retention keeps what the kept points need to be restored', () => {
     ['inc-6', 'keep-weekly 2026-W03'],
   ]);
   assert.deepEqual(selectRetention(points, { keepLast: 0, keepDaily: 0, keepWeekly: 0 }).remove.length, 6);
+});
+
+test('digests: OpenSSL and Node hash the same ranges alike (Node is the fallback without openssl)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hash-'));
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'data');
+  fs.writeFileSync(f, Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7) & 0xff)));
+  const ranges = [{ offset: 0, length: 65536 }, { offset: 1000, length: 2 << 20 }, { offset: 3 << 20, length: 4096 }];
+  const a = await hashRanges(f, ranges, 'openssl');
+  const b = await hashRanges(f, ranges, 'node');
+  assert.deepEqual(a.slice(0, 2), b.slice(0, 2));
+  assert.equal(a[0], createHash('sha256').update(fs.readFileSync(f).subarray(0, 65536)).digest('hex'));
+  assert.equal(b[2], null, 'Node reports a range past the end');
+  assert.equal(a[2], createHash('sha256').update(Buffer.alloc(0)).digest('hex'), 'OpenSSL hashes what is there: no longer the recorded digest');
 });

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { spawn, spawnSync } from 'node:child_process';
 import { StrataError } from '../errors.ts';
 import { openLayer } from '../qcow2/chain.ts';
 import type { BackupEntry, DigestRun, Repository } from './repository.ts';
@@ -14,7 +15,7 @@ import { mapAlone, tool } from './tools.ts';
 
 /** Digests are taken over pieces of at most this many bytes: verify names the place, and the
  * pieces are hashed on every core (sha256 is the whole cost: ~330 MB/s a core on the test machine). */
-const PIECE = 8 << 20;
+const PIECE = 32 << 20;
 
 // The hashing worker, as source text so it survives bundling into dist/cli.cjs.
 const WORKER = `
@@ -43,9 +44,53 @@ try {
 parentPort.postMessage(out);
 `;
 
+let opensslOk: boolean | null = null;
+function haveOpenssl(): boolean {
+  return (opensslOk ??= spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0);
+}
+
+/**
+ * sha256 of one range through `dd | openssl dgst` (argument arrays, the pipe passed between the two
+ * children): OpenSSL's own build hashes ~3× faster than Node's on the test machine. A range cut off
+ * by the end of the file hashes what is there, so it no longer matches.
+ */
+function opensslRange(file: string, offset: number, length: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const dd = spawn('dd', [`if=${file}`, 'iflag=skip_bytes,count_bytes', `skip=${offset}`, `count=${length}`, 'bs=1M', 'status=none'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const h = spawn('openssl', ['dgst', '-sha256', '-r'], { stdio: [dd.stdout, 'pipe', 'ignore'] });
+    // openssl has its own copy of the pipe: close ours, or dd's 'close' would wait for it forever.
+    dd.stdout.destroy();
+    let out = '';
+    h.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exit = (c: ReturnType<typeof spawn>) => new Promise<number | null>((res, rej) => {
+      c.once('error', rej);
+      c.once('close', res);
+    });
+    Promise.all([exit(dd), exit(h)]).then(
+      ([ddCode, code]) => {
+        const hex = out.split(' ')[0].trim();
+        if (code !== 0 || ddCode !== 0 || !/^[0-9a-f]{64}$/.test(hex)) {
+          return reject(new StrataError('E_IO', `${file}: cannot read bytes ${offset}..${offset + length} (dd exit ${ddCode}, openssl exit ${code})`, { file }));
+        }
+        resolve(hex);
+      },
+      (e: Error) => reject(new StrataError('E_IO', `${file}: cannot read bytes ${offset}..${offset + length}: ${e.message}`, { file, cause: e })),
+    );
+  });
+}
+
 /** sha256 of each [offset, length) of `file` (null where the file ends first), on every core. */
-async function hashRanges(file: string, ranges: { offset: number; length: number }[]): Promise<(string | null)[]> {
+export async function hashRanges(file: string, ranges: { offset: number; length: number }[], via: 'openssl' | 'node' | 'auto' = 'auto'): Promise<(string | null)[]> {
   const n = Math.max(1, Math.min(os.availableParallelism(), 4, ranges.length));
+  if (via === 'openssl' || (via === 'auto' && haveOpenssl())) {
+    const out: (string | null)[] = new Array(ranges.length).fill(null);
+    let next = 0;
+    const lane = async () => {
+      for (let i = next++; i < ranges.length; i = next++) out[i] = await opensslRange(file, ranges[i].offset, ranges[i].length);
+    };
+    await Promise.all(Array.from({ length: n }, lane));
+    return out;
+  }
   const shares: [number, number, number][][] = Array.from({ length: n }, () => []);
   const load = new Array(n).fill(0);
   ranges.forEach((r, i) => {
