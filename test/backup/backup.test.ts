@@ -12,7 +12,7 @@ import { Repository } from '../../electron/core/backup/repository.ts';
 import { openDb } from '../../electron/core/store/db.ts';
 import { allocationExtents, withChain } from '../../electron/core/qcow2/chain.ts';
 import { totalBytes } from '../../electron/core/extents.ts';
-import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata } from './helpers.ts';
+import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint } from './helpers.ts';
 
 function opts(dir: string, image: string, extra: Partial<TakeOptions> = {}): TakeOptions {
   return { image, repo: path.join(dir, 'repo'), level: null, since: null, compress: false, dryRun: false, dataDir: path.join(dir, 'home'), ...extra };
@@ -180,4 +180,42 @@ test('compress and copy: a compressed full restores exactly; copy adds no checkp
   qemuIo(disk, ['write -P 0x22 1M 64k']);
   const inc = await takeBackup(opts(dir, disk));
   expect(inc.since).toBe(full.checkpoint);
+}, 60000);
+
+test('prune: a plan first; with --yes the manifest, then the files; every remaining point restores', async () => {
+  const dir = tmp();
+  const home = path.join(dir, 'home');
+  const repo = path.join(dir, 'repo');
+  const disk = makeDisk(dir);
+  qemuIo(disk, ['write -P 0x11 0 1M']);
+  await takeBackup(opts(dir, disk));
+  qemuIo(disk, ['write -P 0x12 1M 64k']);
+  await takeBackup(opts(dir, disk));
+  qemuIo(disk, ['write -P 0x13 2M 64k']);
+  await takeBackup(opts(dir, disk, { level: 'full' }));
+  qemuIo(disk, ['write -P 0x14 3M 64k']);
+  const last = await takeBackup(opts(dir, disk));
+  const truth = truthOf(disk, dir, 'last');
+  const before = fingerprint(repo);
+  let r = await strata(home, ['prune', '--repo', repo, '--keep-last', '1', '--json']);
+  assert.equal(r.code, 0, r.err);
+  let plan = JSON.parse(r.out);
+  assert.equal(plan.applied, false);
+  assert.deepEqual(plan.keep.map((k: any) => [k.id, k.why]), [['full-3', ['needed to restore inc-4']], ['inc-4', ['keep-last']]]);
+  assert.deepEqual(plan.remove.map((x: any) => x.id), ['full-1', 'inc-2']);
+  assert.deepEqual(fingerprint(repo), before, 'the plan removes nothing');
+  r = await strata(home, ['prune', '--repo', repo, '--keep-last', '1', '--yes', '--json']);
+  plan = JSON.parse(r.out);
+  assert.equal(plan.applied, true);
+  assert.deepEqual(fs.readdirSync(repo).sort(), ['full-3.qcow2', 'inc-4.qcow2', 'strata-backups.json']);
+  assert.equal((await strata(home, ['verify', '--repo', repo])).code, 0);
+  await restoreBackup({ repo, id: last.id, to: path.join(dir, 'last.raw'), format: 'raw', force: false });
+  assert.ok(sameDisk(path.join(dir, 'last.raw'), truth));
+  qemuIo(disk, ['write -P 0x15 4M 64k']);
+  const next = await takeBackup(opts(dir, disk));
+  assert.equal(next.level, 'inc');
+  assert.equal(next.since, last.checkpoint);
+  r = await strata(home, ['prune', '--repo', repo]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /needs at least one of --keep-last/);
 }, 60000);

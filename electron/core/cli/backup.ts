@@ -44,6 +44,13 @@ Lists the backups of repository DIR, oldest first.
 Restores backup ID to a new standalone image PATH (default format qcow2), thin: unallocated and
 zero areas stay so. An existing PATH is only overwritten with --force.
 --json: {"id","to","bytes"} (bytes: space the restored file takes on disk)`,
+  prune: `Usage: strata prune --repo DIR [--keep-last N] [--keep-daily N] [--keep-weekly N] [--yes] [--json]
+
+Removes the backups the policy does not keep: --keep-last N newest, the newest of each of the N newest
+days (--keep-daily) and weeks (--keep-weekly), and every backup a kept one needs to be restored (its
+parents down to the full). Without --yes the plan is printed and nothing is removed. The manifest is
+rewritten first, then the files are deleted. Checkpoint bitmaps of removed backups stay in the disk.
+--json: {"applied","keep":[{"id","why"}],"remove":[{"id","file","bytes"}],"orphans":[ABS],"freedBytes"}`,
   verify: `Usage: strata verify --repo DIR [ID] [--json]
 
 Checks every backup (or only ID): qemu-img check of its file, its backing link (present, relative,
@@ -165,4 +172,27 @@ export async function cmdVerify(argv: string[], out: Out): Promise<void> {
   if (bad.length) {
     throw new StrataError('E_CORRUPT', `${repo.dir}: damaged backups: ${bad.map((r) => `${r.id} (${r.file}): ${r.problems[0]}`).join('; ')}`, { file: bad[0].file });
   }
+}
+
+export async function cmdPrune(argv: string[], out: Out): Promise<void> {
+  const a = parseArgs(argv, { flags: ['yes'], options: ['repo', 'keep-last', 'keep-daily', 'keep-weekly'] });
+  if (a.flags.has('help')) return out.write(BACKUP_HELP.prune + '\n');
+  if (a.positionals.length) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata prune --help');
+  const n = (k: string) => {
+    const v = a.options.get(k);
+    if (v === undefined) return 0;
+    if (!/^\d+$/.test(v)) throw new StrataError('E_BAD_INPUT', `--${k} ${v}: expected a whole number`);
+    return Number(v);
+  };
+  const policy = { keepLast: n('keep-last'), keepDaily: n('keep-daily'), keepWeekly: n('keep-weekly') };
+  if (policy.keepLast + policy.keepDaily + policy.keepWeekly === 0) {
+    throw new StrataError('E_BAD_INPUT', 'strata prune needs at least one of --keep-last, --keep-daily, --keep-weekly above 0 (it never removes every backup)');
+  }
+  const { prune } = await import('../backup/prune.ts');
+  const p = prune(repoOption(a, 'prune'), policy, a.flags.has('yes'));
+  if (a.flags.has('json')) return out.write(JSON.stringify(p, null, 2) + '\n');
+  for (const k of p.keep) out.write(`keep    ${k.id}: ${k.why.join(', ')}\n`);
+  for (const r of p.remove) out.write(`${p.applied ? 'removed' : 'remove '} ${r.id}: ${r.file} (${humanBytes(r.bytes)})\n`);
+  for (const o of p.orphans) out.write(`${p.applied ? 'removed' : 'remove '} ${o} (not listed in the manifest)\n`);
+  if (!p.applied && (p.remove.length || p.orphans.length)) out.write(`\nNothing was removed. Run again with --yes to free ${humanBytes(p.freedBytes)}.\n`);
 }

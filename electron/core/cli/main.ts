@@ -43,6 +43,8 @@ Commands:
   restore --repo DIR ID --to PATH [--format qcow2|raw] [--force]
                               restore a backup to a new standalone image
   verify --repo DIR [ID]      check backup files, backing links and the digests of their data
+  prune --repo DIR --keep-last N [--keep-daily N] [--keep-weekly N] [--yes]
+                              remove backups the policy does not keep (plan without --yes)
   history                     every change Strata made, with its plan and the QMP exchanged
   jobs                        the block jobs Strata recorded
   jobs --socket PATH          the jobs of a running QEMU now: state, progress, allowed verbs
@@ -240,6 +242,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'backups') (await import('./backup.ts')).cmdBackups(rest, out);
     else if (cmd === 'restore') await (await import('./backup.ts')).cmdRestore(rest, out);
     else if (cmd === 'verify') await (await import('./backup.ts')).cmdVerify(rest, out);
+    else if (cmd === 'prune') await (await import('./backup.ts')).cmdPrune(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') await cmdBitmapShow(more, out);
