@@ -40,6 +40,14 @@ Commands:
   repair IMAGE [--yes]        what breaks the chain's checkpoints, and the plan that repairs it
   snapshot IMAGE NEW_TOP [--checkpoint NAME] [--yes]
                               a new overlay on IMAGE that keeps every checkpoint
+  backup IMAGE --repo DIR [--level full|inc|diff|copy] [--since NAME] [--compress] [--dry-run]
+                              back up a disk into a repository folder (QEMU copies the data)
+  backups --repo DIR          the backups in a repository, oldest first
+  restore --repo DIR ID --to PATH [--format qcow2|raw] [--force]
+                              restore a backup to a new standalone image
+  verify --repo DIR [ID]      check backup files, backing links and the digests of their data
+  prune --repo DIR --keep-last N [--keep-daily N] [--keep-weekly N] [--yes]
+                              remove backups the policy does not keep (plan without --yes)
   history                     every change Strata made, with its plan and the QMP exchanged
   jobs                        the block jobs Strata recorded
   jobs --socket PATH          the jobs of a running QEMU now: state, progress, allowed verbs
@@ -236,6 +244,11 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'commit') await (await import('./commit.ts')).cmdCommit(rest, out);
     else if (cmd === 'repair') await (await import('./repair.ts')).cmdRepair(rest, out);
     else if (cmd === 'snapshot') await (await import('./snapshot.ts')).cmdSnapshot(rest, out);
+    else if (cmd === 'backup') await (await import('./backup.ts')).cmdBackup(rest, out);
+    else if (cmd === 'backups') (await import('./backup.ts')).cmdBackups(rest, out);
+    else if (cmd === 'restore') await (await import('./backup.ts')).cmdRestore(rest, out);
+    else if (cmd === 'verify') await (await import('./backup.ts')).cmdVerify(rest, out);
+    else if (cmd === 'prune') await (await import('./backup.ts')).cmdPrune(rest, out);
     else if (cmd === 'bitmap') {
       const [sub, ...more] = rest;
       if (sub === 'show') await cmdBitmapShow(more, out);

@@ -96,6 +96,14 @@ export class JobEngine {
     return view(t);
   }
 
+  /** Follow a job that a QMP `transaction` is about to start (blockdev-backup inside one): call before sending it. */
+  adopt(id: string, type: string, args: unknown): JobView {
+    const t = this.track(id, type);
+    t.record = this.opts.store?.create(id, this.opts.connection, type, args, 'undefined') ?? null;
+    this.ensurePolling();
+    return view(t);
+  }
+
   /** A verb, only where QEMU's table allows it in the job's current state. */
   async verb(id: string, verb: JobVerb, extra: Record<string, unknown> = {}): Promise<void> {
     const t = this.jobs.get(id);

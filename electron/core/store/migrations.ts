@@ -105,4 +105,42 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
         WHERE spec_json LIKE '{"kind":"job"%' AND note IS NOT NULL;
     `,
   },
+  {
+    version: 6,
+    sql: `
+      -- Backups: the catalog mirrors each repository's manifest (rebuilt from it); the journal holds
+      -- backups in flight, written before the first QMP command, so a crash is cleaned up next time.
+      CREATE TABLE backup_catalog (
+        repo TEXT NOT NULL,
+        id TEXT NOT NULL,
+        level TEXT NOT NULL CHECK (level IN ('full', 'inc', 'diff', 'copy')),
+        parent TEXT,
+        checkpoint TEXT,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        file TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        dirty_bytes INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        consistency TEXT NOT NULL CHECK (consistency IN ('crash', 'frozen', 'offline')),
+        PRIMARY KEY (repo, id)
+      );
+      CREATE TABLE backup_journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        repo TEXT NOT NULL,
+        backup_id TEXT NOT NULL,
+        image TEXT NOT NULL,
+        partial TEXT NOT NULL,
+        final TEXT NOT NULL,
+        checkpoint TEXT,
+        daemon_pid INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('planned', 'running', 'writing-manifest', 'ok', 'failed', 'cancelled')),
+        note TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+      );
+      CREATE INDEX backup_journal_repo ON backup_journal(repo, state);
+    `,
+  },
 ];

@@ -1,0 +1,273 @@
+// A backup repository: a folder the user picks, one per disk chain, holding plain qcow2 files and a
+// versioned manifest (strata-backups.json) that makes the folder self-describing. The manifest is
+// written atomically (temp file, fsync, rename, fsync of the folder); a lock file (O_EXCL, holding
+// the pid) keeps two Strata processes from writing one repository. The SQLite catalog mirrors the
+// manifest for the app and is rebuilt from it whenever the repository is opened.
+import fs from 'node:fs';
+import path from 'node:path';
+import { StrataError } from '../errors.ts';
+import type { Db } from '../store/db.ts';
+import { isLevel, type Level, type PointFacts } from './rules.ts';
+
+export const MANIFEST = 'strata-backups.json';
+export const LOCK = 'strata-backups.lock';
+export const MANIFEST_VERSION = 1;
+
+export type Consistency = 'crash' | 'frozen' | 'offline';
+
+/** sha256 of one run of host bytes of the backup's own file (the data it wrote). */
+export interface DigestRun {
+  start: number;
+  length: number;
+  offset: number;
+  sha256: string;
+}
+
+export interface BackupEntry {
+  id: string;
+  level: Level;
+  parent: string | null;
+  checkpoint: string | null;
+  since: string | null;
+  source: { image: string };
+  createdAt: string;
+  finishedAt: string;
+  /** file name inside the repository */
+  file: string;
+  bytes: number;
+  dirtyBytes: number;
+  consistency: Consistency;
+  state: 'ok';
+  digests: { algorithm: 'sha256'; fileBytes: number; runs: DigestRun[]; unverifiable: { start: number; length: number }[] };
+}
+
+export interface Manifest {
+  version: number;
+  disk: { image: string; virtualSize: number } | null;
+  backups: BackupEntry[];
+}
+
+export function fsyncPath(p: string): void {
+  const fd = fs.openSync(p, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function isDamaged(file: string, why: string): StrataError {
+  return new StrataError('E_CORRUPT', `${file}: damaged backup manifest: ${why}; nothing was written`, { file });
+}
+
+function validate(file: string, doc: unknown): Manifest {
+  const m = doc as Manifest;
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw isDamaged(file, 'not a JSON object');
+  if (m.version !== MANIFEST_VERSION) {
+    if (typeof m.version === 'number' && m.version > MANIFEST_VERSION) {
+      throw new StrataError('E_UNSUPPORTED', `${file}: manifest version ${m.version} is from a newer Strata (this one reads ${MANIFEST_VERSION})`, { file });
+    }
+    throw isDamaged(file, `unknown version ${JSON.stringify(m.version)}`);
+  }
+  if (!Array.isArray(m.backups)) throw isDamaged(file, '"backups" is not a list');
+  const ids = new Set<string>();
+  for (const b of m.backups) {
+    if (typeof b !== 'object' || b === null || typeof b.id !== 'string' || !/^[a-z]+-\d+$/.test(b.id)) throw isDamaged(file, `a backup has no valid id`);
+    if (ids.has(b.id)) throw isDamaged(file, `backup ${b.id} is listed twice`);
+    ids.add(b.id);
+    if (!isLevel(b.level)) throw isDamaged(file, `backup ${b.id} has level ${JSON.stringify(b.level)}`);
+    if (typeof b.file !== 'string' || b.file.includes('/') || b.file.startsWith('.')) throw isDamaged(file, `backup ${b.id} names file ${JSON.stringify(b.file)}`);
+    if (b.parent !== null && !ids.has(b.parent)) throw isDamaged(file, `backup ${b.id} has parent ${JSON.stringify(b.parent)}, not an older backup`);
+    if ((b.level === 'inc' || b.level === 'diff') !== (b.parent !== null)) throw isDamaged(file, `backup ${b.id} (${b.level}) ${b.parent ? 'has' : 'lacks'} a parent`);
+    if (!b.digests || !Array.isArray(b.digests.runs)) throw isDamaged(file, `backup ${b.id} has no digests`);
+  }
+  return m;
+}
+
+export class Repository {
+  readonly dir: string;
+  readonly manifestPath: string;
+  manifest: Manifest;
+  /** what taking the lock had to say (a stale lock taken over), or null */
+  lockNote: string | null = null;
+  private locked = false;
+
+  private constructor(dir: string, manifest: Manifest) {
+    this.dir = dir;
+    this.manifestPath = path.join(dir, MANIFEST);
+    this.manifest = manifest;
+  }
+
+  /** Reads the manifest. `create`: a missing or empty folder is a new repository (nothing is written until lock()). */
+  static open(dir: string, opts: { create?: boolean } = {}): Repository {
+    const abs = path.resolve(dir);
+    const file = path.join(abs, MANIFEST);
+    if (!fs.existsSync(abs)) {
+      if (!opts.create) throw new StrataError('E_NOT_FOUND', `${abs}: no such backup repository`, { file: abs });
+      return new Repository(abs, { version: MANIFEST_VERSION, disk: null, backups: [] });
+    }
+    if (!fs.statSync(abs).isDirectory()) throw new StrataError('E_BAD_INPUT', `${abs}: a backup repository is a folder, this is a file`, { file: abs });
+    if (!fs.existsSync(file)) {
+      const others = fs.readdirSync(abs).filter((n) => n !== LOCK);
+      if (!opts.create || others.length > 0) {
+        throw new StrataError('E_BAD_INPUT', `${abs}: not a Strata backup repository (no ${MANIFEST}${others.length ? ', and the folder is not empty' : ''})`, { file: abs });
+      }
+      return new Repository(abs, { version: MANIFEST_VERSION, disk: null, backups: [] });
+    }
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new StrataError('E_IO', `${file}: cannot read the manifest: ${(e as Error).message}`, { file, cause: e });
+    }
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      throw isDamaged(file, `not valid JSON (${(e as Error).message})`);
+    }
+    return new Repository(abs, validate(file, doc));
+  }
+
+  get points(): PointFacts[] {
+    return this.manifest.backups.map((b) => ({ id: b.id, level: b.level, parent: b.parent, checkpoint: b.checkpoint, createdAt: b.createdAt }));
+  }
+
+  find(id: string): BackupEntry {
+    const b = this.manifest.backups.find((x) => x.id === id);
+    if (!b) throw new StrataError('E_BAD_INPUT', `${this.manifestPath}: no backup '${id}' (see strata backups --repo ${this.dir})`, { file: this.manifestPath });
+    return b;
+  }
+
+  fileOf(b: BackupEntry): string {
+    return path.join(this.dir, b.file);
+  }
+
+  /** The next id for a level: numbers count every backup the repository ever listed. */
+  nextId(level: Level): string {
+    const n = this.manifest.backups.reduce((m, b) => Math.max(m, Number(b.id.split('-')[1])), 0) + 1;
+    return `${level}-${n}`;
+  }
+
+  /** O_EXCL lock file holding our pid; a lock left by a dead process is taken over, and said so. */
+  lock(): void {
+    const file = path.join(this.dir, LOCK);
+    fs.mkdirSync(this.dir, { recursive: true });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
+        fs.writeSync(fd, `${process.pid}\n`);
+        fs.closeSync(fd);
+        this.locked = true;
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new StrataError('E_IO', `${file}: cannot create the repository lock: ${(e as Error).message}`, { file, cause: e });
+        }
+      }
+      const pid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) {
+        throw new StrataError('E_BUSY', `${this.dir}: another Strata process (pid ${pid}) is writing this repository (${file})`, { file });
+      }
+      fs.rmSync(file, { force: true });
+      this.lockNote = `took over a stale lock ${file} left by ${Number.isInteger(pid) ? `pid ${pid}, which is no longer running` : 'an unknown process'}`;
+    }
+    throw new StrataError('E_BUSY', `${file}: could not take the repository lock`, { file });
+  }
+
+  unlock(): void {
+    if (!this.locked) return;
+    fs.rmSync(path.join(this.dir, LOCK), { force: true });
+    this.locked = false;
+  }
+
+  /** Temp file + fsync + rename + fsync of the folder: a reader sees the old manifest or the new one. */
+  save(): void {
+    if (!this.locked) throw new StrataError('E_INTERNAL', `${this.manifestPath}: written without the repository lock`);
+    const tmp = path.join(this.dir, `.${MANIFEST}.${process.pid}.tmp`);
+    try {
+      const fd = fs.openSync(tmp, 'w', 0o644);
+      try {
+        fs.writeSync(fd, JSON.stringify(this.manifest, null, 2) + '\n');
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, this.manifestPath);
+      fsyncPath(this.dir);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw new StrataError('E_IO', `${this.manifestPath}: cannot write the manifest: ${(e as Error).message}`, { file: this.manifestPath, cause: e });
+    }
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The SQLite catalog for one repository, rebuilt from its manifest (the manifest is the truth). */
+export function syncCatalog(db: Db, repo: Repository): void {
+  db.transaction(() => {
+    db.prepare('DELETE FROM backup_catalog WHERE repo = ?').run(repo.dir);
+    const ins = db.prepare(
+      'INSERT INTO backup_catalog (repo, id, level, parent, checkpoint, source, created_at, finished_at, file, bytes, dirty_bytes, state, consistency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    for (const b of repo.manifest.backups) {
+      ins.run(repo.dir, b.id, b.level, b.parent, b.checkpoint, b.source.image, b.createdAt, b.finishedAt, repo.fileOf(b), b.bytes, b.dirtyBytes, b.state, b.consistency);
+    }
+  })();
+}
+
+export interface JournalRow {
+  id: number;
+  repo: string;
+  backupId: string;
+  image: string;
+  partial: string;
+  final: string;
+  checkpoint: string | null;
+  /** Strata's storage daemon for this backup, while it runs (a killed Strata leaves it behind) */
+  daemonPid: number | null;
+  state: string;
+}
+
+/** Journal of backups in flight: written before the first QMP command, so a crash is cleaned up next time. */
+export class BackupJournal {
+  constructor(private db: Db) {}
+
+  begin(r: Omit<JournalRow, 'id' | 'state' | 'daemonPid'>): number {
+    return Number(
+      this.db
+        .prepare("INSERT INTO backup_journal (repo, backup_id, image, partial, final, checkpoint, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)")
+        .run(r.repo, r.backupId, r.image, r.partial, r.final, r.checkpoint, new Date().toISOString()).lastInsertRowid,
+    );
+  }
+
+  setDaemon(id: number, pid: number | null): void {
+    this.db.prepare('UPDATE backup_journal SET daemon_pid = ? WHERE id = ?').run(pid, id);
+  }
+
+  set(id: number, state: 'writing-manifest' | 'ok' | 'failed' | 'cancelled', note: string | null = null): void {
+    this.db.prepare('UPDATE backup_journal SET state = ?, note = ?, finished_at = ? WHERE id = ?').run(state, note, state === 'writing-manifest' ? null : new Date().toISOString(), id);
+  }
+
+  unfinished(repo: string): JournalRow[] {
+    return (this.db.prepare("SELECT * FROM backup_journal WHERE repo = ? AND state IN ('planned', 'running', 'writing-manifest') ORDER BY id").all(repo) as any[]).map((r) => ({
+      id: r.id,
+      repo: r.repo,
+      backupId: r.backup_id,
+      image: r.image,
+      partial: r.partial,
+      final: r.final,
+      checkpoint: r.checkpoint,
+      daemonPid: r.daemon_pid,
+      state: r.state,
+    }));
+  }
+}

@@ -1,0 +1,398 @@
+// Taking a backup, push mode: QEMU moves the data (blockdev-backup into a qcow2 target node) in
+// Strata's own storage daemon for an offline image. The target file is made first under a
+// temporary name (an inc/diff backed by its parent's file, by a relative name), the new checkpoint
+// bitmap is added in the same transaction that starts the job, and only a completed job's file is
+// fsynced, renamed to its final name and listed in the manifest. Anything else (failure, cancel,
+// a crash: the journal is written before the first QMP command) is cleaned up: the partial file is
+// deleted and the checkpoint bitmap it added is removed from the source.
+import fs from 'node:fs';
+import path from 'node:path';
+import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
+import { JobEngine, type JobView } from '../jobs/engine.ts';
+import { QmpClient } from '../qmp/client.ts';
+import { withFrozenGuest } from './guest-agent.ts';
+import { JobStore } from '../store/jobs.ts';
+import { openDb, type Db } from '../store/db.ts';
+import { allocationExtents, withChain } from '../qcow2/chain.ts';
+import { imageLockState } from '../daemon/image-lock.ts';
+import { ChainContents, since } from '../checkpoints.ts';
+import { union, totalBytes } from '../extents.ts';
+import { StrataError } from '../errors.ts';
+import { Repository, BackupJournal, syncCatalog, fsyncPath, pidAlive, type BackupEntry, type JournalRow } from './repository.ts';
+import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
+import { recordDigests } from './verify.ts';
+import { tool } from './tools.ts';
+
+export interface TakeOptions {
+  /** an offline image (opened in Strata's own storage daemon)... */
+  image?: string;
+  /** ...or a running QEMU's disk: its QMP socket and the disk's top node */
+  live?: { socket: string; node: string; qga?: string };
+  repo: string;
+  level: Level | null;
+  since: string | null;
+  compress: boolean;
+  dryRun: boolean;
+  dataDir: string;
+  signal?: AbortSignal;
+  onProgress?: (job: JobView) => void;
+  /** lines worth telling the user (a stale lock taken over, a crashed backup cleaned up) */
+  onNote?: (line: string) => void;
+}
+
+export interface TakeResult {
+  id: string;
+  level: Level;
+  requested: Level | null;
+  fallback: string | null;
+  checkpoint: string | null;
+  since: string | null;
+  file: string;
+  bytes: number;
+  dirtyBytes: number;
+  seconds: number;
+  dryRun: boolean;
+  notes: string[];
+}
+
+interface Resolved {
+  level: Level;
+  requested: Level | null;
+  fallback: string | null;
+  since: string | null;
+  parent: string | null;
+  dirtyBytes: number;
+  virtualSize: number;
+  /** the bitmaps making up "changes since", each by its layer's file (offline) or node (live) */
+  sources: { layer?: string; node?: string; bitmap: string; granularity: number }[];
+}
+
+function checkDisk(repo: Repository, image: string, virtualSize: number): void {
+  const disk = repo.manifest.disk;
+  if (disk && disk.virtualSize !== virtualSize) {
+    throw new StrataError('E_BAD_INPUT', `${image}: virtual size ${virtualSize} differs from the disk this repository backs up (${disk.image}, ${disk.virtualSize} bytes); one repository per disk`, { file: image });
+  }
+}
+
+function levelOrThrow(repo: Repository, req: Parameters<typeof resolveLevel>[0]) {
+  const r = resolveLevel(req);
+  if (!r.ok) throw new StrataError('E_BAD_INPUT', `${repo.dir}: ${r.error}`, { file: repo.dir });
+  return r;
+}
+
+/** What the chain defines (the union of every layer's allocation): what a full copies. */
+function allocatedBytes(image: string): number {
+  return withChain(image, (chain) => totalBytes(union(chain.layers.map((l) => allocationExtents(l)))));
+}
+
+/**
+ * A running QEMU: its bitmaps on disk are in-use (stale), so the answer comes from QMP. A checkpoint
+ * is usable when the disk's top node holds it recording, consistent and not busy: Strata's
+ * checkpoints are added to the top node and record from then on, so it alone covers every write
+ * since. Anything else (a new overlay on top, a disabled or inconsistent bitmap) is unknown.
+ */
+async function resolveLive(repo: Repository, qmp: QmpClient, node: string, level: Level | null, sinceName: string | null): Promise<Resolved & { image: string }> {
+  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const n = nodes.find((x) => x['node-name'] === node);
+  if (!n) throw new StrataError('E_BAD_INPUT', `${qmp.path}: no block node '${node}' (see query-named-block-nodes)`, { file: qmp.path });
+  if (n.drv !== 'qcow2') throw new StrataError('E_NOT_QCOW2', `${qmp.path}: node '${node}' is ${n.drv}, not qcow2 (checkpoints are qcow2 bitmaps)`, { file: qmp.path });
+  if (typeof n.file !== 'string' || n.file.startsWith('json:')) throw new StrataError('E_UNSUPPORTED', `${qmp.path}: node '${node}' has no plain file name (${n.file})`, { file: qmp.path });
+  const image = path.resolve(n.file);
+  const virtualSize = n.image['virtual-size'] as number;
+  checkDisk(repo, image, virtualSize);
+  const bitmaps = (n['dirty-bitmaps'] ?? []) as any[];
+  const answer = (cp: string): CheckpointAnswer => {
+    const b = bitmaps.find((x) => x.name === cp);
+    if (!b) return { state: 'missing' };
+    const problems = [
+      ...(b.inconsistent ? [`bitmap '${cp}' on node ${node} is inconsistent`] : []),
+      ...(!b.recording ? [`bitmap '${cp}' on node ${node} is disabled: writes since are not tracked`] : []),
+      ...(b.busy ? [`bitmap '${cp}' on node ${node} is busy (in use by a job or an export)`] : []),
+    ];
+    return problems.length ? { state: 'unknown', problems } : { state: 'ok', dirtyBytes: b.count };
+  };
+  const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
+  if (r.since !== null) {
+    const b = bitmaps.find((x) => x.name === r.since);
+    return { ...r, image, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: [{ node, bitmap: r.since, granularity: b.granularity }] };
+  }
+  return { ...r, image, dirtyBytes: allocatedBytes(image), virtualSize, sources: [] };
+}
+
+/** Reads the chain offline and applies the level rules. */
+function resolve(repo: Repository, image: string, level: Level | null, sinceName: string | null): Resolved {
+  const r = withChain(image, (chain) => {
+    const virtualSize = chain.layers[0].virtualSize;
+    if (chain.layers[0].format !== 'qcow2') throw new StrataError('E_NOT_QCOW2', `${image}: only qcow2 images can be backed up (checkpoints are qcow2 bitmaps)`, { file: image });
+    checkDisk(repo, image, virtualSize);
+    const contents = new ChainContents(chain);
+    const answers = new Map<string, ReturnType<typeof since> | null>();
+    const ask = (cp: string) => {
+      if (!answers.has(cp)) answers.set(cp, chain.layers.some((l) => l.bitmaps.some((b) => b.name === cp)) ? since(contents, cp) : null);
+      return answers.get(cp)!;
+    };
+    const answer = (cp: string): CheckpointAnswer => {
+      const s = ask(cp);
+      if (s === null) return { state: 'missing' };
+      return s.extents ? { state: 'ok', dirtyBytes: totalBytes(s.extents) } : { state: 'unknown', problems: s.problems };
+    };
+    const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
+    const sources = r.since === null ? [] : ask(r.since)!.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name, granularity: x.bitmap.granularity }));
+    return { ...r, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources };
+  });
+  return r.since === null ? { ...r, dirtyBytes: allocatedBytes(image) } : r;
+}
+
+async function fsyncAsync(file: string): Promise<void> {
+  const h = await fs.promises.open(file, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/** Removes what an unfinished backup left: its partial (or unlisted final) file and its checkpoint bitmap. */
+export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, 'image' | 'partial' | 'final' | 'checkpoint' | 'backupId'>): Promise<string[]> {
+  const said: string[] = [];
+  const listed = repo.manifest.backups.some((b) => repo.fileOf(b) === row.final);
+  for (const f of listed ? [row.partial] : [row.partial, row.final]) {
+    if (fs.existsSync(f)) {
+      fs.rmSync(f, { force: true });
+      said.push(`removed ${f}`);
+    }
+  }
+  if (said.length) fsyncPath(repo.dir);
+  if (!fs.existsSync(row.image) || (await imageLockState(row.image)) === 'locked') return said;
+  let top: { name: string; inUse: boolean }[] = [];
+  try {
+    top = withChain(row.image, (c) => c.layers[0].bitmaps.map((b) => ({ name: b.name, inUse: b.inUse })));
+  } catch {
+    return said;
+  }
+  if (!listed && row.checkpoint && top.some((b) => b.name === row.checkpoint)) {
+    await tool('qemu-img', ['bitmap', '--remove', row.image, row.checkpoint], row.image);
+    said.push(`removed checkpoint bitmap '${row.checkpoint}' from ${row.image}`);
+  }
+  // A QEMU killed while it had the image open leaves its bitmaps in-use: never to be trusted
+  // again. Those that are this repository's checkpoints are removed (the next backup is a full,
+  // saying why); other programs' bitmaps are left alone.
+  const ours = new Set(repo.manifest.backups.map((b) => b.checkpoint));
+  for (const b of top) {
+    if (b.inUse && ours.has(b.name)) {
+      await tool('qemu-img', ['bitmap', '--remove', row.image, b.name], row.image);
+      said.push(`removed checkpoint bitmap '${b.name}' from ${row.image}: a killed QEMU left it in-use (inconsistent)`);
+    }
+  }
+  return said;
+}
+
+/** A daemon a killed Strata left behind: SIGTERM (QEMU stores the bitmaps and frees the image). */
+async function stopOrphan(pid: number | null, image: string): Promise<string | null> {
+  if (!pid || !pidAlive(pid)) return null;
+  let cmdline = '';
+  try {
+    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return null;
+  }
+  if (!cmdline.includes('qemu-storage-daemon') || !cmdline.includes(image)) return null;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 1000 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
+  if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  return `stopped the storage daemon (pid ${pid}) it left holding ${image}`;
+}
+
+async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void, live: { qmp: QmpClient; node: string } | null): Promise<void> {
+  for (const row of journal.unfinished(repo.dir)) {
+    const stopped = await stopOrphan(row.daemonPid, row.image);
+    const said = [...(stopped ? [stopped] : []), ...(await cleanupLeftovers(repo, row))];
+    // A backup of a running VM: its checkpoint lives in that QEMU until it shuts down.
+    if (live && row.checkpoint && !repo.manifest.backups.some((b) => b.checkpoint === row.checkpoint)) {
+      const removed = await live.qmp.execute('block-dirty-bitmap-remove', { node: live.node, name: row.checkpoint }).then(() => true, () => false);
+      if (removed) said.push(`removed checkpoint bitmap '${row.checkpoint}' from node ${live.node} of ${live.qmp.path}`);
+    }
+    journal.set(row.id, 'failed', `cleaned up at a later run: ${said.join('; ') || 'nothing was left'}`);
+    note(`backup ${row.backupId} was interrupted (Strata or QEMU stopped mid-backup); ${said.length ? said.join('; ') : 'it left nothing behind'}`);
+  }
+}
+
+export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
+  const t0 = performance.now();
+  if (!o.image === !o.live) throw new StrataError('E_BAD_INPUT', 'name the disk either as an IMAGE or as --socket PATH --node NODE');
+  const offline = o.image ? path.resolve(o.image) : null;
+  if (offline && !fs.existsSync(offline)) throw new StrataError('E_NOT_FOUND', `${offline}: no such file`, { file: offline });
+  const repo = Repository.open(o.repo, { create: true });
+  const notes: string[] = [];
+  const note = (s: string) => {
+    notes.push(s);
+    o.onNote?.(s);
+  };
+  // A running QEMU is reached over its QMP socket for the whole backup (also to look).
+  const liveQmp = o.live ? await QmpClient.connect(path.resolve(o.live.socket)) : null;
+  const node = o.live ? o.live.node : TOP_NODE;
+  const decide = async () => (liveQmp ? resolveLive(repo, liveQmp, node, o.level, o.since) : { ...resolve(repo, offline!, o.level, o.since), image: offline! });
+  if (o.dryRun) {
+    try {
+      const r = await decide();
+      const id = repo.nextId(r.level);
+      return {
+        id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.level === 'copy' ? null : `(new, named at backup time)`, since: r.since,
+        file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, dryRun: true, notes,
+      };
+    } finally {
+      await liveQmp?.close();
+    }
+  }
+  repo.lock();
+  let db: Db | null = null;
+  try {
+    if (repo.lockNote) note(repo.lockNote);
+    db = openDb(path.join(o.dataDir, 'strata.db'));
+    const journal = new BackupJournal(db);
+    await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null);
+    syncCatalog(db, repo);
+    const r = await decide();
+    const image = r.image;
+    const id = repo.nextId(r.level);
+    const final = path.join(repo.dir, `${id}.qcow2`);
+    const partial = path.join(repo.dir, `.partial-${id}.qcow2`);
+    const checkpoint = r.level === 'copy' ? null : `strata-${id}-${Date.now().toString(36)}`;
+    const parent = r.parent ? repo.find(r.parent) : null;
+    const createdAt = new Date().toISOString();
+    const jid = journal.begin({ repo: repo.dir, backupId: id, image, partial, final, checkpoint });
+    let daemon: StorageDaemon | null = null;
+    let engine: JobEngine | null = null;
+    const jobId = `strata-backup-${process.pid}-${Date.now().toString(36)}`;
+    let jobStarted = false;
+    const onAbort = () => {
+      if (engine && jobStarted) void (liveQmp ?? daemon?.qmp)?.execute('job-cancel', { id: jobId }).catch(() => {});
+    };
+    o.signal?.addEventListener('abort', onAbort);
+    try {
+      // The daemon first: it refuses an image another QEMU holds before anything is created.
+      if (!liveQmp) {
+        daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
+        journal.setDaemon(jid, daemon.pid ?? null);
+      }
+      const create = ['create', '-q', '-f', 'qcow2'];
+      if (parent) create.push('-b', parent.file, '-F', 'qcow2');
+      await tool('qemu-img', [...create, partial, String(r.virtualSize)], partial);
+      if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
+      const qmp = liveQmp ?? daemon!.qmp;
+      engine = new JobEngine(qmp, { connection: qmp.path, store: new JobStore(db), onUpdate: o.onProgress });
+      const target = `strata-bk-${id}`;
+      await qmp.execute('blockdev-add', {
+        driver: 'qcow2',
+        'node-name': target,
+        backing: null,
+        cache: { 'no-flush': true },
+        'detect-zeroes': 'unmap',
+        discard: 'unmap',
+        file: { driver: 'file', filename: partial, cache: { 'no-flush': true } },
+      });
+      const actions: { type: string; data: Record<string, unknown> }[] = [];
+      const granularity = r.sources[0]?.granularity;
+      if (checkpoint) actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: checkpoint, persistent: true, ...(granularity ? { granularity } : {}) } });
+      const backup: Record<string, unknown> = { device: node, target, 'job-id': jobId, 'auto-dismiss': false, sync: 'full' };
+      if (r.since !== null) {
+        // Changes since the checkpoint: its bitmaps in every layer (the checkpoint math's sources),
+        // merged into one transient bitmap on the top node inside the same transaction.
+        const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+        const nodeOf = (src: Resolved['sources'][number]) => {
+          if (src.node) return src.node;
+          const layer = src.layer!;
+          const n = nodes.find((x) => x.drv === 'qcow2' && typeof x.file === 'string' && path.resolve(x.file) === layer);
+          if (!n) throw new StrataError('E_INTERNAL', `${image}: layer ${layer} is not open in the storage daemon`, { file: image });
+          return n['node-name'] as string;
+        };
+        const tmp = `strata-bk-tmp-${id}`;
+        const g = Math.min(...r.sources.map((s) => s.granularity));
+        actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: tmp, persistent: false, disabled: true, granularity: g } });
+        actions.push({ type: 'block-dirty-bitmap-merge', data: { node, target: tmp, bitmaps: r.sources.map((s) => ({ node: nodeOf(s), name: s.bitmap })) } });
+        Object.assign(backup, { sync: 'bitmap', bitmap: tmp, 'bitmap-mode': 'never' });
+      }
+      if (o.compress) backup.compress = true;
+      else backup['x-perf'] = { 'use-copy-range': true, 'max-chunk': 4194304 };
+      actions.push({ type: 'blockdev-backup', data: backup });
+      engine.adopt(jobId, 'backup', backup);
+      if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
+      // With a guest agent, the guest's filesystems are frozen around the transaction only (the
+      // backup job copies the point in time the transaction fixed), and always thawed.
+      if (o.live?.qga) await withFrozenGuest(path.resolve(o.live.qga), () => qmp.execute('transaction', { actions }));
+      else await qmp.execute('transaction', { actions });
+      jobStarted = true;
+      if (o.signal?.aborted) onAbort();
+      const done = await engine.waitFor(jobId, (j) => j.state === 'concluded', 24 * 3600 * 1000);
+      if (done.error) {
+        throw new StrataError(o.signal?.aborted ? 'E_BAD_INPUT' : 'E_TOOL', o.signal?.aborted ? `${image}: the backup was cancelled` : `${partial}: the backup job failed: ${done.error}`, { file: o.signal?.aborted ? image : partial });
+      }
+      await engine.verb(jobId, 'dismiss');
+      jobStarted = false;
+      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: `strata-bk-tmp-${id}` });
+      await qmp.execute('blockdev-del', { 'node-name': target });
+      // Durable before it is listed: one fsync of the file and of its folder, then the rename. The
+      // digests of what the job wrote are taken meanwhile (hashing is CPU, the fsync is the disk).
+      const [digests] = await Promise.all([recordDigests(partial), fsyncAsync(partial)]);
+      fs.renameSync(partial, final);
+      fsyncPath(repo.dir);
+      engine.close();
+      engine = null;
+      const exit = daemon ? await daemon.stop() : { code: 0, signal: null, stderr: '' };
+      daemon = null;
+      if (exit.code !== 0) throw new StrataError('E_TOOL', `${image}: qemu-storage-daemon exited with ${exit.code ?? exit.signal} while storing the checkpoint bitmap: ${exit.stderr}`, { file: image });
+      journal.set(jid, 'writing-manifest');
+      const entry: BackupEntry = {
+        id, level: r.level, parent: r.parent, checkpoint, since: r.since, source: { image }, createdAt, finishedAt: new Date().toISOString(),
+        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, consistency: !liveQmp ? 'offline' : o.live?.qga ? 'frozen' : 'crash', state: 'ok', digests,
+      };
+      repo.manifest.disk ??= { image, virtualSize: r.virtualSize };
+      repo.manifest.backups.push(entry);
+      try {
+        repo.save();
+      } catch (e) {
+        repo.manifest.backups.pop();
+        throw e;
+      }
+      journal.set(jid, 'ok');
+      syncCatalog(db, repo);
+      return {
+        id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint, since: r.since, file: final, bytes: entry.bytes,
+        dirtyBytes: r.dirtyBytes, seconds: Math.round(performance.now() - t0) / 1000, dryRun: false, notes,
+      };
+    } catch (e) {
+      // Cancel the job (QEMU would on quit too), stop the daemon so the image is free, then remove
+      // the partial file and the checkpoint bitmap the transaction added.
+      const q = liveQmp ?? daemon?.qmp;
+      if (q && jobStarted) {
+        await q.execute('job-cancel', { id: jobId }).catch(() => {});
+        await engine?.waitFor(jobId, (j) => j.state === 'concluded' || j.state === 'null', 30000).catch(() => {});
+        await q.execute('job-dismiss', { id: jobId }).catch(() => {});
+      }
+      engine?.close();
+      if (liveQmp) {
+        // The VM keeps running: undo in its QEMU what the transaction added, and close the target.
+        for (const name of [checkpoint, `strata-bk-tmp-${id}`]) if (name) await liveQmp.execute('block-dirty-bitmap-remove', { node, name }).catch(() => {});
+        await liveQmp.execute('blockdev-del', { 'node-name': `strata-bk-${id}` }).catch(() => {});
+      }
+      if (daemon) await daemon.stop().catch(() => {});
+      let said: string[] = [];
+      try {
+        said = await cleanupLeftovers(repo, { image, partial, final, checkpoint, backupId: id });
+      } catch (c) {
+        said = [`clean-up failed (the next backup retries it): ${(c as Error).message}`];
+        throw e;
+      } finally {
+        const cancelled = o.signal?.aborted ?? false;
+        if (!said.some((s) => s.startsWith('clean-up failed'))) journal.set(jid, cancelled ? 'cancelled' : 'failed', `${(e as Error).message}; ${said.join('; ')}`);
+      }
+      throw e;
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+    }
+  } finally {
+    db?.close();
+    repo.unlock();
+    await liveQmp?.close();
+  }
+}

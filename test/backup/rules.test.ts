@@ -1,0 +1,95 @@
+// The backup rules as data, without QEMU: states, level resolution, retention; and the digest hashers.
+import { test, onTestFinished } from 'vitest';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { hashRanges } from '../../electron/core/backup/verify.ts';
+import { BACKUP_STATES, canMove, needsCleanup, resolveLevel, selectRetention, ancestry, type PointFacts, type CheckpointAnswer } from '../../electron/core/backup/rules.ts';
+
+const ok = (dirtyBytes: number): CheckpointAnswer => ({ state: 'ok', dirtyBytes });
+const p = (id: string, level: PointFacts['level'], parent: string | null, createdAt: string, checkpoint: string | null = `cp-${id}`): PointFacts => ({ id, level, parent, checkpoint, createdAt });
+
+test('states: a backup is ok only through writing-manifest, and only ok can be pruned', () => {
+  assert.ok(canMove('planned', 'running'));
+  assert.ok(canMove('running', 'writing-manifest'));
+  assert.ok(canMove('writing-manifest', 'ok'));
+  assert.ok(!canMove('running', 'ok'));
+  assert.ok(canMove('ok', 'pruned'));
+  for (const s of ['failed', 'cancelled', 'pruned'] as const) assert.ok(BACKUP_STATES.every((t) => !canMove(s, t)));
+  assert.deepEqual(BACKUP_STATES.filter(needsCleanup), ['planned', 'running', 'writing-manifest']);
+});
+
+test('default level: full for a new repository, then inc from the newest checkpoint', () => {
+  const first = resolveLevel({ requested: null, since: null, points: [], answer: () => ok(0) });
+  assert.deepEqual(first, { ok: true, level: 'full', requested: null, since: null, parent: null, fallback: 'first backup in this repository', dirtyBytes: null });
+  const points = [p('full-1', 'full', null, '2026-01-01T00:00:00Z'), p('copy-2', 'copy', null, '2026-01-02T00:00:00Z', null), p('inc-3', 'inc', 'full-1', '2026-01-03T00:00:00Z')];
+  const r = resolveLevel({ requested: null, since: null, points, answer: (cp) => (cp === 'cp-inc-3' ? ok(4096) : { state: 'missing' }) });
+  assert.deepEqual(r, { ok: true, level: 'inc', requested: null, since: 'cp-inc-3', parent: 'inc-3', fallback: null, dirtyBytes: 4096 });
+});
+
+test('diff: since the last full, or --since a backup checkpoint; --since with another level is refused', () => {
+  const points = [p('full-1', 'full', null, '2026-01-01'), p('inc-2', 'inc', 'full-1', '2026-01-02'), p('inc-3', 'inc', 'inc-2', '2026-01-03')];
+  const d = resolveLevel({ requested: 'diff', since: null, points, answer: () => ok(1) });
+  assert.equal(d.ok && d.parent, 'full-1');
+  const s = resolveLevel({ requested: null, since: 'cp-inc-2', points, answer: () => ok(1) });
+  assert.equal(s.ok && s.level, 'diff');
+  assert.equal(s.ok && s.parent, 'inc-2');
+  assert.equal(resolveLevel({ requested: 'inc', since: 'cp-inc-2', points, answer: () => ok(1) }).ok, false);
+  assert.equal(resolveLevel({ requested: 'diff', since: 'nope', points, answer: () => ok(1) }).ok, false);
+  const noFull = resolveLevel({ requested: 'diff', since: null, points: [], answer: () => ok(1) });
+  assert.equal(noFull.ok && noFull.level, 'full');
+});
+
+test('an unknown or missing checkpoint falls back to full, saying why', () => {
+  const points = [p('full-1', 'full', null, '2026-01-01')];
+  const u = resolveLevel({ requested: 'inc', since: null, points, answer: () => ({ state: 'unknown', problems: ['layer top.qcow2 has no bitmap'] }) });
+  assert.equal(u.ok && u.level, 'full');
+  assert.match(u.ok ? u.fallback! : '', /cannot be known: layer top.qcow2 has no bitmap/);
+  const m = resolveLevel({ requested: null, since: null, points, answer: () => ({ state: 'missing' }) });
+  assert.match(m.ok ? m.fallback! : '', /not in the disk's chain/);
+  const copy = resolveLevel({ requested: 'copy', since: null, points, answer: () => ok(0) });
+  assert.equal(copy.ok && copy.level, 'copy');
+  assert.equal(copy.ok && copy.fallback, null);
+});
+
+test('retention keeps what the kept points need to be restored', () => {
+  const points = [
+    p('full-1', 'full', null, '2026-01-05T10:00:00Z'),
+    p('inc-2', 'inc', 'full-1', '2026-01-05T20:00:00Z'),
+    p('inc-3', 'inc', 'inc-2', '2026-01-06T10:00:00Z'),
+    p('full-4', 'full', null, '2026-01-12T10:00:00Z'),
+    p('diff-5', 'diff', 'full-4', '2026-01-13T10:00:00Z'),
+    p('inc-6', 'inc', 'diff-5', '2026-01-13T12:00:00Z'),
+  ];
+  assert.deepEqual(ancestry(points, 'inc-6'), ['inc-6', 'diff-5', 'full-4']);
+  const last1 = selectRetention(points, { keepLast: 1, keepDaily: 0, keepWeekly: 0 });
+  assert.deepEqual(last1.keep.map((k) => k.id), ['full-4', 'diff-5', 'inc-6']);
+  assert.deepEqual(last1.remove, ['full-1', 'inc-2', 'inc-3']);
+  assert.deepEqual(last1.keep.find((k) => k.id === 'full-4')!.why, ['needed to restore inc-6']);
+  const daily = selectRetention(points, { keepLast: 0, keepDaily: 3, keepWeekly: 0 });
+  // newest of 2026-01-13 (inc-6), 2026-01-12 (full-4), 2026-01-06 (inc-3) and what they need
+  assert.deepEqual(daily.keep.map((k) => k.id), ['full-1', 'inc-2', 'inc-3', 'full-4', 'diff-5', 'inc-6']);
+  const weekly = selectRetention(points, { keepLast: 0, keepDaily: 0, keepWeekly: 2 });
+  // ISO weeks: 2026-W02 (5..6 Jan: newest inc-3), 2026-W03 (12..13 Jan: newest inc-6)
+  assert.deepEqual(weekly.keep.filter((k) => k.why.some((w) => w.startsWith('keep-weekly'))).map((k) => [k.id, k.why[0]]), [
+    ['inc-3', 'keep-weekly 2026-W02'],
+    ['inc-6', 'keep-weekly 2026-W03'],
+  ]);
+  assert.deepEqual(selectRetention(points, { keepLast: 0, keepDaily: 0, keepWeekly: 0 }).remove.length, 6);
+});
+
+test('digests: OpenSSL and Node hash the same ranges alike (Node is the fallback without openssl)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hash-'));
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'data');
+  fs.writeFileSync(f, Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7) & 0xff)));
+  const ranges = [{ offset: 0, length: 65536 }, { offset: 1000, length: 2 << 20 }, { offset: 3 << 20, length: 4096 }];
+  const a = await hashRanges(f, ranges, 'openssl');
+  const b = await hashRanges(f, ranges, 'node');
+  assert.deepEqual(a.slice(0, 2), b.slice(0, 2));
+  assert.equal(a[0], createHash('sha256').update(fs.readFileSync(f).subarray(0, 65536)).digest('hex'));
+  assert.equal(b[2], null, 'Node reports a range past the end');
+  assert.equal(a[2], createHash('sha256').update(Buffer.alloc(0)).digest('hex'), 'OpenSSL hashes what is there: no longer the recorded digest');
+});
