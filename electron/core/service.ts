@@ -66,7 +66,7 @@ export function createService(opts: ServiceOptions): Service {
   const recovered = plans.recoverAll().catch(() => []);
 
   const handlers = {
-    ...createWorkspaceHandlers({ mode: opts.mode, dataDir: opts.dataDir, history, emit, openImageDialog: opts.openImageDialog }),
+    ...createWorkspaceHandlers({ mode: opts.mode, dataDir: opts.dataDir, history, emit, openImageDialog: opts.openImageDialog, connections }),
     ...createContentsHandlers({ connections, runtimeDir }),
     ...createConnectionHandlers({ connections }),
     ...createJobHandlers({ connections }),

@@ -205,3 +205,35 @@ test('a running job’s speed limit can be changed from its card (set-speed)', a
   await page.locator('[data-testid="job-card"][data-state="concluded"]').waitFor({ timeout: 15_000 });
   assert.deepEqual(app.problems, []);
 });
+
+test("a chain Strata's own daemon holds read-write: the chain view says so, and a bitmap change goes through that daemon", async (t) => {
+  const app = await suite.open(t, 'held');
+  const { page } = app;
+  const top = buildSeed(path.join(app.dataDir, 'seed'));
+  await page.getByTestId('welcome-panel').waitFor();
+  await addImage(page, top);
+  await page.getByTestId('chain-view').waitFor();
+  await openInDaemon(page, true);
+  await page.getByTestId('nav-workspace').click();
+  await page.getByTestId('rescan').click();
+  // In use on disk is expected while Strata's daemon runs: said once, not as a crash.
+  const held = page.getByTestId('chain-held');
+  await held.waitFor();
+  assert.match(await held.innerText(), /Open read-write in Strata’s own daemon .*top\.qcow2.*expected, not a crash/s);
+  const problems = page.locator('[data-testid="checkpoint"][data-name="bitmap3"] [data-testid="checkpoint-problems"] li');
+  assert.equal(await problems.count(), 1, 'one message per cause');
+  // Clear on the top's bitmap: through the daemon that holds it (before: a second daemon, a lock error).
+  await page.locator('[data-testid="bitmap-actions"][data-name="bitmap3"]').first().click();
+  await page.getByTestId('menu-clear').click();
+  await page.getByTestId('dialog-apply').waitFor();
+  assert.match(await page.getByTestId('bitmap-dialog').innerText(), /Through Strata’s daemon that holds this layer open/);
+  await page.getByTestId('dialog-apply').click();
+  await page.getByTestId('bitmap-dialog').waitFor({ state: 'detached' });
+  await app.shot('held-by-daemon');
+  await page.getByTestId('nav-connections').click();
+  await page.getByTestId('graph-refresh').click();
+  // The daemon's own bitmap is now empty (QEMU's live count).
+  await liveChip(page, 'strata-top', 'bitmap3').waitFor();
+  assert.match(await liveChip(page, 'strata-top', 'bitmap3').innerText(), /\b0 B\b/);
+  assert.deepEqual(app.problems, []);
+});

@@ -10,7 +10,18 @@ import { jobStartArguments } from '../jobs/start-command.ts';
 import type { JobStore } from '../store/jobs.ts';
 import type { ConnectionInfo, JobInfo, JobStartSpec, JobVerbName } from '../contract.ts';
 import { blockGraph } from './block-graph.ts';
+import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import { StrataError } from '../errors.ts';
+
+/** A file of a chain that a connected QEMU holds open, and as which node. */
+export interface Holder {
+  file: string;
+  connection: string;
+  label: string;
+  kind: ConnectionInfo['kind'];
+  node: string;
+  readOnly: boolean;
+}
 
 interface Conn {
   info: ConnectionInfo;
@@ -192,6 +203,30 @@ export class ConnectionManager {
   }
 
   /** The live QMP client of a connection, and what a plan journal needs to find it again. */
+  /**
+   * Which connected QEMU (Strata's own daemon or a VM) holds each of these files, and as which node:
+   * in-use bitmaps on disk are expected then (the live states are that QEMU's), and changes must go
+   * through it (a second QEMU could not take the image's lock).
+   */
+  async holders(files: string[]): Promise<Holder[]> {
+    const want = new Set(files);
+    const out: Holder[] = [];
+    for (const c of this.conns.values()) {
+      if (c.info.state !== 'connected' || !c.qmp) continue;
+      let nodes: any[];
+      try {
+        nodes = await queryNamedNodes(c.qmp, c.info.label);
+      } catch {
+        continue; // busy (a finished stream) or gone: it says so in Connections
+      }
+      for (const n of nodes) {
+        if (!want.has(n.file) || (n.drv !== 'qcow2' && n.drv !== 'raw')) continue;
+        out.push({ file: n.file, connection: c.info.id, label: c.info.label, kind: c.info.kind, node: n['node-name'], readOnly: n.ro === true });
+      }
+    }
+    return out;
+  }
+
   /** The connection as a plan runs on it: its client, its one job engine, and where a restart finds it. */
   planConnection(id: string): { qmp: QmpClient; engine: JobEngine; target: { socket: string; image: string | null; daemonPid: number | null } } {
     const c = this.live(id);

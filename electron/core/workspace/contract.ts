@@ -54,6 +54,11 @@ export interface ChainReport {
   checkpoints: CheckpointReport[];
   scannedAt: string;
   scanMs: number;
+  /**
+   * Layers a connected QEMU holds open (Strata's own daemon or a VM): their bitmaps read in-use on
+   * disk while it runs, as expected, and their live states are that QEMU's. Filled by the service.
+   */
+  heldBy?: { file: string; connection: string; label: string; kind: 'daemon' | 'socket'; node: string; readOnly: boolean }[];
 }
 
 export interface WorkspaceImage {

@@ -8,6 +8,8 @@ import { inspect } from '../inspect.ts';
 import { buildDemo } from '../demo/build-demo.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
+import type { ConnectionManager } from '../connections/manager.ts';
+import type { ChainReport } from '../contract.ts';
 
 export interface WorkspaceDeps {
   mode: AppInfo['mode'];
@@ -16,6 +18,8 @@ export interface WorkspaceDeps {
   emit: EventListener;
   /** native file picker, Electron only */
   openImageDialog?: () => Promise<string | null>;
+  /** who holds a chain's files open (Strata's daemons, VMs) */
+  connections: Pick<ConnectionManager, 'holders'>;
 }
 
 function qemuImgVersion(): string | null {
@@ -26,14 +30,20 @@ function qemuImgVersion(): string | null {
   }
 }
 
-export function createWorkspaceHandlers({ mode, dataDir, history, emit, openImageDialog }: WorkspaceDeps): HandlersFor<typeof workspaceArgs> {
+export function createWorkspaceHandlers({ mode, dataDir, history, emit, openImageDialog, connections }: WorkspaceDeps): HandlersFor<typeof workspaceArgs> {
   let demoRunning: Promise<DemoResult> | null = null;
+  /** The chain as read from disk, with the layers a connected QEMU holds named. */
+  const read = async (p: string): Promise<ChainReport> => {
+    const report = inspect(p);
+    const held = await connections.holders(report.layers.map((l) => l.path));
+    return held.length ? { ...report, heldBy: held } : report;
+  };
   return {
     'app:info': () => ({ version: VERSION, mode, dataDir, qemuImg: qemuImgVersion(), platform: process.platform }),
     'workspace:list': () => history.listWorkspace(),
-    'workspace:add': ({ path }) => {
+    'workspace:add': async ({ path }) => {
       // Reading the chain first means a bad path is refused before it is remembered.
-      const report = inspect(path);
+      const report = await read(path);
       const img = history.addImage(report.image);
       emit('chain:scanned', history.recordScan(report));
       emit('workspace:changed', history.listWorkspace());
@@ -43,8 +53,8 @@ export function createWorkspaceHandlers({ mode, dataDir, history, emit, openImag
       history.removeImage(path);
       emit('workspace:changed', history.listWorkspace());
     },
-    'chain:inspect': ({ path }) => {
-      const report = inspect(path);
+    'chain:inspect': async ({ path }) => {
+      const report = await read(path);
       emit('chain:scanned', history.recordScan(report));
       return report;
     },
