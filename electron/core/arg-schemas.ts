@@ -11,6 +11,7 @@ import { bitmapArgs } from './bitmaps/contract.ts';
 import { planArgs } from './plans/contract.ts';
 import { historyArgs } from './history/contract.ts';
 import { repairArgs } from './repair/contract.ts';
+import { backupArgs } from './backup/contract.ts';
 
 export type ArgSchemas = { [C in Channel]: v.GenericSchema<unknown, ArgOf<C>> };
 
@@ -23,4 +24,5 @@ export const ARG_SCHEMAS = {
   ...planArgs,
   ...historyArgs,
   ...repairArgs,
+  ...backupArgs,
 } satisfies ArgSchemas as ArgSchemas;

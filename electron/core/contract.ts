@@ -14,6 +14,7 @@ import type { BitmapChannels } from './bitmaps/contract.ts';
 import type { PlanChannels, PlanEvents } from './plans/contract.ts';
 import type { HistoryChannels } from './history/contract.ts';
 import type { RepairChannels } from './repair/contract.ts';
+import type { BackupChannels, BackupEvents } from './backup/contract.ts';
 
 export type * from './workspace/contract.ts';
 export type * from './contents/contract.ts';
@@ -23,12 +24,13 @@ export type * from './bitmaps/contract.ts';
 export type * from './plans/contract.ts';
 export type * from './history/contract.ts';
 export type * from './repair/contract.ts';
+export type * from './backup/contract.ts';
 
 /** Request channels: name -> [argument, result]. */
-export interface Channels extends WorkspaceChannels, ContentsChannels, ConnectionChannels, JobChannels, BitmapChannels, PlanChannels, HistoryChannels, RepairChannels {}
+export interface Channels extends WorkspaceChannels, ContentsChannels, ConnectionChannels, JobChannels, BitmapChannels, PlanChannels, HistoryChannels, RepairChannels, BackupChannels {}
 
 /** Pushed events: name -> payload. */
-export interface Events extends WorkspaceEvents, ConnectionEvents, JobEvents, PlanEvents {}
+export interface Events extends WorkspaceEvents, ConnectionEvents, JobEvents, PlanEvents, BackupEvents {}
 
 export type Channel = keyof Channels;
 export type EventName = keyof Events;
@@ -73,9 +75,13 @@ export const CHANNELS = [
   'history:plans',
   'repair:plan',
   'repair:apply',
+  'backup:list',
+  'backup:take',
+  'backup:restore',
+  'backup:verify',
 ] as const satisfies readonly Channel[];
 
-export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress', 'plan:changed'] as const satisfies readonly EventName[];
+export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress', 'plan:changed', 'backup:progress'] as const satisfies readonly EventName[];
 
 type Missing<T extends string, L extends readonly string[]> = Exclude<T, L[number]>;
 // Compile-time check: both lists are complete.

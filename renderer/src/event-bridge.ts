@@ -9,6 +9,7 @@ import { useWorkspaceStore } from './stores/workspace';
 import { useQemuConnectionsStore } from './stores/qemu-connections';
 import { useJobsStore } from './stores/jobs';
 import { usePlansStore } from './stores/plans';
+import { useBackupsStore } from './stores/backups';
 
 type Handlers = { [E in EventName]: (payload: Events[E]) => void };
 
@@ -20,6 +21,7 @@ export function startEventBridge(transport: Transport): () => void {
   const qemu = useQemuConnectionsStore();
   const jobs = useJobsStore();
   const plans = usePlansStore();
+  const backups = useBackupsStore();
 
   const handlers: Handlers = {
     'workspace:changed': (list) => {
@@ -49,6 +51,7 @@ export function startEventBridge(transport: Transport): () => void {
     },
     'job:progress': (j) => jobs.put(j),
     'plan:changed': (p) => plans.put(p),
+    'backup:progress': (p) => backups.onProgress(p),
   };
 
   const offs = EVENTS.map((e) => transport.on(e, handlers[e] as (p: unknown) => void));

@@ -58,16 +58,20 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'history:plans': [{ limit: 5 }],
   'repair:plan': [{ image: NOWHERE }, { image: NOWHERE, backing: NOWHERE }],
   'repair:apply': [{ image: NOWHERE }],
+  'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
+  'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true }],
+  'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
+  'backup:verify': [{ repo: '/nonexistent-strata-dir/repo' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1' }],
 };
 
 /** Channels whose argument may be left out: null, undefined and {} get a normal answer. */
 const OPTIONAL_ARG = new Set<Channel>(['app:info', 'workspace:list', 'demo:create', 'dialog:open-image', 'connection:list', 'job:list', 'history:scans', 'history:jobs', 'history:operations', 'history:plans']);
 /** Fields that may be left out (by name). */
-const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where']);
+const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify']);
 /** Fields that hold an absolute path (a relative one is refused). */
-const PATH_FIELD = new Set(['path', 'image', 'layer', 'backing']);
+const PATH_FIELD = new Set(['path', 'image', 'layer', 'backing', 'repo', 'to']);
 /** Fields that select a variant (any other string is refused). */
-const TAG_FIELD = new Set(['kind', 'op', 'type', 'verb', 'scheme']);
+const TAG_FIELD = new Set(['kind', 'op', 'type', 'verb', 'scheme', 'level', 'format']);
 /** Fields that accept null. */
 const NULLABLE_FIELD = new Set(['where']);
 

@@ -202,6 +202,13 @@ export class Repository {
   }
 }
 
+/** The points of a repository as strata backups --json (and backup:list) lists them, oldest first. */
+export function listPoints(repo: Repository) {
+  return repo.manifest.backups.map((b) => ({
+    id: b.id, level: b.level, parent: b.parent, checkpoint: b.checkpoint, createdAt: b.createdAt, file: repo.fileOf(b), bytes: b.bytes, state: b.state, consistency: b.consistency,
+  }));
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

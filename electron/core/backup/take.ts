@@ -22,6 +22,7 @@ import { Repository, BackupJournal, syncCatalog, fsyncPath, pidAlive, type Backu
 import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
 import { recordDigests } from './verify.ts';
 import { tool } from './tools.ts';
+import type { BackupTaken } from './contract.ts';
 
 export interface TakeOptions {
   /** an offline image (opened in Strata's own storage daemon)... */
@@ -34,10 +35,18 @@ export interface TakeOptions {
   compress: boolean;
   dryRun: boolean;
   dataDir: string;
+  /** the catalog to use (the app's own connection); else dataDir/strata.db is opened and closed */
+  db?: Db;
   signal?: AbortSignal;
   onProgress?: (job: JobView) => void;
   /** lines worth telling the user (a stale lock taken over, a crashed backup cleaned up) */
   onNote?: (line: string) => void;
+}
+
+/** strata backup --json's object (and backup:take's answer); dryRun only when nothing was written */
+export function takenDoc(r: TakeResult): BackupTaken {
+  const doc = { id: r.id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.checkpoint, since: r.since, file: r.file, bytes: r.bytes, dirtyBytes: r.dirtyBytes, seconds: r.seconds };
+  return r.dryRun ? { ...doc, dryRun: true as const } : doc;
 }
 
 export interface TakeResult {
@@ -248,7 +257,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
   let db: Db | null = null;
   try {
     if (repo.lockNote) note(repo.lockNote);
-    db = openDb(path.join(o.dataDir, 'strata.db'));
+    db = o.db ?? openDb(path.join(o.dataDir, 'strata.db'));
     const journal = new BackupJournal(db);
     await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null);
     syncCatalog(db, repo);
@@ -391,7 +400,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       o.signal?.removeEventListener('abort', onAbort);
     }
   } finally {
-    db?.close();
+    if (db !== o.db) db?.close();
     repo.unlock();
     await liveQmp?.close();
   }

@@ -7,7 +7,7 @@ import type { Out } from './output.ts';
 import { defaultDataDir } from '../paths.ts';
 import { StrataError } from '../errors.ts';
 import { isLevel, type Level } from '../backup/rules.ts';
-import { Repository } from '../backup/repository.ts';
+import { Repository, listPoints } from '../backup/repository.ts';
 import type { JobView } from '../jobs/engine.ts';
 
 export const BACKUP_HELP = {
@@ -95,7 +95,7 @@ export async function cmdBackup(argv: string[], out: Out): Promise<void> {
   const lv = a.options.get('level') ?? null;
   if (lv !== null && !isLevel(lv)) throw new StrataError('E_BAD_INPUT', `--level ${lv}: expected full, inc, diff or copy`);
   const json = a.flags.has('json');
-  const { takeBackup } = await import('../backup/take.ts');
+  const { takeBackup, takenDoc } = await import('../backup/take.ts');
   const ctl = new AbortController();
   const onSigint = () => ctl.abort();
   process.on('SIGINT', onSigint);
@@ -116,8 +116,7 @@ export async function cmdBackup(argv: string[], out: Out): Promise<void> {
       onNote: (s) => process.stderr.write(`${draw ? '\r\x1b[K' : ''}strata: ${s}\n`),
     });
     if (draw) process.stderr.write('\r\x1b[K');
-    const doc = { id: r.id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.checkpoint, since: r.since, file: r.file, bytes: r.bytes, dirtyBytes: r.dirtyBytes, seconds: r.seconds };
-    if (json) return out.write(JSON.stringify(r.dryRun ? { ...doc, dryRun: true } : doc, null, 2) + '\n');
+    if (json) return out.write(JSON.stringify(takenDoc(r), null, 2) + '\n');
     if (r.dryRun) {
       out.write(`Would take backup ${r.id}: ${r.level}${r.since ? ` since checkpoint ${r.since}` : ''}, copying ${humanBytes(r.dirtyBytes)} into ${r.file}\n`);
       if (r.fallback) out.write(`  full because: ${r.fallback}\n`);
@@ -137,9 +136,7 @@ export function cmdBackups(argv: string[], out: Out): void {
   if (a.flags.has('help')) return out.write(BACKUP_HELP.backups + '\n');
   if (a.positionals.length) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata backups --help');
   const repo = Repository.open(repoOption(a, 'backups'));
-  const list = repo.manifest.backups.map((b) => ({
-    id: b.id, level: b.level, parent: b.parent, checkpoint: b.checkpoint, createdAt: b.createdAt, file: repo.fileOf(b), bytes: b.bytes, state: b.state, consistency: b.consistency,
-  }));
+  const list = listPoints(repo);
   if (a.flags.has('json')) return out.write(JSON.stringify(list, null, 2) + '\n');
   if (!list.length) return out.write(`${repo.dir}: no backups yet\n`);
   out.write(table(['id', 'level', 'parent', 'created', 'size', 'state', 'checkpoint'], list.map((b) => [b.id, b.level, b.parent ?? '-', b.createdAt, humanBytes(b.bytes), b.state, b.checkpoint ?? '-'])) + '\n');

@@ -1,2 +1,2 @@
 /** The views of a selected image. */
-export type ViewTab = 'chain' | 'inspector' | 'history';
+export type ViewTab = 'chain' | 'inspector' | 'history' | 'backups';

@@ -1,0 +1,113 @@
+// Backups, per image: the repository folder the user chose (remembered per image in localStorage),
+// its points oldest first (backup:list), a backup taken after a dry run said what it copies
+// (backup:take), a point restored to a new file (backup:restore), and the repository verified
+// (backup:verify). A running backup's progress comes from backup:progress (event-bridge.ts).
+import { defineStore } from 'pinia';
+import { reactive } from 'vue';
+import type { BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
+import { call } from '../api/client';
+import { ApiError } from '../api/api-error';
+import { useChainsStore } from './chains';
+
+const KEY = 'strata.backups.repo:';
+
+export type BackupBusy = 'listing' | 'planning' | 'taking' | 'restoring' | 'verifying' | null;
+
+export const useBackupsStore = defineStore('backups', () => {
+  const repos = reactive<Record<string, string>>({});
+  const points = reactive<Record<string, BackupPoint[]>>({});
+  const errors = reactive<Record<string, ApiError | null>>({});
+  const busy = reactive<Record<string, BackupBusy>>({});
+  const progress = reactive<Record<string, BackupProgress | null>>({});
+  const lastTaken = reactive<Record<string, BackupTaken | null>>({});
+  const lastRestore = reactive<Record<string, BackupRestoreResult | null>>({});
+  const verified = reactive<Record<string, BackupVerifyResult[] | null>>({});
+
+  function repoOf(image: string): string {
+    if (repos[image] === undefined) {
+      let saved = '';
+      try {
+        saved = localStorage.getItem(KEY + image) ?? '';
+      } catch {
+        /* no storage: start empty */
+      }
+      repos[image] = saved;
+    }
+    return repos[image];
+  }
+
+  function setRepo(image: string, repo: string): void {
+    repos[image] = repo;
+    try {
+      localStorage.setItem(KEY + image, repo);
+    } catch {
+      /* not remembered, still used */
+    }
+    points[image] = [];
+    verified[image] = null;
+    lastTaken[image] = null;
+  }
+
+  async function run<T>(image: string, what: Exclude<BackupBusy, null>, fn: () => Promise<T>): Promise<T | null> {
+    busy[image] = what;
+    errors[image] = null;
+    try {
+      return await fn();
+    } catch (e) {
+      errors[image] = ApiError.from(e);
+      return null;
+    } finally {
+      busy[image] = null;
+    }
+  }
+
+  async function list(image: string): Promise<void> {
+    const repo = repoOf(image);
+    if (!repo) return;
+    await run(image, 'listing', async () => {
+      try {
+        points[image] = await call('backup:list', { repo });
+      } catch (e) {
+        // A folder that is not a repository yet becomes one at the first backup.
+        if (ApiError.from(e).code === 'E_NOT_FOUND') points[image] = [];
+        else throw e;
+      }
+    });
+  }
+
+  /** what a backup at this level would copy; writes nothing */
+  function plan(image: string, level: BackupLevel | undefined): Promise<BackupTaken | null> {
+    return run(image, 'planning', () => call('backup:take', { image, repo: repoOf(image), level, dryRun: true }));
+  }
+
+  async function take(image: string, level: BackupLevel | undefined): Promise<BackupTaken | null> {
+    progress[image] = null;
+    const r = await run(image, 'taking', () => call('backup:take', { image, repo: repoOf(image), level }));
+    progress[image] = null;
+    if (r) {
+      lastTaken[image] = r;
+      verified[image] = null;
+      await list(image);
+      // The new checkpoint bitmap shows in the chain view.
+      void useChainsStore().inspect(image);
+    }
+    return r;
+  }
+
+  async function restore(image: string, id: string, to: string, format: 'qcow2' | 'raw'): Promise<BackupRestoreResult | null> {
+    const r = await run(image, 'restoring', () => call('backup:restore', { repo: repoOf(image), id, to, format }));
+    if (r) lastRestore[image] = r;
+    return r;
+  }
+
+  async function verify(image: string): Promise<void> {
+    const r = await run(image, 'verifying', () => call('backup:verify', { repo: repoOf(image) }));
+    if (r) verified[image] = r;
+  }
+
+  function onProgress(p: BackupProgress): void {
+    if (busy[p.image] === 'taking') progress[p.image] = p;
+  }
+
+  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, repoOf, setRepo, list, plan, take, restore, verify, onProgress };
+});
