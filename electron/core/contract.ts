@@ -71,6 +71,7 @@ export const CHANNELS = [
   'plan:preview',
   'plan:start',
   'history:plans',
+  'history:activity',
   'repair:plan',
   'repair:apply',
 ] as const satisfies readonly Channel[];
