@@ -73,6 +73,7 @@ export const CHANNELS = [
   'plan:preview',
   'plan:start',
   'history:plans',
+  'history:activity',
   'repair:plan',
   'repair:apply',
   'backup:list',

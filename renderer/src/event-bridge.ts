@@ -40,6 +40,7 @@ export function startEventBridge(transport: Transport): () => void {
     },
     'job:changed': (j) => {
       jobs.onChanged(j);
+      history.refreshActivity();
       // A finished stream or commit changed the chain: re-read what shows it. (A concluded stream's
       // graph waits for its dismissal: see graphHazard.)
       const shown = !!qemu.graphs[j.connection] || qemu.selectedId === j.connection;
@@ -50,7 +51,10 @@ export function startEventBridge(transport: Transport): () => void {
       }
     },
     'job:progress': (j) => jobs.put(j),
-    'plan:changed': (p) => plans.put(p),
+    'plan:changed': (p) => {
+      plans.put(p);
+      history.putPlan(p);
+    },
     'backup:progress': (p) => backups.onProgress(p),
   };
 

@@ -56,6 +56,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'plan:preview': [{ kind: 'commit-with-bitmaps', params: { connection: 'nope', device: 'n', scheme: 'seed', speed: 1 } }],
   'plan:start': [{ kind: 'commit-with-bitmaps', params: { connection: 'nope' } }],
   'history:plans': [{ limit: 5 }],
+  'history:activity': [{ limit: 5 }],
   'repair:plan': [{ image: NOWHERE }, { image: NOWHERE, backing: NOWHERE }],
   'repair:apply': [{ image: NOWHERE }],
   'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
@@ -65,7 +66,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
 };
 
 /** Channels whose argument may be left out: null, undefined and {} get a normal answer. */
-const OPTIONAL_ARG = new Set<Channel>(['app:info', 'workspace:list', 'demo:create', 'dialog:open-image', 'connection:list', 'job:list', 'history:scans', 'history:jobs', 'history:operations', 'history:plans']);
+const OPTIONAL_ARG = new Set<Channel>(['app:info', 'workspace:list', 'demo:create', 'dialog:open-image', 'connection:list', 'job:list', 'history:scans', 'history:jobs', 'history:operations', 'history:plans', 'history:activity']);
 /** Fields that may be left out (by name). */
 const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify']);
 /** Fields that hold an absolute path (a relative one is refused). */

@@ -51,6 +51,16 @@ export interface OperationInfo {
   log: { dir: 'out' | 'in'; line: string; at: string }[];
 }
 
+/**
+ * One line of the activity feed: what Strata saw or did, tagged with its kind, `at` when it began.
+ * The record sits under its kind's name (operations and plans have a `kind` field of their own).
+ */
+export type ActivityEntry =
+  | { kind: 'scan'; at: string; scan: ScanRecord }
+  | { kind: 'job'; at: string; job: JobRecordInfo }
+  | { kind: 'operation'; at: string; operation: OperationInfo }
+  | { kind: 'plan'; at: string; plan: PlanInfo };
+
 const recent = () => optionalObj({ limit: limit() });
 
 export const historyArgs = {
@@ -58,9 +68,11 @@ export const historyArgs = {
   'history:jobs': recent(),
   'history:operations': recent(),
   'history:plans': recent(),
+  /** scans, jobs, bitmap operations and plans in one list, newest first (up to `limit` of each kind) */
+  'history:activity': recent(),
 };
 
 export type HistoryChannels = ChannelsOf<
   typeof historyArgs,
-  { 'history:scans': ScanRecord[]; 'history:jobs': JobRecordInfo[]; 'history:operations': OperationInfo[]; 'history:plans': PlanInfo[] }
+  { 'history:scans': ScanRecord[]; 'history:jobs': JobRecordInfo[]; 'history:operations': OperationInfo[]; 'history:plans': PlanInfo[]; 'history:activity': ActivityEntry[] }
 >;

@@ -5,7 +5,7 @@ import { toJobRecordInfo, type JobStore } from '../store/jobs.ts';
 import { toOperationInfo, type Operations } from '../store/operations.ts';
 import type { PlanStore } from '../store/plans.ts';
 import type { HandlersFor } from '../handlers.ts';
-import type { historyArgs } from './contract.ts';
+import type { ActivityEntry, historyArgs } from './contract.ts';
 import { planInfo } from '../plans/service-plans.ts';
 
 export interface HistoryDeps {
@@ -28,5 +28,21 @@ export function createHistoryHandlers({ history, jobStore, operations, planStore
       await recovered;
       return planStore.list(limit ?? DEFAULT_LIMIT).map(planInfo);
     },
+    'history:activity': async ({ limit }) => {
+      await recovered;
+      const n = limit ?? DEFAULT_LIMIT;
+      const entries: ActivityEntry[] = [
+        ...history.scans(undefined, n).map((scan) => ({ kind: 'scan' as const, at: scan.scannedAt, scan })),
+        ...jobStore.list(n).map((r) => toJobRecordInfo(r)).map((job) => ({ kind: 'job' as const, at: job.createdAt, job })),
+        ...operations.list(n).map((r) => toOperationInfo(r)).map((operation) => ({ kind: 'operation' as const, at: operation.createdAt, operation })),
+        ...planStore.list(n).map((r) => planInfo(r)).map((plan) => ({ kind: 'plan' as const, at: plan.createdAt, plan })),
+      ];
+      // Newest first; on the same instant, by kind, then the later record first, for a stable order.
+      return entries.sort((a, b) => b.at.localeCompare(a.at) || a.kind.localeCompare(b.kind) || recordId(b) - recordId(a));
+    },
   };
+}
+
+function recordId(e: ActivityEntry): number {
+  return e.kind === 'scan' ? e.scan.id : e.kind === 'job' ? e.job.id : e.kind === 'operation' ? e.operation.id : e.plan.id;
 }

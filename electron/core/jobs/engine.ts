@@ -142,7 +142,7 @@ export class JobEngine {
       this.sample(t, j['current-progress'], j['total-progress']);
       if (j.error && !t.error) this.fail(t, j.error);
     }
-    for (const t of this.jobs.values()) if (!seen.has(t.id) && t.state !== 'null') this.setState(t, 'null', 'gone from query-jobs', true);
+    for (const t of this.jobs.values()) if (!seen.has(t.id) && t.state !== 'null' && t.state !== 'lost') this.setState(t, 'null', 'gone from query-jobs', true);
     this.ensurePolling();
     return this.list();
   }
@@ -158,7 +158,7 @@ export class JobEngine {
           resolve(view(t));
           return true;
         }
-        if (t.state === 'null' || t.error?.startsWith('lost')) {
+        if (t.state === 'null' || t.state === 'lost') {
           cleanup();
           reject(new StrataError('E_QMP_INTERRUPTED', `job '${id}' ended (${t.state}) before the awaited condition${t.error ? `: ${t.error}` : ''}`));
           return true;
@@ -260,9 +260,8 @@ export class JobEngine {
   private onLost(why: string): void {
     for (const t of this.jobs.values()) {
       if (isFinished(t.state)) continue;
-      this.fail(t, `lost: the connection to QEMU ended while the job was ${t.state} (${why})`);
-      if (t.record !== null) this.opts.store?.event(t.record, 'lost', why);
-      this.push(t);
+      this.fail(t, `the connection to QEMU ended while the job was ${t.state} (${why})`);
+      this.setState(t, 'lost', why, true);
     }
     this.close();
   }

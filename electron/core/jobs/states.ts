@@ -2,7 +2,16 @@
 // change a tracked job goes through passes applyStatus(), which refuses what QEMU itself would never
 // do: an impossible transition means Strata missed an event, and must re-query rather than guess.
 
-export const JOB_STATES = ['undefined', 'created', 'running', 'paused', 'ready', 'standby', 'waiting', 'pending', 'aborting', 'concluded', 'null'] as const;
+/** The states QEMU reports (JobStatus in qapi/job.json). */
+export const QEMU_JOB_STATES = ['undefined', 'created', 'running', 'paused', 'ready', 'standby', 'waiting', 'pending', 'aborting', 'concluded', 'null'] as const;
+export type QemuJobState = (typeof QEMU_JOB_STATES)[number];
+
+/**
+ * Every state a tracked job can be in: QEMU's, plus `lost`, which is Strata's own and not a QEMU
+ * state: the connection to QEMU ended (QEMU died or the socket closed) while the job was unfinished,
+ * so its real end is unknown. Terminal, reachable from any unfinished state, no verb applies.
+ */
+export const JOB_STATES = [...QEMU_JOB_STATES, 'lost'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
 export const JOB_VERBS = ['cancel', 'pause', 'resume', 'set-speed', 'complete', 'finalize', 'dismiss'] as const;
@@ -10,17 +19,19 @@ export type JobVerb = (typeof JOB_VERBS)[number];
 
 /** Where each state may go next. */
 export const TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
-  undefined: ['created'],
-  created: ['running', 'aborting', 'null'],
-  running: ['paused', 'ready', 'waiting', 'aborting'],
-  paused: ['running'],
-  ready: ['standby', 'waiting', 'aborting'],
-  standby: ['ready'],
-  waiting: ['pending', 'aborting'],
-  pending: ['aborting', 'concluded'],
-  aborting: ['aborting', 'concluded'],
+  undefined: ['created', 'lost'],
+  created: ['running', 'aborting', 'null', 'lost'],
+  running: ['paused', 'ready', 'waiting', 'aborting', 'lost'],
+  paused: ['running', 'lost'],
+  ready: ['standby', 'waiting', 'aborting', 'lost'],
+  standby: ['ready', 'lost'],
+  waiting: ['pending', 'aborting', 'lost'],
+  pending: ['aborting', 'concluded', 'lost'],
+  aborting: ['aborting', 'concluded', 'lost'],
   concluded: ['null'],
   null: [],
+  // Strata's own (see JOB_STATES): nothing follows.
+  lost: [],
 };
 
 /** In which states QEMU accepts each verb. (complete in standby: since QEMU 6.1.) */
@@ -45,8 +56,9 @@ export const VERB_COMMAND: Readonly<Record<JobVerb, string>> = {
   dismiss: 'job-dismiss',
 };
 
-export function isJobState(s: unknown): s is JobState {
-  return typeof s === 'string' && (JOB_STATES as readonly string[]).includes(s);
+/** A state QEMU may report (never `lost`, which only Strata sets). */
+export function isJobState(s: unknown): s is QemuJobState {
+  return typeof s === 'string' && (QEMU_JOB_STATES as readonly string[]).includes(s);
 }
 
 export function canTransition(from: JobState, to: JobState): boolean {
@@ -63,7 +75,7 @@ export function isVerbAllowed(verb: JobVerb, state: JobState): boolean {
 
 /** States after which the job will not run again. */
 export function isFinished(state: JobState): boolean {
-  return state === 'concluded' || state === 'null';
+  return state === 'concluded' || state === 'null' || state === 'lost';
 }
 
 export interface TrackedStatus {

@@ -23,6 +23,8 @@ export type Tone = 'ok' | 'accent' | 'warn' | 'danger' | 'neutral' | 'live';
 export const STATE_LABEL: Record<string, string> = {
   undefined: 'requested',
   null: 'dismissed',
+  /** Strata's own state, not QEMU's: the connection to QEMU ended before the job finished */
+  lost: 'lost',
 };
 
 export const STATE_HELP: Record<string, string> = {
@@ -43,9 +45,8 @@ export const STATE_HELP: Record<string, string> = {
 export type JobOutcome = 'ok' | 'failed' | 'cancelled' | 'lost' | null;
 
 export function jobOutcome(j: { state: string; error: string | null }): JobOutcome {
-  if (j.error?.startsWith('lost')) return 'lost';
-  if (j.error === 'cancelled') return 'cancelled';
   if (j.state === 'lost') return 'lost';
+  if (j.error === 'cancelled') return 'cancelled';
   if (j.error) return 'failed';
   if (j.state === 'concluded' || j.state === 'null') return 'ok';
   return null;

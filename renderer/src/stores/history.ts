@@ -1,8 +1,9 @@
 // Scan history per image, newest first, kept current by chain:scanned events; and, for the History
-// view, every scan of every image plus the journal of bitmap changes.
+// view, the activity feed the core merges (scans, jobs, bitmap changes and plans, newest first),
+// kept current by the events that add to it.
 import { defineStore } from 'pinia';
 import { reactive, ref } from 'vue';
-import type { OperationInfo, ScanRecord } from '../../../electron/core/contract';
+import type { ActivityEntry, PlanInfo, ScanRecord } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 
@@ -11,10 +12,9 @@ export const HISTORY_LIMIT = 200;
 export const useHistoryStore = defineStore('history', () => {
   const scans = ref<Record<string, ScanRecord[]>>({});
   const status = reactive<Record<string, { loading: boolean; error: ApiError | null }>>({});
-  /** every image's scans (History view), null until loaded */
-  const allScans = ref<ScanRecord[] | null>(null);
-  const operations = ref<OperationInfo[] | null>(null);
-  const allError = ref<ApiError | null>(null);
+  /** the History view's feed, null until loaded */
+  const activity = ref<ActivityEntry[] | null>(null);
+  const activityError = ref<ApiError | null>(null);
 
   async function load(image: string): Promise<void> {
     status[image] = { loading: true, error: null };
@@ -27,42 +27,61 @@ export const useHistoryStore = defineStore('history', () => {
     }
   }
 
-  async function loadAll(): Promise<void> {
-    try {
-      const [s, o] = await Promise.all([call('history:scans', { limit: HISTORY_LIMIT }), call('history:operations', { limit: HISTORY_LIMIT })]);
-      allScans.value = s;
-      operations.value = o;
-      allError.value = null;
-    } catch (e) {
-      allError.value = ApiError.from(e);
+  let inFlight: Promise<void> | null = null;
+  let again = false;
+  /** Reads the feed; a call while one is under way reads it once more after it. */
+  function loadActivity(): Promise<void> {
+    if (inFlight) {
+      again = true;
+      return inFlight;
     }
+    inFlight = (async () => {
+      do {
+        again = false;
+        try {
+          activity.value = await call('history:activity', { limit: HISTORY_LIMIT });
+          activityError.value = null;
+        } catch (e) {
+          activityError.value = ApiError.from(e);
+        }
+      } while (again);
+      inFlight = null;
+    })();
+    return inFlight;
   }
 
-  async function loadOperations(): Promise<void> {
-    try {
-      operations.value = await call('history:operations', { limit: HISTORY_LIMIT });
-    } catch (e) {
-      allError.value = ApiError.from(e);
-    }
+  /** Re-reads the feed if it is on screen (a job changed state, a bitmap change was applied). */
+  function refreshActivity(): void {
+    if (activity.value) void loadActivity();
   }
 
   function addScan(rec: ScanRecord): void {
-    if (allScans.value && !allScans.value.some((s) => s.id === rec.id)) allScans.value = [rec, ...allScans.value].slice(0, HISTORY_LIMIT);
+    const feed = activity.value;
+    if (feed && !feed.some((e) => e.kind === 'scan' && e.scan.id === rec.id)) activity.value = [{ kind: 'scan' as const, at: rec.scannedAt, scan: rec }, ...feed];
     const list = scans.value[rec.image];
     // Only images whose history was loaded are kept current; others load fresh when opened.
     if (!list || list.some((s) => s.id === rec.id)) return;
     scans.value = { ...scans.value, [rec.image]: [rec, ...list].slice(0, HISTORY_LIMIT) };
   }
 
+  /** A plan changed (pushed whole): its entry shows the news at once. */
+  function putPlan(p: PlanInfo): void {
+    const feed = activity.value;
+    if (!feed) return;
+    const i = feed.findIndex((e) => e.kind === 'plan' && e.plan.id === p.id);
+    if (i < 0) activity.value = [{ kind: 'plan' as const, at: p.createdAt, plan: p }, ...feed];
+    else activity.value = feed.map((e, k) => (k === i ? { kind: 'plan' as const, at: p.createdAt, plan: p } : e));
+  }
+
   /** A bitmap change was applied: its journal line is new. */
   function onOperation(): void {
-    if (operations.value) void loadOperations();
+    refreshActivity();
   }
 
   function reloadLoaded(): void {
     for (const image of Object.keys(scans.value)) void load(image);
-    if (allScans.value || operations.value) void loadAll();
+    refreshActivity();
   }
 
-  return { scans, status, allScans, operations, allError, load, loadAll, loadOperations, addScan, onOperation, reloadLoaded };
+  return { scans, status, activity, activityError, load, loadActivity, refreshActivity, addScan, putPlan, onOperation, reloadLoaded };
 });

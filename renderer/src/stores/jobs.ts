@@ -26,7 +26,7 @@ export const useJobsStore = defineStore('jobs', () => {
   const list = computed(() => Object.values(jobs.value));
   /** every job QEMU still knows (dismissed ones live on in the history) */
   const active = computed(() => list.value.filter((j) => j.state !== 'null'));
-  const running = computed(() => list.value.filter((j) => !['concluded', 'null'].includes(j.state) && !j.error?.startsWith('lost')));
+  const running = computed(() => list.value.filter((j) => !['concluded', 'null', 'lost'].includes(j.state)));
 
   function put(j: JobInfo): void {
     jobs.value = { ...jobs.value, [jobKey(j)]: j };
