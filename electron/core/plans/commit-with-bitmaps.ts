@@ -26,6 +26,7 @@
 // during the commit, so it marks every cluster the commit brings down. Never a false clean.
 import type { QmpClient } from '../qmp/client.ts';
 import { queryNamedNodes } from '../qmp/named-nodes.ts';
+import { blockGraph } from '../connections/block-graph.ts';
 import { readLiveNode } from '../bitmaps/live-contents.ts';
 import { union, uncoveredBytes, type ExtentList } from '../extents.ts';
 import type { NewPlan, PlanTarget } from './types.ts';
@@ -153,10 +154,8 @@ const asFacts = (b: any): LiveBitmapFacts => ({
 
 /** The node below `device` in the block graph (the commit's base), or null. */
 async function backingOf(qmp: QmpClient, device: string): Promise<string | null> {
-  const g = (await qmp.execute<any>('x-debug-query-block-graph')) as { nodes: { id: number; name: string }[]; edges: { parent: number; child: number; name: string }[] };
-  const id = g.nodes.find((n) => n.name === device)?.id;
-  const e = g.edges.find((x) => x.parent === id && x.name === 'backing');
-  return e ? g.nodes.find((n) => n.id === e.child)?.name ?? null : null;
+  const g = await blockGraph(qmp);
+  return g.edges.find((e) => e.parent === device && e.role === 'backing')?.child ?? null;
 }
 
 export interface CommitPlanOptions {
