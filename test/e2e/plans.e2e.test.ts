@@ -96,6 +96,8 @@ test("commit keeping the checkpoints on the seed's chain: the preview says what 
   // Close the daemon (QEMU stores the bitmaps), add base.qcow2: bitmap2 still holds its 256 KiB of changes.
   await page.getByTestId('connection-close').first().click();
   if (await page.getByTestId('confirm-yes').count()) await page.getByTestId('confirm-yes').click();
+  // Only once the daemon is gone are the bitmaps stored and the file free: then read it from disk.
+  await page.getByTestId('connection-item').waitFor({ state: 'detached' });
   await page.getByTestId('nav-workspace').click();
   await addImage(page, base);
   const cp = (name: string) => page.locator(`[data-testid="checkpoint"][data-name="${name}"]`);
