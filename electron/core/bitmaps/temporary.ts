@@ -1,0 +1,11 @@
+// Bitmaps Strata adds to a live node for a moment and removes again. They are not checkpoints: the
+// chain view, the checkpoint rules and name lists leave them out.
+
+/** disabled transient copies that a live read exports over NBD (bitmaps/live-contents.ts) */
+export const SHOW_COPY_PREFIX = 'strata-show-';
+/** the recording bitmap that covers a commit's switch-over (plans/commit-with-bitmaps.ts) */
+export const SWITCH_PREFIX = 'strata-switch-';
+
+export function isStrataTemporary(name: string): boolean {
+  return name.startsWith(SHOW_COPY_PREFIX) || name.startsWith(SWITCH_PREFIX);
+}
