@@ -1,6 +1,7 @@
 // The maths of the inspector's viewport over the virtual disk: which byte range is in view, zoomed
-// about a point, panned and clamped to the disk; bytes to pixels and back. Pure functions of
-// numbers (no Vue, no DOM): use-viewport.ts wires them to the pointer and the keys.
+// about a point, panned and clamped to the disk; bytes to pixels and back; the ruler's ticks. Pure
+// functions of numbers (no Vue, no DOM): use-viewport.ts wires them to the pointer and the keys.
+import { BINARY_UNITS } from './format.ts';
 
 /** A byte range of the disk: [start, end). */
 export interface ByteSpan {
@@ -65,4 +66,49 @@ export function selectionSpan(a: number, b: number, unit: number, size: number, 
     t = s + minSpan;
   }
   return { start: Math.round(s), end: Math.round(t) };
+}
+
+/** Mantissas of the ruler's steps within one binary unit; 512 of a unit is half the next one. */
+const STEP_MANTISSAS = [1, 2, 5, 10, 20, 50, 100, 200, 512];
+
+/**
+ * The ruler's step: the smallest round length (1, 2, 5, 10, 20, 50, 100, 200 or 512 of a binary unit:
+ * 200 MiB, 512 MiB, 1 GiB, 2 GiB, ...) that puts at most `maxTicks` steps in `span`.
+ */
+export function rulerStep(span: number, maxTicks: number): number {
+  const wanted = span / Math.max(1, maxTicks);
+  for (let u = 0; u < BINARY_UNITS.length; u++) {
+    for (const m of STEP_MANTISSAS) {
+      const step = m * 1024 ** u;
+      if (step >= wanted) return step;
+    }
+  }
+  return 1024 ** BINARY_UNITS.length;
+}
+
+/** The ruler's ticks over [start, end]: every multiple of rulerStep in it, at most maxTicks + 1. */
+export function rulerTicks(start: number, end: number, maxTicks: number): { step: number; ticks: number[] } {
+  const span = end - start;
+  if (span <= 0 || maxTicks < 1) return { step: 0, ticks: [] };
+  const step = rulerStep(span, maxTicks);
+  const ticks: number[] = [];
+  for (let t = Math.ceil(start / step) * step; t <= end; t += step) ticks.push(t);
+  return { step, ticks };
+}
+
+/**
+ * A tick's label, counted in the unit of its step (200 MiB steps: "3200 MiB"), or for a step of
+ * half a unit, in that unit from one of it on (512 MiB steps: "512 MiB", "1 GiB", "1.5 GiB"): every
+ * label is a round number, never "3.13 GiB".
+ */
+export function tickLabel(t: number, step: number): string {
+  if (t === 0) return '0';
+  let u = 0;
+  while (u < BINARY_UNITS.length - 1 && step >= 1024 ** (u + 1)) u++;
+  const next = 1024 ** (u + 1);
+  if (u < BINARY_UNITS.length - 1 && step === next / 2 && t >= next) {
+    const halves = t / next;
+    return `${Number.isInteger(halves) ? halves : halves.toFixed(1)} ${BINARY_UNITS[u + 1]}`;
+  }
+  return `${t / 1024 ** u} ${BINARY_UNITS[u]}`;
 }
