@@ -192,11 +192,22 @@ test('the seed chain: chips, checkpoints, and the inspector shows the thread’s
   assert.match(await page.getByTestId('hover-range').innerText(), /192 KiB – 256 KiB/);
   await app.shot('06-seed-inspector-hover');
 
-  // A clean cluster lists nothing for the checkpoint but shows the base's allocation there.
+  // A clean cluster lists nothing for the checkpoint but shows the base's allocation there; the
+  // tooltip and the details say it with the same words.
   await page.mouse.move(box.x + (box.width * 0.5) / 8, box.y + box.height / 2);
   await page.locator('[data-testid="hover-details"][data-start="0"]').waitFor();
   assert.equal(await page.locator('[data-testid="hover-source"][data-label="since bitmap1"] [data-testid="hover-extent"]').count(), 0);
   assert.equal(await page.locator('[data-testid="hover-source"][data-label="allocated in base.qcow2"] [data-testid="hover-extent"]').count(), 1);
+  assert.match(await page.getByTestId('inspector-tooltip').innerText(), /since bitmap1: nothing marked/);
+  assert.match(await page.locator('[data-testid="hover-source"][data-label="since bitmap1"]').innerText(), /nothing marked/);
+
+  // The pointer leaves the strips: the readout forgets the range instead of keeping the last one.
+  await page.mouse.move(box.x + box.width / 2, box.y - 120);
+  await page.getByTestId('hover-range').waitFor({ state: 'detached' });
+  assert.equal(await page.getByTestId('hover-details').getAttribute('data-start'), null);
+  assert.equal(await page.getByTestId('inspector-tooltip').count(), 0);
+  assertRoundTicks(await rulerTicks(page));
+  await app.shot('06b-seed-inspector-left');
   await page.mouse.move(0, 0);
 
   // A chip opens the inspector on that one bitmap.
@@ -205,11 +216,20 @@ test('the seed chain: chips, checkpoints, and the inspector shows the thread’s
   await page.getByTestId('inspector-title').filter({ hasText: 'Bitmap bitmap2 in base.qcow2' }).waitFor();
   assert.equal(await markedCells(page), '----11--');
 
+  // A click pins cluster 4's readout; choosing other bitmaps drops it (it was read for bitmap2 alone).
+  const b1 = (await page.getByTestId('inspector-canvas').boundingBox())!;
+  await page.mouse.click(b1.x + (b1.width * 4.5) / 8, b1.y + b1.height / 2);
+  await page.locator('[data-testid="hover-details"][data-start="262144"]').waitFor();
+  await page.getByTestId('hover-range').waitFor();
+
   // Overlay several bitmaps: a lane each, the canvas's cells the union.
   await page.locator('[data-testid="source-bitmap"][data-name="bitmap1"]').click();
+  await page.getByTestId('hover-range').waitFor({ state: 'detached' });
   await page.locator('[data-testid="source-bitmap"][data-name="bitmap3"]').click();
   assert.equal(await markedCells(page), '--11111-');
   assert.equal(await page.getByTestId('inspector-canvas').getAttribute('data-marked-lanes'), JSON.stringify(['----11--', '--11----', '---1-11-']));
+  // Each lane names the layer its bitmap lives in, however many lanes there are.
+  assert.deepEqual(await page.getByTestId('lane-sublabel').allInnerTexts(), ['bitmap in base.qcow2', 'bitmap in base.qcow2', 'bitmap in top.qcow2']);
   await app.shot('07-seed-inspector-overlay');
 
   // Zoom in with the button, then drag-select two clusters, then back to the whole disk.
