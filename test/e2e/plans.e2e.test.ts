@@ -235,6 +235,15 @@ test("a chain Strata's own daemon holds read-write: the chain view says so, and 
   await page.getByTestId('menu-clear').click();
   await page.getByTestId('dialog-apply').waitFor();
   assert.match(await page.getByTestId('bitmap-dialog').innerText(), /Through Strata’s daemon that holds this layer open/);
+  // The confirmation says what the clear costs: checkpoints 1 and 2 lose the record of the top's writes.
+  const effects = page.getByTestId('plan-checkpoint-effects');
+  assert.match(await effects.innerText(), /checkpoints ‘bitmap1’, ‘bitmap2’ can no longer be trusted: the next backup from them must be full/);
+  assert.deepEqual(await page.getByTestId('plan-checkpoint-effect').evaluateAll((els) => els.map((e) => [e.getAttribute('data-name'), e.getAttribute('data-after')])), [
+    ['bitmap1', 'unknown'],
+    ['bitmap2', 'unknown'],
+    ['bitmap3', 'ok'],
+  ]);
+  await app.shot('held-clear-effects');
   await page.getByTestId('dialog-apply').click();
   await page.getByTestId('bitmap-dialog').waitFor({ state: 'detached' });
   // The chain is read again, live: the top's checkpoint now holds nothing, still ok; the older two

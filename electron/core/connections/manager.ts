@@ -243,6 +243,12 @@ export class ConnectionManager {
     return out;
   }
 
+  /** Who holds which of `files`, and the held ones as their QEMU sees them (undefined: none held). */
+  async heldAndLive(files: string[]): Promise<{ held: Holder[]; live: Map<string, LiveLayerFacts> | undefined }> {
+    const held = await this.holders(files);
+    return { held, live: held.length ? await this.readHeld(held) : undefined };
+  }
+
   /** The connection as a plan runs on it: its client, its one job engine, and where a restart finds it. */
   planConnection(id: string): { qmp: QmpClient; engine: JobEngine; target: { socket: string; image: string | null; daemonPid: number | null } } {
     const c = this.live(id);

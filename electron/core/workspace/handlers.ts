@@ -20,7 +20,7 @@ export interface WorkspaceDeps {
   /** native file picker, Electron only */
   openImageDialog?: () => Promise<string | null>;
   /** who holds a chain's files open (Strata's daemons, VMs), and what they see */
-  connections: Pick<ConnectionManager, 'holders' | 'readHeld'>;
+  connections: Pick<ConnectionManager, 'heldAndLive'>;
 }
 
 function qemuImgVersion(): string | null {
@@ -40,9 +40,8 @@ export function createWorkspaceHandlers({ mode, dataDir, history, emit, openImag
   const read = async (p: string): Promise<ChainReport> => {
     const chain = openChain(p);
     try {
-      const held = await connections.holders(chain.layers.map((l) => l.path));
-      if (!held.length) return inspectOpenChain(chain);
-      return { ...inspectOpenChain(chain, await connections.readHeld(held)), heldBy: held };
+      const { held, live } = await connections.heldAndLive(chain.layers.map((l) => l.path));
+      return held.length ? { ...inspectOpenChain(chain, live), heldBy: held } : inspectOpenChain(chain);
     } finally {
       chain.close();
     }
