@@ -219,6 +219,14 @@ function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<S
       problems.push(
         `in the active layer ${base(layer.path)}, bitmap '${newest.name}' (the newest one covering checkpoint '${checkpoint}') is disabled: writes since it was disabled are not tracked`,
       );
+    } else if (i > 0 && !set.some((b) => b.auto)) {
+      // A backing layer was once the active one: if none of its bitmaps for this checkpoint was still
+      // recording when it stopped being written, what it took after the newest was disabled (or
+      // after a recording one was removed) is in no bitmap. Nothing in the file tells that apart.
+      const newest = later[later.length - 1];
+      problems.push(
+        `in ${base(layer.path)}, every bitmap covering checkpoint '${checkpoint}' is disabled (the newest is '${newest.name}'): writes it took after that, while it was still the active layer, would be in none of them`,
+      );
     }
     if (i < lowest && problems.length === before) {
       // Every cluster allocated in a layer was written after the layer was made, which is after the

@@ -1,6 +1,6 @@
 // bitmap:plan with `chain`: what a change does to the chain's checkpoints, weighed before it is made
-// (the seed's chain, offline). Clearing the top's bitmap3 moves checkpoint 3 to now and makes 1 and 2 unknown; removing
-// the base's bitmap2 would leave the rules calling checkpoint 1 ok with cluster 4 lost: unknown.
+// (the seed's chain, offline). Clearing the top's bitmap3 moves checkpoint 3 to now and makes 1 and 2
+// unknown; removing or clearing the base's bitmap2 loses cluster 4 of checkpoint 1: unknown.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -40,7 +40,15 @@ test('the preview of a bitmap change says which checkpoints it breaks, and chang
     ['bitmap1', 'ok', 320 * K, 'unknown', null],
     ['bitmap2', 'ok', 256 * K, null, null],
   ]);
-  assert.match(remove.effects[0].problems.join('\n'), /drops 64 KiB of the changes recorded since checkpoint 'bitmap1'/);
+  assert.match(remove.effects[0].problems.join('\n'), /in base\.qcow2, every bitmap covering checkpoint 'bitmap1' is disabled/);
+  // Clearing the base's bitmap2 leaves a recording bitmap there, so the rules alone would still call
+  // checkpoint 1 ok with cluster 4 lost; the preview sees the drop. bitmap2 itself moves to now.
+  const clearBase = await plan(base, { op: 'clear', name: 'bitmap2' });
+  assert.deepEqual(view(clearBase.effects), [
+    ['bitmap1', 'ok', 320 * K, 'unknown', null],
+    ['bitmap2', 'ok', 256 * K, 'ok', 192 * K],
+  ]);
+  assert.match(clearBase.effects[0].problems.join('\n'), /drops 64 KiB of the changes recorded since checkpoint 'bitmap1', and no other bitmap holds them/);
 
   // Changes that lose nothing: a new checkpoint; merging bitmap1 into bitmap2 (more marked than needed).
   const add = await plan(top, { op: 'add', name: 'nightly' });
