@@ -8,6 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { G, K, seedBase, overlay, write, addBitmap, checkpoint, newScenario, strata, sums, assertTruth, qemuCheckAll, crashWhileOpen } from './scenarios.ts';
 import { qemuImg, qemuInfoChain } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
+import { createService } from '../../electron/core/service.ts';
+import { dispatch } from '../../electron/core/dispatch.ts';
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -158,6 +160,28 @@ for (let step = 0; step < 9; step++) {
     });
   }
 }
+
+test('kill -9 during a stream, then the app starts: it finishes the stream before answering its history', async () => {
+  const s = seed();
+  const k = child(s, { CRASH_AT: 'ran-step-5' });
+  expect(k.signal, k.stderr).toBe('SIGKILL');
+  const service = createService({ dataDir: path.join(s.dir, 'home'), mode: 'browser' });
+  try {
+    const r = await dispatch(service, 'history:plans', {});
+    expect(r.ok).toBe(true);
+    const plans = (r as any).result.filter((p: any) => p.kind === 'stream');
+    expect(plans.map((p: any) => [p.state, p.resolution])).toEqual([['done', expect.stringMatching(/^resumed after a restart and finished/)]]);
+  } finally {
+    service.close();
+  }
+  expect(qemuInfoChain(s.top)[0]['format-specific'].data.bitmaps.map((b: any) => [b.name, b.flags])).toEqual([
+    ['bitmap1', []],
+    ['bitmap2', ['auto']],
+    ['bitmap3', ['auto']],
+  ]);
+  s.layers = [s.top];
+  expect(assertTruth(s).map((x) => [x.state, x.missed])).toEqual([['ok', 0], ['ok', 0], ['ok', 0]]);
+});
 
 test('a stream whose copy fails (the base moved away) rolls back: the chain and its checkpoints as before', () => {
   const s = seed();

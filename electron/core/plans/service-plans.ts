@@ -8,6 +8,7 @@ import type { PlanStore } from '../store/plans.ts';
 import { stepCommands, type NewPlan, type Plan, type PlanTarget } from './types.ts';
 import type { PlanInfo, PlanKind, PlanPreview, PlanRequest } from '../contract.ts';
 import { recoverPlan, runPlan } from './runner.ts';
+import { recoverRepairPlan } from '../repair/run.ts';
 import { planCommitWithBitmaps } from './commit-with-bitmaps.ts';
 import { TOP_NODE } from '../daemon/storage-daemon.ts';
 
@@ -92,8 +93,18 @@ export class ServicePlans {
   /** At start: finish what a crash left. QEMU itself (Strata's own daemon survives the core) is asked. */
   async recoverAll(): Promise<PlanInfo[]> {
     const out: PlanInfo[] = [];
-    // Repair and snapshot plans run QEMU tools on offline files, not QMP: `strata repair` and
-    // `strata snapshot` finish them.
+    // Repair, snapshot and stream plans run QEMU tools on offline files: the step that was running is
+    // read back from the files, and the plan goes on (or is rolled back), as `strata repair` does.
+    for (const p of this.store.unfinished().filter((x) => x.steps.some((s) => s.spec.kind === 'tool'))) {
+      try {
+        out.push(planInfo((await recoverRepairPlan({ store: this.store }, p.id)).plan));
+      } catch (e) {
+        const why = `after a restart the plan could not be finished: ${(e as Error).message}`;
+        this.store.finish(p.id, 'failed', why, why);
+        out.push(planInfo(this.store.get(p.id)!));
+      }
+      this.emit(out[out.length - 1]);
+    }
     for (const p of this.store.unfinished().filter((x) => !x.steps.some((s) => s.spec.kind === 'tool'))) {
       let qmp: QmpClient | null = null;
       try {
