@@ -12,6 +12,7 @@ import { planArgs } from './plans/contract.ts';
 import { historyArgs } from './history/contract.ts';
 import { repairArgs } from './repair/contract.ts';
 import { backupArgs } from './backup/contract.ts';
+import { chainOpArgs } from './chain-ops/contract.ts';
 
 export type ArgSchemas = { [C in Channel]: v.GenericSchema<unknown, ArgOf<C>> };
 
@@ -25,4 +26,5 @@ export const ARG_SCHEMAS = {
   ...historyArgs,
   ...repairArgs,
   ...backupArgs,
+  ...chainOpArgs,
 } satisfies ArgSchemas as ArgSchemas;

@@ -15,6 +15,7 @@ import type { PlanChannels, PlanEvents } from './plans/contract.ts';
 import type { HistoryChannels } from './history/contract.ts';
 import type { RepairChannels } from './repair/contract.ts';
 import type { BackupChannels, BackupEvents } from './backup/contract.ts';
+import type { ChainOpChannels } from './chain-ops/contract.ts';
 
 export type * from './workspace/contract.ts';
 export type * from './contents/contract.ts';
@@ -25,9 +26,10 @@ export type * from './plans/contract.ts';
 export type * from './history/contract.ts';
 export type * from './repair/contract.ts';
 export type * from './backup/contract.ts';
+export type * from './chain-ops/contract.ts';
 
 /** Request channels: name -> [argument, result]. */
-export interface Channels extends WorkspaceChannels, ContentsChannels, ConnectionChannels, JobChannels, BitmapChannels, PlanChannels, HistoryChannels, RepairChannels, BackupChannels {}
+export interface Channels extends WorkspaceChannels, ContentsChannels, ConnectionChannels, JobChannels, BitmapChannels, PlanChannels, HistoryChannels, RepairChannels, BackupChannels, ChainOpChannels {}
 
 /** Pushed events: name -> payload. */
 export interface Events extends WorkspaceEvents, ConnectionEvents, JobEvents, PlanEvents, BackupEvents {}
@@ -76,6 +78,8 @@ export const CHANNELS = [
   'history:activity',
   'repair:plan',
   'repair:apply',
+  'chain-op:plan',
+  'chain-op:apply',
   'backup:list',
   'backup:take',
   'backup:restore',

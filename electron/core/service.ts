@@ -20,6 +20,7 @@ import { createBitmapHandlers } from './bitmaps/handlers.ts';
 import { createPlanHandlers } from './plans/handlers.ts';
 import { createHistoryHandlers } from './history/handlers.ts';
 import { createRepairHandlers } from './repair/handlers.ts';
+import { createChainOpHandlers } from './chain-ops/handlers.ts';
 import { createBackupHandlers } from './backup/handlers.ts';
 
 export type { EventListener, Handlers } from './handlers.ts';
@@ -75,6 +76,7 @@ export function createService(opts: ServiceOptions): Service {
     ...createPlanHandlers({ plans }),
     ...createHistoryHandlers({ history, jobStore, operations, planStore, recovered }),
     ...createRepairHandlers({ db, runtimeDir, history, emit }),
+    ...createChainOpHandlers({ db, history, emit, connections }),
     ...createBackupHandlers({ db, dataDir: opts.dataDir, emit }),
   } satisfies Handlers;
 

@@ -60,6 +60,14 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'history:activity': [{ limit: 5 }],
   'repair:plan': [{ image: NOWHERE }, { image: NOWHERE, backing: NOWHERE }],
   'repair:apply': [{ image: NOWHERE }],
+  'chain-op:plan': [
+    { op: 'snapshot', image: NOWHERE, newTop: NOWHERE, checkpoint: 'c' },
+    { op: 'stream', image: NOWHERE, base: NOWHERE },
+  ],
+  'chain-op:apply': [
+    { op: 'snapshot', image: NOWHERE, newTop: NOWHERE, checkpoint: 'c' },
+    { op: 'stream', image: NOWHERE, base: NOWHERE },
+  ],
   'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
   'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true }],
   'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
@@ -69,9 +77,9 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
 /** Channels whose argument may be left out: null, undefined and {} get a normal answer. */
 const OPTIONAL_ARG = new Set<Channel>(['app:info', 'workspace:list', 'demo:create', 'dialog:open-image', 'connection:list', 'job:list', 'history:scans', 'history:jobs', 'history:operations', 'history:plans', 'history:activity']);
 /** Fields that may be left out (by name). */
-const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify', 'chain']);
+const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify', 'chain', 'checkpoint@chain-op:plan', 'checkpoint@chain-op:apply', 'base@chain-op:plan', 'base@chain-op:apply']);
 /** Fields that hold an absolute path (a relative one is refused). */
-const PATH_FIELD = new Set(['path', 'image', 'layer', 'backing', 'repo', 'to', 'chain']);
+const PATH_FIELD = new Set(['path', 'image', 'layer', 'backing', 'repo', 'to', 'chain', 'newTop', 'base']);
 /** Fields that select a variant (any other string is refused). */
 const TAG_FIELD = new Set(['kind', 'op', 'type', 'verb', 'scheme', 'level', 'format']);
 /** Fields that accept null. */

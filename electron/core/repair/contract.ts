@@ -4,8 +4,9 @@
 import * as v from 'valibot';
 import { absPath, obj, type ChannelsOf } from '../schema.ts';
 import type { RepairReport } from './report.ts';
+import type { CheckpointView } from './plan.ts';
 
-export type { RepairReport };
+export type { RepairReport, CheckpointView };
 
 const repairRequest = obj({
   image: absPath(),
