@@ -3,10 +3,9 @@
 // layer that names it, and files next to the image that could be the missing one are listed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { openChain, openLayer, resolveBacking, type Chain, type Layer } from '../qcow2/chain.ts';
+import { openLayer, openPartialChain, type Chain } from '../qcow2/chain.ts';
 import { ChainContents, layerSet } from '../checkpoints.ts';
 import { totalBytes } from '../extents.ts';
-import { StrataError } from '../errors.ts';
 import type { FactLayer, MissingBacking, PrevLayer, RepairFacts } from './findings.ts';
 
 export interface OpenedChain {
@@ -17,33 +16,8 @@ export interface OpenedChain {
 
 /** The chain, or as much of it as exists when a backing file is missing. The caller closes it. */
 export function openForRepair(image: string): OpenedChain {
-  try {
-    const chain = openChain(image);
-    return { chain, contents: new ChainContents(chain), missing: null };
-  } catch (e) {
-    if (!(e instanceof StrataError) || e.code !== 'E_BACKING_MISSING') throw e;
-  }
-  const top = path.resolve(image);
-  const layers: Layer[] = [];
-  const chain: Chain = { image: top, layers, close: () => layers.forEach((l) => l.file.close()) };
-  try {
-    let cur = top;
-    let fmt: 'qcow2' | 'raw' | null = null;
-    for (let depth = 0; depth < 1024; depth++) {
-      const l = openLayer(cur, fmt);
-      layers.push(l);
-      if (l.backingFile === null) break;
-      const next = resolveBacking(l.path, l.backingFile);
-      if (!fs.existsSync(next)) return { chain, contents: new ChainContents(chain), missing: { layer: l.path, path: next, backingFormat: l.backingFormat } };
-      fmt = l.backingFormat === 'raw' ? 'raw' : l.backingFormat === 'qcow2' ? 'qcow2' : null;
-      cur = next;
-    }
-  } catch (e) {
-    chain.close();
-    throw e;
-  }
-  chain.close();
-  throw new StrataError('E_INTERNAL', `${top}: a backing file was reported missing but every one exists`, { file: top });
+  const { missingBacking: m, ...chain } = openPartialChain(image);
+  return { chain, contents: new ChainContents(chain), missing: m ? { layer: m.referencedBy, path: m.expectedAt, backingFormat: m.backingFormat } : null };
 }
 
 /** Bytes allocated in each layer that the set of some checkpoint held lower in the chain leaves uncovered. */

@@ -59,6 +59,12 @@ export interface ChainReport {
    * disk while it runs, as expected, and their live states are that QEMU's. Filled by the service.
    */
   heldBy?: { file: string; connection: string; label: string; kind: 'daemon' | 'socket'; node: string; readOnly: boolean }[];
+  /**
+   * Set when a backing file is not where the chain says: `layers` then stop at `referencedBy`, and
+   * every checkpoint is 'unknown'. `file` is the header's backing string, `expectedAt` the path
+   * QEMU would open.
+   */
+  missingBacking?: { file: string; expectedAt: string; referencedBy: string };
 }
 
 export interface WorkspaceImage {

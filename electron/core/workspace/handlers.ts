@@ -4,7 +4,7 @@ import type { AppInfo, DemoResult } from '../contract.ts';
 import type { History } from '../store/history.ts';
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { workspaceArgs } from './contract.ts';
-import { inspect } from '../inspect.ts';
+import { inspect, inspectPartial } from '../inspect.ts';
 import { buildDemo } from '../demo/build-demo.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
@@ -32,9 +32,9 @@ function qemuImgVersion(): string | null {
 
 export function createWorkspaceHandlers({ mode, dataDir, history, emit, openImageDialog, connections }: WorkspaceDeps): HandlersFor<typeof workspaceArgs> {
   let demoRunning: Promise<DemoResult> | null = null;
-  /** The chain as read from disk, with the layers a connected QEMU holds named. */
+  /** The chain as read from disk (down to a missing backing file), with the layers a connected QEMU holds named. */
   const read = async (p: string): Promise<ChainReport> => {
-    const report = inspect(p);
+    const report = inspectPartial(p);
     const held = await connections.holders(report.layers.map((l) => l.path));
     return held.length ? { ...report, heldBy: held } : report;
   };
