@@ -76,6 +76,8 @@ export const CHANNELS = [
   'history:activity',
   'repair:plan',
   'repair:apply',
+  'repair:check-backing',
+  'repair:rebase',
   'backup:list',
   'backup:take',
   'backup:restore',

@@ -59,6 +59,8 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'history:activity': [{ limit: 5 }],
   'repair:plan': [{ image: NOWHERE }, { image: NOWHERE, backing: NOWHERE }],
   'repair:apply': [{ image: NOWHERE }],
+  'repair:check-backing': [{ image: NOWHERE, backing: NOWHERE }],
+  'repair:rebase': [{ image: NOWHERE, backing: NOWHERE, confirm: true }],
   'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
   'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true }],
   'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
