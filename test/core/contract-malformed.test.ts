@@ -176,6 +176,24 @@ test('every channel answers malformed arguments with E_BAD_INPUT naming the fiel
   expect(wrong).toEqual([]);
 });
 
+test('a bitmap name over 1023 bytes of UTF-8 is refused naming the field, though it has fewer characters', async () => {
+  const target = { kind: 'connection', connection: 'nope', node: 'n' };
+  const wide = 'é'.repeat(600); // 600 characters, 1200 bytes
+  for (const [channel, op, field] of [
+    ['bitmap:plan', { op: 'add', name: wide }, 'op.name'],
+    ['bitmap:apply', { op: 'remove', name: wide }, 'op.name'],
+    ['bitmap:plan', { op: 'merge', target: 'b', sources: [{ where: null, name: wide }] }, 'op.sources[0].name'],
+  ] as const) {
+    const r = await dispatch(service, channel, { target, op });
+    expect(r).toEqual({ ok: false, error: { code: 'E_BAD_INPUT', message: `${channel}: ${field}: expected a bitmap name of at most 1023 bytes in UTF-8 (this one has 1200)` } });
+  }
+  // exactly 1023 bytes passes the schema (and is refused later, for the connection that does not exist)
+  const r = await dispatch(service, 'bitmap:plan', { target, op: { op: 'add', name: 'é'.repeat(511) + 'x' } });
+  expect(r.ok).toBe(false);
+  expect(r.ok ? '' : r.error.message).toMatch(/nope/);
+  expect(r.ok ? '' : r.error.message).not.toMatch(/op\.name/);
+});
+
 test('the argument of a channel that takes a path is normalized before the handler sees it', async () => {
   const r = await dispatch(service, 'chain:inspect', { path: '/nonexistent-strata-dir/./a/../x.qcow2' });
   expect(r).toEqual({ ok: false, error: { code: 'E_NOT_FOUND', message: `${NOWHERE}: no such file` } });
