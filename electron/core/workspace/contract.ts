@@ -67,10 +67,23 @@ export interface ChainReport {
   missingBacking?: { file: string; expectedAt: string; referencedBy: string };
 }
 
+/**
+ * What a scan says about a chain at a glance: 'ok' only when every checkpoint is known and nothing
+ * is wrong; 'unknown' when some checkpoint cannot be vouched for; 'problem' when the chain itself is
+ * damaged (a missing backing file, stale bitmaps, a file that does not look like a disk).
+ */
+export interface ChainHealth {
+  state: 'ok' | 'unknown' | 'problem';
+  /** plain words: why (or, for 'ok', what was checked) */
+  reasons: string[];
+}
+
 export interface WorkspaceImage {
   path: string;
   addedAt: string;
   lastScanAt: string | null;
+  /** the last scan, as the history keeps it (null before the first) */
+  lastScan: { layerCount: number; health: ChainHealth | null } | null;
 }
 
 export interface AppInfo {
