@@ -15,6 +15,7 @@ const unit = [
   'test/plans/decide-commit.test.ts',
   'test/jobs/progress.test.ts',
   'test/repair/findings.test.ts',
+  'test/renderer/viewport.test.ts',
 ];
 const e2e = ['test/e2e/**/*.test.ts'];
 

@@ -6,12 +6,67 @@ import path from 'node:path';
 import type { Chain, Layer } from './qcow2/chain.ts';
 import { allocationExtents, bitmapExtents } from './qcow2/chain.ts';
 import type { BitmapEntry } from './qcow2/bitmaps.ts';
+import type { NodeBitmap } from './qmp/named-nodes.ts';
 import { union, uncoveredBytes, totalBytes, EMPTY, type ExtentList } from './extents.ts';
 import type { CheckpointReport } from './contract.ts';
 import { StrataError } from './errors.ts';
 import { humanBytes } from './units.ts';
 
 const DIRTY_TRACKING = 1;
+
+/**
+ * A layer that a connected QEMU (Strata's own daemon, a VM) holds open, as that QEMU sees it. On disk
+ * its bitmaps read in-use while it runs and their contents are stale; the live ones are the truth.
+ * `bitmaps` are in creation order (QEMU lists a node's bitmaps newest first); `extents` is null for a
+ * bitmap QEMU will not copy (inconsistent or busy). `error` says why the live state could not be read:
+ * then the on-disk bitmaps are shown and every checkpoint they count for is unknown.
+ */
+export interface LiveLayerFacts {
+  /** who holds it, in words: "Strata's daemon", "the QEMU at vm.sock" */
+  holder: string;
+  connection: string;
+  bitmaps: (NodeBitmap & { extents: ExtentList | null })[];
+  /** what the layer itself allocates, read live (qemu:allocation-depth) */
+  allocation: ExtentList | null;
+  error: string | null;
+}
+
+/** A layer as one QEMU holds it: the on-disk facts, with the live bitmaps in place of the file's. */
+export interface LiveLayer extends Layer {
+  live: LiveLayerFacts;
+}
+
+export function isLive(layer: Layer): layer is LiveLayer {
+  return (layer as LiveLayer).live !== undefined;
+}
+
+/** Live bitmaps as directory entries, so the checkpoint rules read them as they read the file's. */
+function liveEntries(facts: LiveLayerFacts): BitmapEntry[] {
+  return facts.bitmaps.map((b, index) => ({
+    name: b.name,
+    index,
+    tableOffset: -1,
+    tableSize: 0,
+    flags: (b.inconsistent ? 1 : 0) | (b.recording ? 2 : 0),
+    type: DIRTY_TRACKING,
+    granularityBits: Math.log2(b.granularity),
+    granularity: b.granularity,
+    inUse: b.inconsistent,
+    auto: b.recording,
+    entryOffset: -1,
+  }));
+}
+
+/** The chain with every held layer replaced by its live view (the file's layers are not touched). */
+function withLiveLayers(chain: Chain, live: ReadonlyMap<string, LiveLayerFacts>): Chain {
+  if (live.size === 0) return chain;
+  const layers = chain.layers.map((l): Layer => {
+    const facts = live.get(l.path);
+    if (!facts) return l;
+    return facts.error === null ? ({ ...l, bitmaps: liveEntries(facts), live: facts } as LiveLayer) : ({ ...l, live: facts } as LiveLayer);
+  });
+  return { image: chain.image, layers, close: () => chain.close() };
+}
 
 /** Caches decoded extents and derived facts for one chain walk: inspect asks for the same bitmap,
  * the same coverage check and the same ranks once per checkpoint. */
@@ -20,13 +75,19 @@ export class ChainContents {
   private allocs = new Map<Layer, ExtentList>();
   private coverage = new Map<string, number>();
   private ranks: Map<string, number> | null = null;
-  constructor(readonly chain: Chain) {}
+  /** the chain as read; with `live` facts, the layers a QEMU holds are seen as it sees them */
+  readonly chain: Chain;
+  constructor(chain: Chain, live: ReadonlyMap<string, LiveLayerFacts> = new Map()) {
+    this.chain = withLiveLayers(chain, live);
+  }
 
   bitmap(layer: Layer, bm: BitmapEntry): ExtentList {
     const key = `${layer.path}\0${bm.name}`;
     let l = this.bitmaps.get(key);
     if (!l) {
-      l = bitmapExtents(layer, bm);
+      // A live bitmap QEMU would not copy (inconsistent, busy) has no contents to show; every
+      // checkpoint it counts for is unknown for that reason (see sourcesAndProblems).
+      l = isLive(layer) && layer.live.error === null ? (layer.live.bitmaps.find((b) => b.name === bm.name)?.extents ?? EMPTY) : bitmapExtents(layer, bm);
       this.bitmaps.set(key, l);
     }
     return l;
@@ -35,7 +96,7 @@ export class ChainContents {
   allocation(layer: Layer): ExtentList {
     let l = this.allocs.get(layer);
     if (!l) {
-      l = allocationExtents(layer);
+      l = isLive(layer) && layer.live.allocation ? layer.live.allocation : allocationExtents(layer);
       this.allocs.set(layer, l);
     }
     return l;
@@ -129,15 +190,29 @@ function sourcesAndProblems(contents: ChainContents, checkpoint: string): Omit<S
     }
     const before = problems.length;
     const inUse: string[] = [];
+    const busy: string[] = [];
     for (const bm of set) {
       sources.push({ layer, bitmap: bm });
       if (bm.inUse) inUse.push(bm.name);
+      if (isLive(layer) && layer.live.bitmaps.find((b) => b.name === bm.name)?.busy) busy.push(bm.name);
       if (bm.type !== DIRTY_TRACKING) problems.push(`bitmap '${bm.name}' in ${base(layer.path)} is of unknown type ${bm.type}`);
     }
     // One message per cause and layer, naming every bitmap it concerns.
-    if (inUse.length) {
-      const which = inUse.length === 1 ? `bitmap '${inUse[0]}' in ${base(layer.path)} is` : `bitmaps ${inUse.map((n) => `'${n}'`).join(', ')} in ${base(layer.path)} are`;
-      problems.push(`${which} marked in-use: a QEMU process has the image open read-write, or one crashed while it did; ${inUse.length === 1 ? 'its' : 'their'} contents cannot be trusted`);
+    const which = (names: string[]) => (names.length === 1 ? `bitmap '${names[0]}' in ${base(layer.path)} is` : `bitmaps ${names.map((n) => `'${n}'`).join(', ')} in ${base(layer.path)} are`);
+    const its = (names: string[]) => (names.length === 1 ? 'its' : 'their');
+    if (inUse.length && isLive(layer) && layer.live.error === null) {
+      problems.push(
+        `${which(inUse)} inconsistent in ${layer.live.holder}: ${its(inUse)} last writer did not store ${inUse.length === 1 ? 'it' : 'them'} (a crash before this QEMU opened the image); ${its(inUse)} contents cannot be trusted: remove ${inUse.length === 1 ? 'it' : 'them'} and take a new checkpoint`,
+      );
+    } else if (inUse.length && isLive(layer)) {
+      problems.push(
+        `${which(inUse)} marked in-use on disk because ${layer.live.holder} holds ${base(layer.path)} open, and ${its(inUse)} live state could not be read (${layer.live.error}); rescan, or close the connection so that QEMU stores ${inUse.length === 1 ? 'it' : 'them'}`,
+      );
+    } else if (inUse.length) {
+      problems.push(`${which(inUse)} marked in-use: a QEMU process has the image open read-write, or one crashed while it did; ${its(inUse)} contents cannot be trusted`);
+    }
+    if (busy.length) {
+      problems.push(`${which(busy)} busy in ${(layer as LiveLayer).live.holder} (a backup job or an export is using ${busy.length === 1 ? 'it' : 'them'}): ${its(busy)} contents cannot be read until that ends; rescan then`);
     }
     if (i === 0 && !set.some((b) => b.auto)) {
       const newest = later[later.length - 1];

@@ -2,7 +2,7 @@
 import type { ChainReport, CheckpointReport, LayerInfo, BitmapFlag } from './contract.ts';
 import { openChain, openPartialChain, type Chain, type Layer, type MissingBacking } from './qcow2/chain.ts';
 import type { BitmapEntry } from './qcow2/bitmaps.ts';
-import { ChainContents, checkpointReports } from './checkpoints.ts';
+import { ChainContents, checkpointReports, isLive, type LiveLayerFacts } from './checkpoints.ts';
 import { totalBytes } from './extents.ts';
 
 export function bitmapFlags(bm: BitmapEntry): BitmapFlag[] {
@@ -28,20 +28,32 @@ function layerInfo(contents: ChainContents, layer: Layer): LayerInfo {
     compressionType: h ? h.compressionType : null,
     bitmapsStale: layer.bitmapsStale,
     warnings: layer.warnings,
-    bitmaps: layer.bitmaps.map((bm) => ({
-      name: bm.name,
-      granularity: bm.granularity,
-      flags: bitmapFlags(bm),
-      dirtyBytes: totalBytes(contents.bitmap(layer, bm)),
-      index: bm.index,
-    })),
+    bitmaps: layer.bitmaps.map((bm) => {
+      const lb = isLive(layer) && layer.live.error === null ? layer.live.bitmaps.find((b) => b.name === bm.name) : undefined;
+      const flags = bitmapFlags(bm);
+      if (lb?.busy) flags.push('busy');
+      if (lb && !lb.persistent) flags.push('transient');
+      return {
+        name: bm.name,
+        granularity: bm.granularity,
+        flags,
+        // QEMU's own count where it will not hand the contents over
+        dirtyBytes: lb && lb.extents === null ? lb.count : totalBytes(contents.bitmap(layer, bm)),
+        index: bm.index,
+      };
+    }),
+    ...(isLive(layer) ? { live: { holder: layer.live.holder, connection: layer.live.connection, error: layer.live.error } } : {}),
   };
 }
 
-export function inspectOpenChain(chain: Chain, missing: MissingBacking | null = null): ChainReport {
+/**
+ * `live`: the layers a connected QEMU holds, as it sees them (keyed by path); the rest is read from disk.
+ * `missing`: a backing file the chain names but that is not there (the chain stops above it).
+ */
+export function inspectOpenChain(chain: Chain, live?: ReadonlyMap<string, LiveLayerFacts>, missing: MissingBacking | null = null): ChainReport {
   const t0 = performance.now();
-  const contents = new ChainContents(chain);
-  const layers = chain.layers.map((l) => layerInfo(contents, l));
+  const contents = new ChainContents(chain, live);
+  const layers = contents.chain.layers.map((l) => layerInfo(contents, l));
   const checkpoints = checkpointReports(contents);
   return {
     image: chain.image,
@@ -63,10 +75,10 @@ function incomplete(c: CheckpointReport, m: MissingBacking): CheckpointReport {
 }
 
 /** The whole chain, or E_BACKING_MISSING (what `strata inspect` reports: scripts rely on it). */
-export function inspect(image: string): ChainReport {
+export function inspect(image: string, live?: ReadonlyMap<string, LiveLayerFacts>): ChainReport {
   const chain = openChain(image);
   try {
-    return inspectOpenChain(chain);
+    return inspectOpenChain(chain, live);
   } finally {
     chain.close();
   }
@@ -76,7 +88,7 @@ export function inspect(image: string): ChainReport {
 export function inspectPartial(image: string): ChainReport {
   const chain = openPartialChain(image);
   try {
-    return inspectOpenChain(chain, chain.missingBacking);
+    return inspectOpenChain(chain, undefined, chain.missingBacking);
   } finally {
     chain.close();
   }

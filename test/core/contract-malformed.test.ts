@@ -51,6 +51,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'bitmap:plan': [
     { target: { kind: 'connection', connection: 'nope', node: 'n' }, op: { op: 'add', name: 'b', granularity: 65536, persistent: true, disabled: false } },
     { target: { kind: 'connection', connection: 'nope', node: 'n' }, op: { op: 'merge', target: 'b', sources: [{ where: 'n', name: 'a' }] } },
+    { target: { kind: 'image', image: '/nope/top.qcow2' }, op: { op: 'clear', name: 'b' }, chain: '/nope/top.qcow2' },
   ],
   'bitmap:apply': [{ target: { kind: 'connection', connection: 'nope', node: 'n' }, op: { op: 'remove', name: 'b' } }],
   'plan:preview': [{ kind: 'commit-with-bitmaps', params: { connection: 'nope', device: 'n', scheme: 'seed', speed: 1 } }],
@@ -70,9 +71,9 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
 /** Channels whose argument may be left out: null, undefined and {} get a normal answer. */
 const OPTIONAL_ARG = new Set<Channel>(['app:info', 'workspace:list', 'demo:create', 'dialog:open-image', 'connection:list', 'job:list', 'history:scans', 'history:jobs', 'history:operations', 'history:plans', 'history:activity']);
 /** Fields that may be left out (by name). */
-const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify']);
+const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify', 'chain']);
 /** Fields that hold an absolute path (a relative one is refused). */
-const PATH_FIELD = new Set(['path', 'image', 'layer', 'backing', 'repo', 'to']);
+const PATH_FIELD = new Set(['path', 'image', 'layer', 'backing', 'repo', 'to', 'chain']);
 /** Fields that select a variant (any other string is refused). */
 const TAG_FIELD = new Set(['kind', 'op', 'type', 'verb', 'scheme', 'level', 'format']);
 /** Fields that accept null. */

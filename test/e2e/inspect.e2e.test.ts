@@ -76,6 +76,25 @@ async function markedCells(page: Page): Promise<string> {
   return (await canvas.getAttribute('data-marked')) ?? '';
 }
 
+/** The ruler's ticks: each one's byte offset and label. */
+async function rulerTicks(page: Page): Promise<{ offset: number; label: string }[]> {
+  return page.$$eval('[data-testid="ruler-tick"]', (els) => els.map((e) => ({ offset: Number(e.getAttribute('data-offset')), label: (e.textContent ?? '').trim() })));
+}
+
+/** Ticks one round step apart (1, 2, 5, 10, 20, 50, 100, 200 or 512 of a binary unit), each label a round number naming its offset. */
+function assertRoundTicks(ticks: { offset: number; label: string }[]): void {
+  const units: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
+  for (const { offset, label } of ticks) {
+    const m = /^(\d+(?:\.5)?) (B|KiB|MiB|GiB|TiB)$/.exec(label);
+    assert.ok(label === '0' ? offset === 0 : m, `tick label ${label}`);
+    if (m) assert.equal(Number(m[1]) * units[m[2]], offset, `${label} at ${offset}`);
+  }
+  const step = ticks[1].offset - ticks[0].offset;
+  ticks.slice(1).forEach((t, i) => assert.equal(t.offset - ticks[i].offset, step, JSON.stringify(ticks)));
+  const round = Object.values(units).flatMap((u) => [1, 2, 5, 10, 20, 50, 100, 200, 512].map((k) => k * u));
+  assert.ok(round.includes(step), `step ${step}`);
+}
+
 async function openSince(page: Page, checkpoint: string): Promise<string> {
   await page.getByTestId('tab-chain').click();
   await page.locator(`[data-testid="checkpoint"][data-name="${checkpoint}"] .cp__row`).click();
@@ -114,6 +133,11 @@ test('first run: the empty workspace offers the demo, builds it with progress an
   assert.ok(cells.length > 200, `expected pixel columns over 20 GiB, got ${cells.length}`);
   assert.equal(await page.getByTestId('inspector-canvas').getAttribute('data-cells'), '0');
   await page.getByTestId('allocation-canvas').and(page.locator('[data-state="ready"]')).waitFor();
+  // The ruler over 20 GiB: ticks at multiples of one round step, labelled as round numbers.
+  const ticks = await rulerTicks(page);
+  assert.ok(ticks.length >= 5, JSON.stringify(ticks));
+  assert.equal(ticks[ticks.length - 1].offset, 20 * 1024 ** 3);
+  assertRoundTicks(ticks);
   await app.shot('05-demo-large-inspector');
 
   // A narrower window: the strips follow the width (one bucket per column) and are drawn again.
@@ -168,11 +192,22 @@ test('the seed chain: chips, checkpoints, and the inspector shows the thread’s
   assert.match(await page.getByTestId('hover-range').innerText(), /192 KiB – 256 KiB/);
   await app.shot('06-seed-inspector-hover');
 
-  // A clean cluster lists nothing for the checkpoint but shows the base's allocation there.
+  // A clean cluster lists nothing for the checkpoint but shows the base's allocation there; the
+  // tooltip and the details say it with the same words.
   await page.mouse.move(box.x + (box.width * 0.5) / 8, box.y + box.height / 2);
   await page.locator('[data-testid="hover-details"][data-start="0"]').waitFor();
   assert.equal(await page.locator('[data-testid="hover-source"][data-label="since bitmap1"] [data-testid="hover-extent"]').count(), 0);
   assert.equal(await page.locator('[data-testid="hover-source"][data-label="allocated in base.qcow2"] [data-testid="hover-extent"]').count(), 1);
+  assert.match(await page.getByTestId('inspector-tooltip').innerText(), /since bitmap1: nothing marked/);
+  assert.match(await page.locator('[data-testid="hover-source"][data-label="since bitmap1"]').innerText(), /nothing marked/);
+
+  // The pointer leaves the strips: the readout forgets the range instead of keeping the last one.
+  await page.mouse.move(box.x + box.width / 2, box.y - 120);
+  await page.getByTestId('hover-range').waitFor({ state: 'detached' });
+  assert.equal(await page.getByTestId('hover-details').getAttribute('data-start'), null);
+  assert.equal(await page.getByTestId('inspector-tooltip').count(), 0);
+  assertRoundTicks(await rulerTicks(page));
+  await app.shot('06b-seed-inspector-left');
   await page.mouse.move(0, 0);
 
   // A chip opens the inspector on that one bitmap.
@@ -181,11 +216,20 @@ test('the seed chain: chips, checkpoints, and the inspector shows the thread’s
   await page.getByTestId('inspector-title').filter({ hasText: 'Bitmap bitmap2 in base.qcow2' }).waitFor();
   assert.equal(await markedCells(page), '----11--');
 
+  // A click pins cluster 4's readout; choosing other bitmaps drops it (it was read for bitmap2 alone).
+  const b1 = (await page.getByTestId('inspector-canvas').boundingBox())!;
+  await page.mouse.click(b1.x + (b1.width * 4.5) / 8, b1.y + b1.height / 2);
+  await page.locator('[data-testid="hover-details"][data-start="262144"]').waitFor();
+  await page.getByTestId('hover-range').waitFor();
+
   // Overlay several bitmaps: a lane each, the canvas's cells the union.
   await page.locator('[data-testid="source-bitmap"][data-name="bitmap1"]').click();
+  await page.getByTestId('hover-range').waitFor({ state: 'detached' });
   await page.locator('[data-testid="source-bitmap"][data-name="bitmap3"]').click();
   assert.equal(await markedCells(page), '--11111-');
   assert.equal(await page.getByTestId('inspector-canvas').getAttribute('data-marked-lanes'), JSON.stringify(['----11--', '--11----', '---1-11-']));
+  // Each lane names the layer its bitmap lives in, however many lanes there are.
+  assert.deepEqual(await page.getByTestId('lane-sublabel').allInnerTexts(), ['bitmap in base.qcow2', 'bitmap in base.qcow2', 'bitmap in top.qcow2']);
   await app.shot('07-seed-inspector-overlay');
 
   // Zoom in with the button, then drag-select two clusters, then back to the whole disk.
@@ -203,6 +247,7 @@ test('the seed chain: chips, checkpoints, and the inspector shows the thread’s
   await page.waitForFunction(() => document.querySelector('[data-testid="inspector-canvas"]')?.getAttribute('data-grid-start') === String(3 * 64 * 1024));
   assert.match(await page.getByTestId('inspector-range').innerText(), /192 KiB – 448 KiB/);
   assert.equal(await markedCells(page), '1111');
+  assertRoundTicks(await rulerTicks(page));
   await app.shot('08-seed-inspector-zoomed');
   await page.getByTestId('zoom-reset').click();
   assert.equal(await markedCells(page), '--11111-');

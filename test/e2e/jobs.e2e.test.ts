@@ -376,6 +376,28 @@ test('VM sockets: a folder scan finds the monitor, its graph, a transient bitmap
   assert.equal(await liveChip(page, 'disk0', 'scratch').getAttribute('data-persistent'), 'false');
   await app.shot('connections-vm');
 
+  // "Show contents…" on the VM's bitmap: its disk is not in the workspace yet, so it says which file to add.
+  await liveChip(page, 'disk0', 'bitmap3').click();
+  await page.getByTestId('menu-inspect').click();
+  await page.getByTestId('toast').filter({ hasText: 'Add top.qcow2 (or an image whose chain holds it) to the workspace' }).waitFor();
+  // Added: the VM holds it, so its checkpoints are the VM's live ones (before: unknown, "in-use").
+  await page.getByTestId('nav-workspace').click();
+  await addImage(page, top);
+  await page.getByTestId('chain-view').waitFor();
+  await page.locator('[data-testid="checkpoint"][data-name="bitmap3"][data-state="ok"]').waitFor();
+  assert.match(await page.getByTestId('chain-held').innerText(), /a VM Strata is connected to \(vm1\.qmp\).*read live/s);
+  assert.equal(await page.locator('[data-testid="layer-live"]:not([data-error])').count(), 2);
+  // Now the same action opens the inspector on that workspace image, on the VM's live bitmap.
+  await page.getByTestId('nav-connections').click();
+  await liveChip(page, 'disk0', 'bitmap3').click();
+  await page.getByTestId('menu-inspect').click();
+  const canvas = page.getByTestId('inspector-canvas');
+  await canvas.and(page.locator('[data-state="ready"], [data-state="error"]')).waitFor();
+  assert.equal(await canvas.getAttribute('data-state'), 'ready');
+  assert.equal(await canvas.getAttribute('data-marked'), '---1-11-');
+  await app.shot('vm-bitmap-inspected');
+  await page.getByTestId('nav-connections').click();
+
   // The same socket again is the same connection (QEMU serves one client per monitor).
   await page.getByTestId('connect-mode-socket').click();
   await page.getByTestId('add-socket-path').fill(sock);

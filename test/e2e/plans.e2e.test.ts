@@ -218,19 +218,42 @@ test("a chain Strata's own daemon holds read-write: the chain view says so, and 
   await openInDaemon(page, true);
   await page.getByTestId('nav-workspace').click();
   await page.getByTestId('rescan').click();
-  // In use on disk is expected while Strata's daemon runs: said once, not as a crash.
+  // In use on disk is expected while Strata's daemon runs: the checkpoints are its live states, ok.
   const held = page.getByTestId('chain-held');
   await held.waitFor();
-  assert.match(await held.innerText(), /Open read-write in Strata’s own daemon .*top\.qcow2.*expected, not a crash/s);
-  const problems = page.locator('[data-testid="checkpoint"][data-name="bitmap3"] [data-testid="checkpoint-problems"] li');
-  assert.equal(await problems.count(), 1, 'one message per cause');
+  assert.match(await held.innerText(), /Open read-write in Strata’s own daemon .*top\.qcow2.*as it sees them now, read live/s);
+  const cp = (name: string) => page.locator(`[data-testid="checkpoint"][data-name="${name}"]`);
+  for (const [name, size] of [['bitmap1', '320 KiB'], ['bitmap2', '256 KiB'], ['bitmap3', '192 KiB']]) {
+    assert.equal(await cp(name).getAttribute('data-state'), 'ok', name);
+    assert.match(await cp(name).innerText(), new RegExp(size), name);
+  }
+  assert.equal(await page.locator('[data-testid="checkpoint"] [data-testid="checkpoint-problems"]').count(), 0);
+  assert.equal(await page.locator('[data-testid="layer-live"]:not([data-error])').count(), 2, 'both layers read live');
+  await app.shot('held-live-checkpoints');
   // Clear on the top's bitmap: through the daemon that holds it (before: a second daemon, a lock error).
   await page.locator('[data-testid="bitmap-actions"][data-name="bitmap3"]').first().click();
   await page.getByTestId('menu-clear').click();
   await page.getByTestId('dialog-apply').waitFor();
   assert.match(await page.getByTestId('bitmap-dialog').innerText(), /Through Strata’s daemon that holds this layer open/);
+  // The confirmation says what the clear costs: checkpoints 1 and 2 lose the record of the top's writes.
+  const effects = page.getByTestId('plan-checkpoint-effects');
+  assert.match(await effects.innerText(), /checkpoints ‘bitmap1’, ‘bitmap2’ can no longer be trusted: the next backup from them must be full/);
+  assert.deepEqual(await page.getByTestId('plan-checkpoint-effect').evaluateAll((els) => els.map((e) => [e.getAttribute('data-name'), e.getAttribute('data-after')])), [
+    ['bitmap1', 'unknown'],
+    ['bitmap2', 'unknown'],
+    ['bitmap3', 'ok'],
+  ]);
+  await app.shot('held-clear-effects');
   await page.getByTestId('dialog-apply').click();
   await page.getByTestId('bitmap-dialog').waitFor({ state: 'detached' });
+  // The chain is read again, live: the top's checkpoint now holds nothing, still ok; the older two
+  // lost the record of the top's writes (192 KiB allocated there, no bitmap marks it): unknown, not ok.
+  await cp('bitmap3').getByTestId('checkpoint-dirty').getByText(/^0 B/).waitFor();
+  assert.equal(await cp('bitmap3').getAttribute('data-state'), 'ok');
+  for (const name of ['bitmap1', 'bitmap2']) {
+    assert.equal(await cp(name).getAttribute('data-state'), 'unknown', name);
+    assert.match(await cp(name).getByTestId('checkpoint-problems').innerText(), /top\.qcow2 holds 192 KiB written that no bitmap of checkpoint/);
+  }
   await app.shot('held-by-daemon');
   await page.getByTestId('nav-connections').click();
   await page.getByTestId('graph-refresh').click();

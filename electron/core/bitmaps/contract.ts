@@ -40,16 +40,28 @@ const bitmapOp = v.variant(
 );
 export type BitmapOpSpec = v.InferOutput<typeof bitmapOp>;
 
+/** A checkpoint the change alters: its state and size before and after (null: it does not exist then). */
+export interface CheckpointEffect {
+  name: string;
+  before: { state: 'ok' | 'unknown'; dirtyBytes: number | null } | null;
+  after: { state: 'ok' | 'unknown'; dirtyBytes: number | null } | null;
+  /** the reasons the change brings (after it), in plain words */
+  problems: string[];
+}
+
 export interface BitmapPlanInfo {
   summary: string;
   /** the exact QMP command that will be sent */
   qmp: unknown;
+  /** what the change does to the checkpoints of `chain` (empty when no chain was named) */
+  effects: CheckpointEffect[];
 }
 
 const change = () => obj({ target: bitmapTarget, op: bitmapOp });
 
 export const bitmapArgs = {
-  'bitmap:plan': change(),
+  /** `chain`: the image (top of a chain) whose checkpoints the preview weighs the change against */
+  'bitmap:plan': obj({ target: bitmapTarget, op: bitmapOp, chain: v.optional(absPath()) }),
   'bitmap:apply': change(),
 };
 

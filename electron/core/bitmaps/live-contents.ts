@@ -25,7 +25,10 @@ import { NbdClient } from '../nbd/client.ts';
 import { ExtentBuilder, type ExtentList } from '../extents.ts';
 import { StrataError } from '../errors.ts';
 
-export const TEMP_PREFIX = 'strata-show-';
+import { SHOW_COPY_PREFIX } from './temporary.ts';
+
+/** the names of the copies a live read makes start with this */
+export const TEMP_PREFIX = SHOW_COPY_PREFIX;
 
 /** QEMU already runs an NBD server (someone else's); Strata will neither reuse nor stop it. */
 export class NbdServerRunningError extends StrataError {

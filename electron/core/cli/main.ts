@@ -40,6 +40,8 @@ Commands:
   repair IMAGE [--yes]        what breaks the chain's checkpoints, and the plan that repairs it
   snapshot IMAGE NEW_TOP [--checkpoint NAME] [--yes]
                               a new overlay on IMAGE that keeps every checkpoint
+  stream TOP [--base LAYER] [--yes]
+                              pull the backing data into TOP, carrying the checkpoints
   backup IMAGE --repo DIR [--level full|inc|diff|copy] [--since NAME] [--compress] [--dry-run]
                               back up a disk into a repository folder (QEMU copies the data)
   backups --repo DIR          the backups in a repository, oldest first
@@ -244,6 +246,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'commit') await (await import('./commit.ts')).cmdCommit(rest, out);
     else if (cmd === 'repair') await (await import('./repair.ts')).cmdRepair(rest, out);
     else if (cmd === 'snapshot') await (await import('./snapshot.ts')).cmdSnapshot(rest, out);
+    else if (cmd === 'stream') await (await import('./stream.ts')).cmdStream(rest, out);
     else if (cmd === 'backup') await (await import('./backup.ts')).cmdBackup(rest, out);
     else if (cmd === 'backups') (await import('./backup.ts')).cmdBackups(rest, out);
     else if (cmd === 'restore') await (await import('./backup.ts')).cmdRestore(rest, out);

@@ -4,14 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from './args.ts';
 import type { Out } from './output.ts';
-import { defaultDataDir } from '../paths.ts';
 import { imageLockState } from '../daemon/image-lock.ts';
-import { openChain } from '../qcow2/chain.ts';
+import { withChain } from '../qcow2/chain.ts';
 import { ChainContents } from '../checkpoints.ts';
 import { planSnapshot, snapshotToNewPlan, SNAPSHOT_KIND, type SnapshotPlan } from '../repair/snapshot.ts';
-import { runRepairPlan, recoverRepairPlan } from '../repair/run.ts';
-import { openDb } from '../store/db.ts';
-import { PlanStore } from '../store/plans.ts';
+import { printOrApply, recoverLeft, withPlanStore, writeStepsAndOutcome, type PlanOutcome } from './offline-plan.ts';
 import { StrataError } from '../errors.ts';
 
 export const SNAPSHOT_HELP = `Usage: strata snapshot IMAGE NEW_TOP [--checkpoint NAME] [--yes] [--json]
@@ -22,7 +19,7 @@ recording bitmap of IMAGE (libvirt's recipe), so "changes since" every checkpoin
 write. --checkpoint NAME also adds a new checkpoint marking the snapshot time. Refused while another
 process holds IMAGE's lock. Without --yes the plan is printed and nothing is written.`;
 
-function write(out: Out, p: SnapshotPlan, json: boolean, applied: boolean, outcome: { id: number; state: string; resolution: string } | null): void {
+function write(out: Out, p: SnapshotPlan, json: boolean, applied: boolean, outcome: PlanOutcome | null): void {
   if (json) {
     out.write(
       JSON.stringify(
@@ -47,13 +44,7 @@ function write(out: Out, p: SnapshotPlan, json: boolean, applied: boolean, outco
   out.write(`Snapshot ${p.image} -> ${p.newTop}\n`);
   for (const n of p.notCarried) out.write(`  not carried: ${n.name}: ${n.why}\n`);
   for (const v of p.after) out.write(`  ${v.name}: ${p.before.find((b) => b.name === v.name)?.state ?? 'new'} -> ${v.state}\n`);
-  out.write('\nSteps and the exact commands:\n');
-  p.steps.forEach((s, i) => {
-    out.write(`${i + 1}. ${s.label}\n`);
-    for (const c of s.spec.commands) out.write(`     ${c.join(' ')}\n`);
-  });
-  if (outcome) out.write(`\nPlan #${outcome.id}: ${outcome.state}\n`);
-  else if (!p.refused) out.write('\nNothing was changed. Run again with --yes to apply.\n');
+  writeStepsAndOutcome(out, p.steps, outcome, p.refused);
 }
 
 export async function cmdSnapshot(argv: string[], out: Out): Promise<void> {
@@ -64,37 +55,12 @@ export async function cmdSnapshot(argv: string[], out: Out): Promise<void> {
   const newTop = path.resolve(a.positionals[1]);
   const apply = a.flags.has('yes');
   const json = a.flags.has('json');
-  const dataDir = defaultDataDir();
-  const db = apply ? openDb(path.join(dataDir, 'strata.db')) : null;
-  try {
-    const store = db ? new PlanStore(db) : null;
+  await withPlanStore(apply, async (store) => {
     // A snapshot into NEW_TOP that a killed Strata left unfinished is finished, and that is all.
-    const left = store?.unfinished().filter((x) => x.kind === SNAPSHOT_KIND && x.target.image === newTop) ?? [];
-    for (const p of left) {
-      const r = await recoverRepairPlan({ store: store! }, p.id);
-      out.write(json ? JSON.stringify({ recovered: p.id, state: r.plan.state, resolution: r.resolution, active: r.plan.state === 'done' ? newTop : image }) + '\n' : `snapshot plan #${p.id} (interrupted): ${r.resolution}\n`);
-    }
-    if (left.length) return;
+    if (await recoverLeft(store, SNAPSHOT_KIND, newTop, json, out, 'snapshot', (done) => (done ? newTop : image))) return;
     if (fs.existsSync(newTop)) throw new StrataError('E_BAD_INPUT', `${newTop}: already exists; a snapshot creates a new file`, { file: newTop });
     const lock = await imageLockState(image);
-    const chain = openChain(image);
-    let plan: SnapshotPlan;
-    try {
-      plan = planSnapshot(new ChainContents(chain), newTop, { checkpoint: a.options.get('checkpoint') ?? null, lock });
-    } finally {
-      chain.close();
-    }
-    if (!apply || plan.refused) {
-      write(out, plan, json, false, null);
-      if (plan.refused) throw new StrataError('E_BAD_INPUT', plan.refused, { file: image });
-      return;
-    }
-    const id = store!.create(snapshotToNewPlan(plan));
-    const r = await runRepairPlan({ store: store! }, id);
-    const outcome = { id, state: r.plan.state, resolution: r.resolution };
-    write(out, plan, json, r.plan.state === 'done', outcome);
-    if (r.plan.state !== 'done') throw new StrataError('E_TOOL', `${newTop}: the snapshot did not finish (${r.resolution})`, { file: newTop });
-  } finally {
-    db?.close();
-  }
+    const plan = withChain(image, (c) => planSnapshot(new ChainContents(c), newTop, { checkpoint: a.options.get('checkpoint') ?? null, lock }));
+    await printOrApply({ store, apply, image, file: newTop, what: 'snapshot', plan, toNewPlan: snapshotToNewPlan, write: (applied, outcome) => write(out, plan, json, applied, outcome) });
+  });
 }

@@ -12,6 +12,8 @@ import type { ConnectionInfo, JobInfo, JobStartSpec, JobVerbName } from '../cont
 import { blockGraph } from './block-graph.ts';
 import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import { StrataError } from '../errors.ts';
+import { pickHolders, readHeldLayer } from './live-layers.ts';
+import type { LiveLayerFacts } from '../checkpoints.ts';
 
 /** A file of a chain that a connected QEMU holds open, and as which node. */
 export interface Holder {
@@ -225,6 +227,26 @@ export class ConnectionManager {
       }
     }
     return out;
+  }
+
+  /**
+   * The held layers as their QEMU sees them (keyed by file), one holder per file, read one after the
+   * other (one QEMU runs one NBD server at a time). A layer that cannot be read live says why.
+   */
+  async readHeld(held: Holder[]): Promise<Map<string, LiveLayerFacts>> {
+    const out = new Map<string, LiveLayerFacts>();
+    for (const h of pickHolders(held)) {
+      const c = this.conns.get(h.connection);
+      if (!c?.qmp || c.info.state !== 'connected') continue;
+      out.set(h.file, await readHeldLayer(c.qmp, h, this.opts.runtimeDir));
+    }
+    return out;
+  }
+
+  /** Who holds which of `files`, and the held ones as their QEMU sees them (undefined: none held). */
+  async heldAndLive(files: string[]): Promise<{ held: Holder[]; live: Map<string, LiveLayerFacts> | undefined }> {
+    const held = await this.holders(files);
+    return { held, live: held.length ? await this.readHeld(held) : undefined };
   }
 
   /** The connection as a plan runs on it: its client, its one job engine, and where a restart finds it. */

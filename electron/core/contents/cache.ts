@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import type { ContentSource } from '../contract.ts';
 import { openLayer, openChain, bitmapExtents, allocationExtents } from '../qcow2/chain.ts';
-import { ChainContents, since } from '../checkpoints.ts';
+import { ChainContents, since, type LiveLayerFacts } from '../checkpoints.ts';
 import type { ExtentList } from '../extents.ts';
 import { StrataError } from '../errors.ts';
 
@@ -41,20 +41,8 @@ export function resolveSource(src: ContentSource): Resolved {
         layer.file.close();
       }
     }
-    case 'since': {
-      const chain = openChain(src.image);
-      try {
-        const r = since(new ChainContents(chain), src.checkpoint);
-        if (!r.extents) {
-          throw new StrataError('E_CHECKPOINT_UNKNOWN', `changes since '${src.checkpoint}' cannot be known: ${r.problems.join('; ')}`, {
-            file: src.image,
-          });
-        }
-        return { extents: r.extents, virtualSize: chain.layers[0].virtualSize };
-      } finally {
-        chain.close();
-      }
-    }
+    case 'since':
+      return resolveSince(src.image, src.checkpoint);
     case 'live-bitmap':
       throw new StrataError('E_BAD_INPUT', 'live bitmaps are read through the connection (LiveContents), not from files');
     default:
@@ -62,24 +50,35 @@ export function resolveSource(src: ContentSource): Resolved {
   }
 }
 
-/**
- * Live bitmaps change while QEMU runs, and every read exports the bitmap over NBD: one read serves
- * the zooming and hovering of the next couple of seconds, then it is read again.
- */
-export class LiveContents {
-  private entries = new Map<string, { at: number; value: Promise<Resolved> }>();
-  constructor(
-    private read: (connection: string, node: string, name: string) => Promise<Resolved>,
-    private ttlMs = 2000,
-  ) {}
+/** Changes since `checkpoint`, from the files, or with `live` facts for the layers a QEMU holds. */
+export function resolveSince(image: string, checkpoint: string, live?: ReadonlyMap<string, LiveLayerFacts>): Resolved {
+  const chain = openChain(image);
+  try {
+    const r = since(new ChainContents(chain, live), checkpoint);
+    if (!r.extents) {
+      throw new StrataError('E_CHECKPOINT_UNKNOWN', `changes since '${checkpoint}' cannot be known: ${r.problems.join('; ')}`, { file: image });
+    }
+    return { extents: r.extents, virtualSize: chain.layers[0].virtualSize };
+  } finally {
+    chain.close();
+  }
+}
 
-  get(src: Extract<ContentSource, { kind: 'live-bitmap' }>): Promise<Resolved> {
-    const key = `${src.connection}\0${src.node}\0${src.name}`;
+/**
+ * What a live QEMU holds changes while it runs, and every read of it exports bitmaps over NBD: one
+ * read serves the zooming and hovering of the next couple of seconds, then it is read again.
+ */
+export class LiveContents<T> {
+  private entries = new Map<string, { at: number; value: Promise<T> }>();
+  constructor(private ttlMs = 2000) {}
+
+  get(key: string, read: () => Promise<T>): Promise<T> {
     const hit = this.entries.get(key);
     if (hit && Date.now() - hit.at < this.ttlMs) return hit.value;
-    const value = this.read(src.connection, src.node, src.name);
+    const value = read();
     this.entries.set(key, { at: Date.now(), value });
     value.catch(() => this.entries.delete(key));
+    for (const [k, e] of this.entries) if (Date.now() - e.at >= this.ttlMs) this.entries.delete(k);
     return value;
   }
 }

@@ -25,7 +25,7 @@
 // bitmap added after writes), or where the top's allocation cannot be read, B keeps recording
 // during the commit, so it marks every cluster the commit brings down. Never a false clean.
 import type { QmpClient } from '../qmp/client.ts';
-import { queryNamedNodes } from '../qmp/named-nodes.ts';
+import { nodeBitmaps, queryNamedNodes, type NodeBitmap } from '../qmp/named-nodes.ts';
 import { blockGraph } from '../connections/block-graph.ts';
 import { readLiveNode } from '../bitmaps/live-contents.ts';
 import { union, uncoveredBytes, type ExtentList } from '../extents.ts';
@@ -33,18 +33,12 @@ import type { NewPlan, PlanTarget } from './types.ts';
 import { StrataError } from '../errors.ts';
 import { humanBytes } from '../units.ts';
 import type { CommitEffects } from '../contract.ts';
+import { SWITCH_PREFIX } from '../bitmaps/temporary.ts';
 
 export type CommitScheme = 'seed' | 'libvirt';
 
-/** A bitmap as query-named-block-nodes shows it. */
-export interface LiveBitmapFacts {
-  name: string;
-  granularity: number;
-  recording: boolean;
-  persistent: boolean;
-  busy: boolean;
-  inconsistent: boolean;
-}
+/** A bitmap as query-named-block-nodes shows it (QEMU's count is not needed here). */
+export type LiveBitmapFacts = Omit<NodeBitmap, 'count'>;
 
 /** What the plan is decided from: both nodes' bitmaps in creation order, and the top's contents. */
 export interface CommitFacts {
@@ -60,8 +54,6 @@ export interface CommitDecision {
   /** the temporary bitmap's granularity, or null when no temporary bitmap is needed */
   tempGranularity: number | null;
 }
-
-const TEMP_PREFIX = 'strata-switch-';
 
 /** The pure part: which bitmaps are disabled, carried, re-enabled. No I/O; tested without QEMU. */
 export function decideCommit(f: CommitFacts): CommitDecision {
@@ -143,15 +135,6 @@ function coverageProblem(f: CommitFacts, name: string, rank: Map<string, number>
   return null;
 }
 
-const asFacts = (b: any): LiveBitmapFacts => ({
-  name: b.name,
-  granularity: b.granularity,
-  recording: b.recording === true,
-  persistent: b.persistent === true,
-  busy: b.busy === true,
-  inconsistent: b.inconsistent === true,
-});
-
 /** The node below `device` in the block graph (the commit's base), or null. */
 async function backingOf(qmp: QmpClient, device: string): Promise<string | null> {
   const g = await blockGraph(qmp);
@@ -174,10 +157,8 @@ export async function planCommitWithBitmaps(qmp: QmpClient, target: PlanTarget, 
   const base = await backingOf(qmp, device);
   if (!base) throw new StrataError('E_BAD_INPUT', `${topNode.file}: node '${device}' has no backing node to commit into`, { file: topNode.file });
   const baseNode = nodes.find((n) => n['node-name'] === base);
-  // QEMU lists a node's bitmaps newest first; creation order is the reverse.
-  const bitmapsOf = (n: any) => ((n?.['dirty-bitmaps'] ?? []) as any[]).filter((b) => typeof b.name === 'string').map(asFacts).reverse();
-  const topBitmaps = bitmapsOf(topNode);
-  const baseBitmaps = bitmapsOf(baseNode);
+  const topBitmaps = nodeBitmaps(topNode);
+  const baseBitmaps = nodeBitmaps(baseNode);
   let topContents: CommitFacts['topContents'];
   if (scheme === 'libvirt') topContents = { unreadable: 'not needed' };
   else {
@@ -195,7 +176,7 @@ export async function planCommitWithBitmaps(qmp: QmpClient, target: PlanTarget, 
     topContents,
   });
 
-  const temp = `${TEMP_PREFIX}${jobId}`;
+  const temp = `${SWITCH_PREFIX}${jobId}`;
   const steps: NewPlan['steps'] = [];
   for (const name of effects.disabledDuringCommit) {
     steps.push({

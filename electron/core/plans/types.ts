@@ -37,7 +37,8 @@ export type StepSpec =
   | { kind: 'tool'; commands: string[][]; undo: string[][] | 'nothing-to-undo' | null; check: ToolCheck | null };
 
 /** What the offline reader must see in a layer once a tool step took effect. */
-export type ToolCheck = { layer: string; bitmap?: string; present?: boolean; recording?: boolean; stale?: boolean; backing?: string };
+/** `backing: null`: the layer has no backing file any more. */
+export type ToolCheck = { layer: string; bitmap?: string; present?: boolean; recording?: boolean; stale?: boolean; backing?: string | null };
 
 export type StepState = 'pending' | 'running' | 'done' | 'undone' | 'failed';
 

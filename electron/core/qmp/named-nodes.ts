@@ -20,3 +20,34 @@ export async function queryNamedNodes(qmp: QmpClient, where = qmp.path): Promise
   }
   return qmp.execute<any[]>('query-named-block-nodes', { flat: true });
 }
+
+/** A bitmap as query-named-block-nodes shows it. */
+export interface NodeBitmap {
+  name: string;
+  granularity: number;
+  recording: boolean;
+  persistent: boolean;
+  busy: boolean;
+  inconsistent: boolean;
+  /** dirty bytes, QEMU's count */
+  count: number;
+}
+
+/**
+ * A node's named bitmaps in creation order: QEMU lists them newest first (those it loaded at open in
+ * directory order, then each added one in front; measured on 7.2), so creation order is the reverse.
+ */
+export function nodeBitmaps(node: any): NodeBitmap[] {
+  return ((node?.['dirty-bitmaps'] ?? []) as any[])
+    .filter((b) => typeof b.name === 'string')
+    .map((b) => ({
+      name: b.name,
+      granularity: b.granularity,
+      recording: b.recording === true,
+      persistent: b.persistent === true,
+      busy: b.busy === true,
+      inconsistent: b.inconsistent === true,
+      count: typeof b.count === 'number' ? b.count : 0,
+    }))
+    .reverse();
+}

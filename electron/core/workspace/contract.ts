@@ -3,15 +3,19 @@
 import { absPath, noArg, obj, type ChannelsOf } from '../schema.ts';
 import type { ScanRecord } from '../history/contract.ts';
 
-export type BitmapFlag = 'in-use' | 'auto';
+/**
+ * 'auto' = recording, 'in-use' = inconsistent unless a live QEMU holds the image. On a layer read live
+ * (LayerInfo.live) they are that QEMU's states: 'in-use' = inconsistent, and two more: 'busy' (a job
+ * or an export uses it) and 'transient' (not persistent: gone when that QEMU stops).
+ */
+export type BitmapFlag = 'in-use' | 'auto' | 'busy' | 'transient';
 
 export interface BitmapInfo {
   name: string;
   granularity: number;
-  /** on-disk flags: 'auto' = recording, 'in-use' = inconsistent unless a live QEMU holds the image */
   flags: BitmapFlag[];
   dirtyBytes: number;
-  /** position in the layer's bitmap directory = creation order within the layer */
+  /** creation order within the layer: the bitmap directory's position (see checkpoints.ts for the one exception), or QEMU's live order */
   index: number;
 }
 
@@ -32,6 +36,11 @@ export interface LayerInfo {
   /** doubts that this file is a disk at all (a raw "disk" that starts like text or an archive) */
   warnings: string[];
   bitmaps: BitmapInfo[];
+  /**
+   * Present when a connected QEMU holds this layer open: its bitmaps and allocation are that QEMU's,
+   * read live over QMP and NBD. `error` says why they could not be, and then they are the file's.
+   */
+  live?: { holder: string; connection: string; error: string | null };
 }
 
 export type CheckpointState = 'ok' | 'unknown';

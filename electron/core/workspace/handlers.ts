@@ -4,7 +4,8 @@ import type { AppInfo, DemoResult } from '../contract.ts';
 import type { History } from '../store/history.ts';
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { workspaceArgs } from './contract.ts';
-import { inspect, inspectPartial } from '../inspect.ts';
+import { inspect, inspectOpenChain } from '../inspect.ts';
+import { openPartialChain } from '../qcow2/chain.ts';
 import { buildDemo } from '../demo/build-demo.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
@@ -18,8 +19,8 @@ export interface WorkspaceDeps {
   emit: EventListener;
   /** native file picker, Electron only */
   openImageDialog?: () => Promise<string | null>;
-  /** who holds a chain's files open (Strata's daemons, VMs) */
-  connections: Pick<ConnectionManager, 'holders'>;
+  /** who holds a chain's files open (Strata's daemons, VMs), and what they see */
+  connections: Pick<ConnectionManager, 'heldAndLive'>;
 }
 
 function qemuImgVersion(): string | null {
@@ -32,11 +33,19 @@ function qemuImgVersion(): string | null {
 
 export function createWorkspaceHandlers({ mode, dataDir, history, emit, openImageDialog, connections }: WorkspaceDeps): HandlersFor<typeof workspaceArgs> {
   let demoRunning: Promise<DemoResult> | null = null;
-  /** The chain as read from disk (down to a missing backing file), with the layers a connected QEMU holds named. */
+  /**
+   * The chain as read from disk (down to a missing backing file), except the layers a connected QEMU
+   * holds: those as that QEMU sees them (on disk their bitmaps read in-use and stale while it runs),
+   * and the holders named.
+   */
   const read = async (p: string): Promise<ChainReport> => {
-    const report = inspectPartial(p);
-    const held = await connections.holders(report.layers.map((l) => l.path));
-    return held.length ? { ...report, heldBy: held } : report;
+    const chain = openPartialChain(p);
+    try {
+      const { held, live } = await connections.heldAndLive(chain.layers.map((l) => l.path));
+      return held.length ? { ...inspectOpenChain(chain, live, chain.missingBacking), heldBy: held } : inspectOpenChain(chain, undefined, chain.missingBacking);
+    } finally {
+      chain.close();
+    }
   };
   return {
     'app:info': () => ({ version: VERSION, mode, dataDir, qemuImg: qemuImgVersion(), platform: process.platform }),

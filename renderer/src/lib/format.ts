@@ -1,20 +1,21 @@
 // Human-readable numbers for people who also want the exact figure (shown in titles).
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+/** Binary units, each 1024 of the one before. */
+export const BINARY_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
 export function formatBytes(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return '—';
   if (n < 1024) return `${n} B`;
   let v = n;
   let u = 0;
-  while (v >= 1024 && u < UNITS.length - 1) {
+  while (v >= 1024 && u < BINARY_UNITS.length - 1) {
     v /= 1024;
     u++;
   }
   const digits = v >= 100 || Number.isInteger(v) ? 0 : v >= 10 ? 1 : 2;
   // Trim "1.50" to "1.5" but keep "1.05".
   const s = v.toFixed(digits).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
-  return `${s} ${UNITS[u]}`;
+  return `${s} ${BINARY_UNITS[u]}`;
 }
 
 const groups = new Intl.NumberFormat('en-US');
@@ -26,6 +27,25 @@ export function exactBytes(n: number | null | undefined): string {
 
 export function formatInt(n: number): string {
   return groups.format(n);
+}
+
+/**
+ * A byte range [start, end) for people: "192 KiB – 256 KiB". Where both ends read the same at the
+ * usual precision ("4.06 GiB – 4.06 GiB") both are written in the unit of the end with as many
+ * decimals as it takes to tell them apart, and as exact bytes when even six do not.
+ */
+export function formatByteRange(start: number, end: number): string {
+  const a = formatBytes(start);
+  const b = formatBytes(end);
+  if (a !== b) return `${a} – ${b}`;
+  let u = 0;
+  while (u < BINARY_UNITS.length - 1 && end >= 1024 ** (u + 1)) u++;
+  for (let digits = 3; u > 0 && digits <= 6; digits++) {
+    const x = (start / 1024 ** u).toFixed(digits);
+    const y = (end / 1024 ** u).toFixed(digits);
+    if (x !== y) return `${x} ${BINARY_UNITS[u]} – ${y} ${BINARY_UNITS[u]}`;
+  }
+  return `${groups.format(start)} – ${groups.format(end)} B`;
 }
 
 export function formatPercent(part: number, whole: number): string {
@@ -63,11 +83,6 @@ export function formatAgo(iso: string, now = Date.now()): string {
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
   return formatDateTime(iso);
-}
-
-/** A byte offset for ruler labels: compact, exact when it is a whole unit. */
-export function formatOffset(n: number): string {
-  return n === 0 ? '0' : formatBytes(n);
 }
 
 /** "850 ms", "12 s", "3 min 20 s", "2 h 5 min". */

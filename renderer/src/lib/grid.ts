@@ -71,14 +71,3 @@ export function markedString(marked: number[]): string {
   for (const m of marked) s += m > 0 ? '1' : '-';
   return s;
 }
-
-/** Ruler ticks at power-of-two multiples (disk offsets read best that way), at most `maxTicks`. */
-export function rulerTicks(start: number, end: number, maxTicks: number): number[] {
-  const span = end - start;
-  if (span <= 0 || maxTicks < 1) return [];
-  let step = 2 ** Math.ceil(Math.log2(span / maxTicks));
-  step = Math.max(1, step);
-  const out: number[] = [];
-  for (let t = Math.ceil(start / step) * step; t <= end && out.length <= maxTicks + 1; t += step) out.push(t);
-  return out;
-}

@@ -103,7 +103,7 @@ export const useBitmapChangeStore = defineStore('bitmap-change', () => {
     error.value = null;
     op.value = next;
     try {
-      const p = await call('bitmap:plan', { target: req.target, op: next });
+      const p = await call('bitmap:plan', { target: req.target, op: next, ...(req.refresh.kind === 'chain' ? { chain: req.refresh.image } : {}) });
       if (my !== gen) return;
       plan.value = p;
       step.value = 'review';

@@ -15,13 +15,18 @@ export const useChainsStore = defineStore('chains', () => {
   const reports = ref<Record<string, ChainReport>>({});
   const status = reactive<Record<string, ChainStatus>>({});
   const inFlight = new Set<string>();
+  /** asked again while a read was in flight: that read may predate the change, so read once more */
+  const again = new Set<string>();
 
   function statusOf(path: string): ChainStatus {
     return status[path] ?? { loading: false, error: null };
   }
 
   async function inspect(path: string): Promise<void> {
-    if (inFlight.has(path)) return;
+    if (inFlight.has(path)) {
+      again.add(path);
+      return;
+    }
     inFlight.add(path);
     status[path] = { loading: true, error: statusOf(path).error };
     try {
@@ -33,6 +38,7 @@ export const useChainsStore = defineStore('chains', () => {
     } finally {
       inFlight.delete(path);
     }
+    if (again.delete(path)) await inspect(path);
   }
 
   /** A report the core already sent (workspace:add answers with its first scan). */

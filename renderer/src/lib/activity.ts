@@ -1,0 +1,123 @@
+// How the History view reads the core's activity feed (history:activity): one row per entry, in the
+// feed's own order (the core sorts it newest first), with the words and tone of its state.
+import type { ActivityEntry, JobRecordInfo } from '../../../electron/core/contract';
+import { jobTone, jobTypeLabel, operationTone, planTone, STATE_LABEL, type Tone } from './jobs';
+
+/** The filter's and the row's name for a kind ('op' for the feed's 'operation': the e2e tests read it). */
+export type ActivityKind = 'scan' | 'job' | 'op' | 'plan';
+
+export const ACTIVITY_KIND: Record<ActivityEntry['kind'], ActivityKind> = { scan: 'scan', job: 'job', operation: 'op', plan: 'plan' };
+export const ACTIVITY_KIND_LABEL: Record<ActivityKind, string> = { scan: 'Scan', job: 'Job', op: 'Bitmap change', plan: 'Plan' };
+
+/** How a state reads: the badge's tone and word, and the state's own name. */
+export interface StateLook {
+  state: string;
+  label: string;
+  tone: Tone;
+}
+
+export interface ActivityRow {
+  kind: ActivityKind;
+  key: string;
+  /** when it began, as the feed says */
+  at: string;
+  title: string;
+  file: string;
+  look: StateLook;
+  /** an error was recorded */
+  failed: boolean;
+  /** lower-case text the file filter searches */
+  haystack: string;
+  entry: ActivityEntry;
+}
+
+function recordId(e: ActivityEntry): number {
+  return e.kind === 'scan' ? e.scan.id : e.kind === 'job' ? e.job.id : e.kind === 'operation' ? e.operation.id : e.plan.id;
+}
+
+export function activityRow(e: ActivityEntry): ActivityRow {
+  const kind = ACTIVITY_KIND[e.kind];
+  const base = { kind, key: `${kind}:${recordId(e)}`, at: e.at, entry: e };
+  const searchable = (...parts: (string | null)[]) => parts.map((p) => p ?? '').join('\n').toLowerCase();
+  switch (e.kind) {
+    case 'scan': {
+      const s = e.scan;
+      const changed = s.changes.length > 0;
+      return {
+        ...base,
+        title: changed ? s.changes[0] + (s.changes.length > 1 ? ` (+${s.changes.length - 1} more)` : '') : s.first ? 'First scan' : 'Scanned, no change',
+        file: s.image,
+        look: { state: changed ? 'changed' : 'unchanged', label: changed ? 'changed' : s.first ? 'first scan' : 'no change', tone: changed ? 'accent' : 'neutral' },
+        failed: false,
+        haystack: searchable(s.image, ...s.layers.map((l) => l.path), ...s.changes),
+      };
+    }
+    case 'job': {
+      const j = e.job;
+      return {
+        ...base,
+        title: `${jobTypeLabel(j.type)} job`,
+        file: j.connection,
+        look: { state: j.state, label: STATE_LABEL[j.state] ?? j.state, tone: jobTone(j.state, j.error) },
+        failed: !!j.error,
+        haystack: searchable(j.connection, j.type, j.qemuId, j.error),
+      };
+    }
+    case 'operation': {
+      const o = e.operation;
+      return {
+        ...base,
+        title: o.summary,
+        file: o.target,
+        look: { state: o.state, label: o.state, tone: operationTone(o.state) },
+        failed: !!o.error,
+        haystack: searchable(o.target, o.summary, o.kind, o.error),
+      };
+    }
+    case 'plan': {
+      const p = e.plan;
+      return {
+        ...base,
+        title: p.summary,
+        file: p.kind,
+        look: { state: p.state, label: p.state, tone: planTone(p.state) },
+        failed: !!p.error,
+        haystack: searchable(p.kind, p.summary, p.resolution, p.error, ...p.steps.map((x) => `${x.label} ${x.note ?? ''}`)),
+      };
+    }
+  }
+}
+
+/** One line of QMP: what Strata sent ('out') or QEMU answered ('in'). */
+export interface QmpLine {
+  dir: 'out' | 'in';
+  text: string;
+  at: string;
+}
+
+/**
+ * A job's events as state changes, each with the QMP Strata exchanged while the job was in that
+ * state. The core journals a job's QMP as events that keep the state, their note "-> command" or
+ * "<- reply" (a job record has no separate log, unlike a bitmap operation's `log`).
+ */
+export interface JobStateChange {
+  state: string;
+  at: string;
+  note: string | null;
+  qmp: QmpLine[];
+}
+
+export function jobStateChanges(j: JobRecordInfo): JobStateChange[] {
+  const out: JobStateChange[] = [];
+  for (const e of j.events) {
+    const m = e.note ? /^(->|<-) ([\s\S]*)$/.exec(e.note) : null;
+    const last = out[out.length - 1];
+    if (m) {
+      const line: QmpLine = { dir: m[1] === '->' ? 'out' : 'in', text: m[2], at: e.at };
+      if (last && last.state === e.state) last.qmp.push(line);
+      else out.push({ state: e.state, at: e.at, note: null, qmp: [line] });
+    } else if (last && last.state === e.state && !e.note) continue;
+    else out.push({ state: e.state, at: e.at, note: e.note, qmp: [] });
+  }
+  return out;
+}
