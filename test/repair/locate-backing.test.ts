@@ -102,7 +102,9 @@ test('rebase of a wrong file is refused naming it; a held image is refused and l
   const holder = spawn('qemu-io', ['-c', 'sleep 60000', `json:${JSON.stringify({ driver: 'qcow2', backing: null, file: { driver: 'file', filename: top } })}`], { stdio: 'ignore' });
   const exited = new Promise((r) => holder.once('exit', r));
   try {
-    for (let i = 0; i < 100 && (await imageLockState(top)) !== 'locked'; i++) await new Promise((r) => setTimeout(r, 100));
+    // until it holds the lock and has written its own open (bitmaps marked in-use): from then on the file is still
+    const settled = async () => (await imageLockState(top)) === 'locked' && qemuImg('info', '-U', '--output=json', top).includes('in-use');
+    for (let i = 0; i < 100 && !(await settled()); i++) await new Promise((r) => setTimeout(r, 100));
     const before = sum(top);
     const check = await call('repair:check-backing', { image: top, backing: moved });
     expect(check.held).toBe(true);
