@@ -80,6 +80,8 @@ export const CHANNELS = [
   'repair:apply',
   'chain-op:plan',
   'chain-op:apply',
+  'repair:check-backing',
+  'repair:rebase',
   'backup:list',
   'backup:take',
   'backup:restore',

@@ -42,6 +42,15 @@ export function corrupt(file: string, offset: number, what: string): StrataError
   return new StrataError('E_CORRUPT', `${file}: corrupt image at offset ${offset}: ${what}`, { file, offset });
 }
 
+/** What a user can do about an image whose tables point past the end of the file. */
+export const TRUNCATED_ADVICE =
+  'the file is shorter than its tables say: it was cut off (copy interrupted, disk full); restore it from a backup, or recover what is readable with `qemu-img convert`';
+
+/** A structure that lies (partly) past the end of the file: E_CORRUPT with the offset and what to do. */
+export function pastEnd(file: string, offset: number, what: string): StrataError {
+  return new StrataError('E_CORRUPT', `${file}: corrupt image at offset ${offset}: ${what}; ${TRUNCATED_ADVICE}`, { file, offset });
+}
+
 /**
  * A header or table field QEMU refuses when it opens the image: names the file, the field and the
  * field's byte offset, e.g. `x.qcow2: header field backing_file_size (offset 16) is 2000, QEMU's limit is 1023`.

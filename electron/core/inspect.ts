@@ -1,6 +1,6 @@
 // One read-only scan of a chain: the facts of every layer, every bitmap, every checkpoint.
-import type { ChainReport, LayerInfo, BitmapFlag } from './contract.ts';
-import { openChain, type Chain, type Layer } from './qcow2/chain.ts';
+import type { ChainReport, CheckpointReport, LayerInfo, BitmapFlag } from './contract.ts';
+import { openChain, openPartialChain, type Chain, type Layer, type MissingBacking } from './qcow2/chain.ts';
 import type { BitmapEntry } from './qcow2/bitmaps.ts';
 import { ChainContents, checkpointReports, isLive, type LiveLayerFacts } from './checkpoints.ts';
 import { totalBytes } from './extents.ts';
@@ -46,8 +46,11 @@ function layerInfo(contents: ChainContents, layer: Layer): LayerInfo {
   };
 }
 
-/** `live`: the layers a connected QEMU holds, as it sees them (keyed by path); the rest is read from disk. */
-export function inspectOpenChain(chain: Chain, live?: ReadonlyMap<string, LiveLayerFacts>): ChainReport {
+/**
+ * `live`: the layers a connected QEMU holds, as it sees them (keyed by path); the rest is read from disk.
+ * `missing`: a backing file the chain names but that is not there (the chain stops above it).
+ */
+export function inspectOpenChain(chain: Chain, live?: ReadonlyMap<string, LiveLayerFacts>, missing: MissingBacking | null = null): ChainReport {
   const t0 = performance.now();
   const contents = new ChainContents(chain, live);
   const layers = contents.chain.layers.map((l) => layerInfo(contents, l));
@@ -55,16 +58,37 @@ export function inspectOpenChain(chain: Chain, live?: ReadonlyMap<string, LiveLa
   return {
     image: chain.image,
     layers,
-    checkpoints,
+    checkpoints: missing ? checkpoints.map((c) => incomplete(c, missing)) : checkpoints,
     scannedAt: new Date().toISOString(),
     scanMs: Math.round((performance.now() - t0) * 100) / 100,
+    ...(missing ? { missingBacking: { file: missing.file, expectedAt: missing.expectedAt, referencedBy: missing.referencedBy } } : {}),
   };
 }
 
+/**
+ * A checkpoint of a chain whose lower layers cannot be read: what they hold (its own bitmap, writes
+ * before it) is unknown, so it is never 'ok', whatever the readable layers say.
+ */
+function incomplete(c: CheckpointReport, m: MissingBacking): CheckpointReport {
+  const why = `the chain is incomplete: the backing file ${m.expectedAt} (named by ${m.referencedBy}) is missing, so what the layers below hold cannot be read`;
+  return { ...c, state: 'unknown', dirtyBytes: null, problems: [why, ...c.problems] };
+}
+
+/** The whole chain, or E_BACKING_MISSING (what `strata inspect` reports: scripts rely on it). */
 export function inspect(image: string, live?: ReadonlyMap<string, LiveLayerFacts>): ChainReport {
   const chain = openChain(image);
   try {
     return inspectOpenChain(chain, live);
+  } finally {
+    chain.close();
+  }
+}
+
+/** As much of the chain as can be read: a missing backing file is reported in `missingBacking`, not thrown. */
+export function inspectPartial(image: string): ChainReport {
+  const chain = openPartialChain(image);
+  try {
+    return inspectOpenChain(chain, undefined, chain.missingBacking);
   } finally {
     chain.close();
   }

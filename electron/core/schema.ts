@@ -46,7 +46,15 @@ export const name = (what: string, max: number) =>
 
 export const id = () => name('an id', MAX_ID);
 export const nodeName = () => name('a node name', MAX_ID);
-export const bitmapName = () => name('a bitmap name', MAX_BITMAP_NAME);
+/** UTF-8 bytes of a string: QEMU's limits count bytes, JavaScript's lengths count UTF-16 units. */
+export const utf8Bytes = (s: string): number => new TextEncoder().encode(s).length;
+
+/** A bitmap name: at most 1023 bytes in UTF-8 (QEMU refuses longer ones). */
+export const bitmapName = () =>
+  v.pipe(
+    name('a bitmap name', MAX_BITMAP_NAME),
+    v.check((s) => utf8Bytes(s) <= MAX_BITMAP_NAME, (i) => `expected a bitmap name of at most ${MAX_BITMAP_NAME} bytes in UTF-8 (this one has ${utf8Bytes(String(i.input))})`),
+  );
 
 /** A safe integer in min..max (NaN, Infinity, fractions and 2**53 refused). */
 export const int = (min: number, max: number) => {

@@ -32,6 +32,7 @@ export function startEventBridge(transport: Transport): () => void {
     'chain:scanned': (rec) => {
       history.addScan(rec);
       chains.onScanned(rec);
+      workspace.onScanned(rec);
     },
     'demo:progress': (p) => workspace.setDemoProgress(p),
     'connection:changed': (list) => {

@@ -99,6 +99,26 @@ test('bad input exits 2 with one line naming the file; nothing is written', (t) 
   assert.equal(strata('inspect', junk, '--bogus').code, 2);
 });
 
+test('inspect of a chain whose backing file is missing still exits 2 with its one-line error (scripts rely on it)', (t) => {
+  const { top, base } = buildSeed(tempDir(t));
+  fs.rmSync(base);
+  const r = strata('inspect', top, '--json');
+  assert.equal(r.code, 2, r.err);
+  assert.equal(r.out, '');
+  assert.equal(r.err.trim().split('\n').length, 1);
+  assert.equal(r.err.trim(), `strata: ${top}: backing file ${base} does not exist`);
+});
+
+test('inspect of a truncated qcow2 names the file and offset and says what to do, on one line', (t) => {
+  const { top } = buildSeed(tempDir(t));
+  fs.truncateSync(top, 3 * 65536 + 100);
+  const r = strata('inspect', top);
+  assert.equal(r.code, 2, r.err);
+  assert.equal(r.err.trim().split('\n').length, 1);
+  // the file, the field with its offset, then what the user can do
+  assert.match(r.err, new RegExp(`^strata: ${top}: .*\\w+ \\(offset \\d+\\) .*; the file is shorter than its tables say: it was cut off .*restore it from a backup, or recover what is readable with \`qemu-img convert\`$`, 'm'));
+});
+
 test('--help for every command', () => {
   for (const args of [['--help'], ['inspect', '--help'], ['bitmap', 'show', '--help'], ['since', '--help'], ['map', '--help']]) {
     const r = strata(...args);

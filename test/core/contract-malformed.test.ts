@@ -68,6 +68,8 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
     { op: 'snapshot', image: NOWHERE, newTop: NOWHERE, checkpoint: 'c' },
     { op: 'stream', image: NOWHERE, base: NOWHERE },
   ],
+  'repair:check-backing': [{ image: NOWHERE, backing: NOWHERE }],
+  'repair:rebase': [{ image: NOWHERE, backing: NOWHERE, confirm: true }],
   'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
   'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true }],
   'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
@@ -181,6 +183,24 @@ test('every channel answers malformed arguments with E_BAD_INPUT naming the fiel
     else if (![c.names].flat().some((n) => r.error.message.includes(n))) wrong.push(`${tag}: the message does not name ${[c.names].flat().join(' or ')}: ${r.error.message}`);
   }
   expect(wrong).toEqual([]);
+});
+
+test('a bitmap name over 1023 bytes of UTF-8 is refused naming the field, though it has fewer characters', async () => {
+  const target = { kind: 'connection', connection: 'nope', node: 'n' };
+  const wide = 'é'.repeat(600); // 600 characters, 1200 bytes
+  for (const [channel, op, field] of [
+    ['bitmap:plan', { op: 'add', name: wide }, 'op.name'],
+    ['bitmap:apply', { op: 'remove', name: wide }, 'op.name'],
+    ['bitmap:plan', { op: 'merge', target: 'b', sources: [{ where: null, name: wide }] }, 'op.sources[0].name'],
+  ] as const) {
+    const r = await dispatch(service, channel, { target, op });
+    expect(r).toEqual({ ok: false, error: { code: 'E_BAD_INPUT', message: `${channel}: ${field}: expected a bitmap name of at most 1023 bytes in UTF-8 (this one has 1200)` } });
+  }
+  // exactly 1023 bytes passes the schema (and is refused later, for the connection that does not exist)
+  const r = await dispatch(service, 'bitmap:plan', { target, op: { op: 'add', name: 'é'.repeat(511) + 'x' } });
+  expect(r.ok).toBe(false);
+  expect(r.ok ? '' : r.error.message).toMatch(/nope/);
+  expect(r.ok ? '' : r.error.message).not.toMatch(/op\.name/);
 });
 
 test('the argument of a channel that takes a path is normalized before the handler sees it', async () => {

@@ -1,11 +1,12 @@
 // History on a real SQLite file: migrations, workspace, scans and what changed between them.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { openDb, schemaVersion } from '../../electron/core/store/db.ts';
 import { History } from '../../electron/core/store/history.ts';
 import { MIGRATIONS } from '../../electron/core/store/migrations.ts';
-import { inspect } from '../../electron/core/inspect.ts';
+import { inspect, inspectPartial } from '../../electron/core/inspect.ts';
 import { tempDir, qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { buildSeed } from './seed-chain.ts';
 
@@ -62,4 +63,35 @@ test('workspace survives reopening; scans record external edits', (t) => {
   assert.equal(h.removeImage(top), true);
   assert.deepEqual(h.listWorkspace(), []);
   db2.close();
+});
+
+test('the workspace list keeps the last scan: layer count and health survive a reopen; never ok with an unknown checkpoint', (t) => {
+  const dir = tempDir(t);
+  const { top, base } = buildSeed(dir);
+  const file = path.join(dir, 'strata.db');
+  let h = new History(openDb(file));
+  h.addImage(top);
+  assert.equal(h.listWorkspace()[0].lastScan, null, 'not scanned yet');
+  h.recordScan(inspect(top));
+  h = new History(openDb(file)); // an app restart
+  assert.deepEqual(h.listWorkspace()[0].lastScan, { layerCount: 2, health: { state: 'ok', reasons: ['all 3 checkpoints known'] } });
+
+  // An overlay made outside Strata: its checkpoints are unknown, and the entry says so and why.
+  const over = path.join(dir, 'over.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', top, '-F', 'qcow2', over);
+  h.addImage(over);
+  h.recordScan(inspect(over));
+  h = new History(openDb(file));
+  const o = h.listWorkspace().find((w) => w.path === over)!;
+  assert.equal(o.lastScan?.layerCount, 3);
+  assert.equal(o.lastScan?.health?.state, 'unknown');
+  assert.match(o.lastScan!.health!.reasons[0], /^3 of 3 checkpoints unknown \(bitmap1, bitmap2, bitmap3\): layer over\.qcow2 has no bitmap/);
+
+  // A missing backing file is a problem, named.
+  fs.renameSync(base, `${base}.moved`);
+  h.recordScan(inspectPartial(top));
+  const m = new History(openDb(file)).listWorkspace().find((w) => w.path === top)!;
+  assert.equal(m.lastScan?.layerCount, 1);
+  assert.equal(m.lastScan?.health?.state, 'problem');
+  assert.ok(m.lastScan!.health!.reasons[0].startsWith(`backing file ${base} is missing`), m.lastScan!.health!.reasons[0]);
 });

@@ -126,7 +126,7 @@ test('service events are forwarded to the window with webContents.send(event, pa
   const svc = fakeService();
   const wc = new FakeWebContents();
   const off = forwardEvents(svc, () => wc);
-  const scan = { id: 1, image: '/a.qcow2', scannedAt: 'now', layers: [], first: true, drift: [], changes: [] };
+  const scan = { id: 1, image: '/a.qcow2', scannedAt: 'now', layers: [], first: true, drift: [], changes: [], health: null };
   svc.emit('chain:scanned', scan);
   svc.emit('workspace:changed', []);
   svc.emit('demo:progress', { step: 'x', done: 1, total: 2 });

@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inspect } from '../../electron/core/inspect.ts';
-import { StrataError, type StrataErrorCode } from '../../electron/core/errors.ts';
+import { inspect, inspectPartial } from '../../electron/core/inspect.ts';
+import { StrataError, TRUNCATED_ADVICE, type StrataErrorCode } from '../../electron/core/errors.ts';
 import { qemuImg, qemuInfoChain, run } from '../helpers/qemu.ts';
 import { Img, KiB, MiB, HDR, EXT_BITMAPS_TYPE, EXT_BACKING_FORMAT_TYPE, qcow2Layout, killChildren, type Qcow2Layout } from '../helpers/image-gen.ts';
 
@@ -183,6 +183,16 @@ const cuts: [string, number][] = [
 for (const [where, at] of cuts) {
   corruptCase(`file truncated ${where} (at ${at}) -> E_CORRUPT`, 'E_CORRUPT', (b) => b.subarray(0, at));
 }
+for (const [where, at] of cuts.filter(([w]) => w.startsWith('inside the L') || w.includes('bmA'))) {
+  test(`file truncated ${where}: the error keeps the offset and says what the user can do`, () => {
+    const s = scenario();
+    edit(s.top, (b) => b.subarray(0, at));
+    const e = expectError(s.top, 'E_CORRUPT');
+    assert.equal(typeof e.offset, 'number', e.message);
+    assert.ok(e.message.includes(`offset ${e.offset}`) || e.message.includes(`(offset `), `names the offset: ${e.message}`);
+    assert.ok(e.message.endsWith(TRUNCATED_ADVICE), `ends with the advice: ${e.message}`);
+  });
+}
 
 // --- bitmaps extension and directory --------------------------------------------------------------
 const bx = L.bitmapsExt!;
@@ -258,7 +268,34 @@ test('missing backing file -> E_BACKING_MISSING naming the layer that refers to 
   assert.ok(e.message.includes('base.qcow2'), `message also names the missing file: ${e.message}`);
 });
 
-test('missing backing deeper in the chain -> E_BACKING_MISSING naming the layer that refers to it, not the top', () => {
+test('missing backing file, partial report: the readable layers, the missing file named, every checkpoint unknown', () => {
+  const s = scenario();
+  const full = inspect(s.top);
+  assert.ok(full.checkpoints.length > 0 && full.checkpoints.every((c) => c.state === 'ok'), 'the intact chain has ok checkpoints');
+  fs.rmSync(s.base);
+  const r = inspectPartial(s.top);
+  assert.deepEqual(r.layers.map((l) => l.path), [s.top]);
+  assert.deepEqual(r.layers[0], full.layers[0], 'the top layer reads as before: facts and bitmaps');
+  assert.deepEqual(r.missingBacking, { file: 'base.qcow2', expectedAt: s.base, referencedBy: s.top });
+  assert.deepEqual(r.checkpoints.map((c) => c.name), full.checkpoints.map((c) => c.name));
+  for (const c of r.checkpoints) {
+    assert.equal(c.state, 'unknown', c.name);
+    assert.equal(c.dirtyBytes, null, c.name);
+    assert.ok(c.problems[0].includes(s.base) && c.problems[0].includes('missing'), c.problems[0]);
+  }
+  // the whole-chain reading still refuses it
+  expectError(s.top, 'E_BACKING_MISSING');
+});
+
+test('partial report of a complete chain: no missingBacking, same as inspect', () => {
+  const s = scenario();
+  const r = inspectPartial(s.top);
+  const full = inspect(s.top);
+  assert.equal(r.missingBacking, undefined);
+  assert.deepEqual({ ...r, scannedAt: '', scanMs: 0 }, { ...full, scannedAt: '', scanMs: 0 });
+});
+
+test('missing backing deeper in the chain -> E_BACKING_MISSING naming the layer that refers to it, not the top; the partial report reads down to it', () => {
   const s = scenario();
   const mid = path.join(s.dir, 'mid.qcow2');
   const top = path.join(s.dir, 'top.qcow2');
@@ -268,6 +305,11 @@ test('missing backing deeper in the chain -> E_BACKING_MISSING naming the layer 
   // top -> mid -> bm.qcow2 -> (missing) base.qcow2: bm.qcow2 holds the dangling reference.
   const e = expectError(s.top, 'E_BACKING_MISSING', () => inspect(top));
   assert.ok(e.message.includes(s.base), `message also names the missing file: ${e.message}`);
+  // the partial reading: every layer down to the one that names it, checkpoints unknown
+  const r = inspectPartial(top);
+  assert.deepEqual(r.layers.map((l) => l.path), [top, mid, s.top]);
+  assert.deepEqual(r.missingBacking, { file: 'base.qcow2', expectedAt: s.base, referencedBy: s.top });
+  assert.ok(r.checkpoints.length > 0 && r.checkpoints.every((c) => c.state === 'unknown'));
 });
 
 test('backing loop a -> b -> a (qemu-img rebase -u) -> E_BACKING_LOOP', () => {

@@ -1,7 +1,7 @@
 // History: what Strata saw (scans) and did (jobs, bitmap operations, plans), newest first.
 import * as v from 'valibot';
 import { absPath, limit, optionalObj, type ChannelsOf } from '../schema.ts';
-import type { BitmapFlag } from '../workspace/contract.ts';
+import type { BitmapFlag, ChainHealth } from '../workspace/contract.ts';
 import type { PlanInfo } from '../plans/contract.ts';
 
 /** What changed in a chain between two scans, as a code with its facts (paths absolute, sizes bytes). */
@@ -24,6 +24,8 @@ export interface ScanRecord {
   drift: Drift[];
   /** the same in plain words, for display */
   changes: string[];
+  /** the chain's health at this scan (null for scans recorded before Strata kept it) */
+  health: ChainHealth | null;
 }
 
 export interface JobRecordInfo {

@@ -4,7 +4,7 @@ import type { ImageFile } from './image-file.ts';
 import { u64 } from './image-file.ts';
 import type { Qcow2Header } from './header.ts';
 import { checkBitmapsExtension, type BitmapsExtension } from './header.ts';
-import { StrataError, badField, corrupt } from '../errors.ts';
+import { StrataError, badField, corrupt, pastEnd } from '../errors.ts';
 
 export const BME_FLAG_IN_USE = 1 << 0;
 export const BME_FLAG_AUTO = 1 << 1;
@@ -110,7 +110,7 @@ function parseDirectory(img: ImageFile, h: Qcow2Header, ext: BitmapsExtension): 
     const expected = Math.ceil(bitmapCount(h.virtualSize, granularity) / (h.clusterSize * 8));
     if (tableSize !== expected) throw badField(f, field(i, 'bitmap_table_size'), at + 8, `of bitmap '${name}' is ${tableSize}, the disk needs ${expected}`);
     const offset = u64(dir, pos, f, at, 'bitmap table offset');
-    if (offset + tableSize * 8 > img.size) throw corrupt(f, at, `bitmap '${name}' table lies past the end of the file`);
+    if (offset + tableSize * 8 > img.size) throw pastEnd(f, at, `bitmap '${name}' table lies past the end of the file`);
     out.push({
       name,
       index: i,

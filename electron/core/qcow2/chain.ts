@@ -9,7 +9,7 @@ import { checkSnapshotTable } from './snapshots.ts';
 import { readBitmapDirectory, bitmapsStale, forEachBitRun, type BitmapEntry } from './bitmaps.ts';
 import { forEachAllocation, UNALLOCATED, type AllocKind } from './allocation.ts';
 import { ExtentBuilder, type ExtentList } from '../extents.ts';
-import { StrataError, unsupported } from '../errors.ts';
+import { StrataError, TRUNCATED_ADVICE, unsupported } from '../errors.ts';
 
 export const MAX_CHAIN_DEPTH = 1024;
 
@@ -103,21 +103,48 @@ export function openLayer(p: string, format: 'qcow2' | 'raw' | null): Layer {
     };
   } catch (e) {
     file.close();
-    throw e;
+    throw withTruncationAdvice(e, file.size);
   }
 }
 
-export function openChain(image: string): Chain {
+/**
+ * A field found broken where the file has already ended was read as QEMU reads it (zeroes): the
+ * file was cut off, so the error says what to do about that.
+ */
+function withTruncationAdvice(e: unknown, fileSize: number): unknown {
+  if (!(e instanceof StrataError) || e.code !== 'E_CORRUPT' || e.offset === undefined || e.offset < fileSize || e.message.includes(TRUNCATED_ADVICE)) return e;
+  return new StrataError('E_CORRUPT', `${e.message}; ${TRUNCATED_ADVICE}`, { file: e.file, offset: e.offset, cause: e });
+}
+
+/** A backing file the chain names but that is not there: what refers to it and where it was looked for. */
+export interface MissingBacking {
+  /** the backing string as stored in the referring layer's header */
+  file: string;
+  /** the absolute path QEMU would open (resolved against the referring layer's folder) */
+  expectedAt: string;
+  /** the layer whose header names it */
+  referencedBy: string;
+  /** the header's backing format, when it has one */
+  backingFormat: string | null;
+}
+
+/** The layers that exist, top first, down to (not including) a missing backing file. */
+export interface PartialChain extends Chain {
+  missingBacking: MissingBacking | null;
+}
+
+function walkChain(image: string, stopAtMissing: boolean): PartialChain {
   const top = path.resolve(image);
   const layers: Layer[] = [];
   const seen = new Map<string, string>();
   const close = () => {
     for (const l of layers) l.file.close();
   };
+  let missingBacking: MissingBacking | null = null;
   try {
     let current: string | null = top;
     let format: 'qcow2' | 'raw' | null = null;
-    let referrer: string | null = null;
+    let referrer: Layer | null = null;
     while (current !== null) {
       if (layers.length >= MAX_CHAIN_DEPTH) throw new StrataError('E_CORRUPT', `${top}: backing chain deeper than ${MAX_CHAIN_DEPTH}`, { file: top });
       let layer: Layer;
@@ -125,14 +152,18 @@ export function openChain(image: string): Chain {
         layer = openLayer(current, format);
       } catch (e) {
         if (referrer !== null && e instanceof StrataError && e.code === 'E_NOT_FOUND') {
-          throw new StrataError('E_BACKING_MISSING', `${referrer}: backing file ${current} does not exist`, { file: referrer, cause: e });
+          if (stopAtMissing) {
+            missingBacking = { file: referrer.backingFile!, expectedAt: current, referencedBy: referrer.path, backingFormat: referrer.backingFormat };
+            break;
+          }
+          throw new StrataError('E_BACKING_MISSING', `${referrer.path}: backing file ${current} does not exist`, { file: referrer.path, cause: e });
         }
         throw e;
       }
       // The same file under any name (symlink, hard link, ../) is a loop: compare device and inode.
       if (seen.has(layer.file.identity)) {
         layer.file.close();
-        throw new StrataError('E_BACKING_LOOP', `${referrer}: backing chain loops back to ${current}`, { file: referrer ?? current });
+        throw new StrataError('E_BACKING_LOOP', `${referrer?.path ?? current}: backing chain loops back to ${current}`, { file: referrer?.path ?? current });
       }
       seen.set(layer.file.identity, current);
       layers.push(layer);
@@ -140,14 +171,28 @@ export function openChain(image: string): Chain {
       const bf = layer.backingFormat;
       if (bf !== null && bf !== 'qcow2' && bf !== 'raw') throw unsupported(layer.path, `backing format '${bf}'`);
       format = bf as 'qcow2' | 'raw' | null;
-      referrer = layer.path;
+      referrer = layer;
       current = resolveBacking(layer.path, layer.backingFile);
     }
   } catch (e) {
     close();
     throw e;
   }
-  return { image: top, layers, close };
+  return { image: top, layers, close, missingBacking };
+}
+
+/** The whole chain; a backing file that is not there is E_BACKING_MISSING naming the layer that refers to it. */
+export function openChain(image: string): Chain {
+  const { missingBacking: _none, ...chain } = walkChain(image, false);
+  return chain;
+}
+
+/**
+ * As much of the chain as exists: every layer down to a missing backing file, and which file that is.
+ * Every other fault (corrupt layer, loop, protocol backing) still throws.
+ */
+export function openPartialChain(image: string): PartialChain {
+  return walkChain(image, true);
 }
 
 export function withChain<T>(image: string, fn: (c: Chain) => T): T {

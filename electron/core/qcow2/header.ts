@@ -1,7 +1,7 @@
 // qcow2 header (v2 and v3) and header extensions, validated before anything else trusts them.
 // Layout: docs/interop/qcow2.txt in the QEMU tree.
 import { ImageFile, u64 } from './image-file.ts';
-import { StrataError, badField, corrupt } from '../errors.ts';
+import { StrataError, TRUNCATED_ADVICE, badField, corrupt } from '../errors.ts';
 
 export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
@@ -226,7 +226,7 @@ export function readHeader(img: ImageFile): Qcow2Header {
   if (l1Size < needL1) throw badField(f, hfield('l1_size'), 36, `is ${l1Size}, the disk of ${virtualSize} bytes needs ${needL1}`);
   // Stricter than QEMU (which reads zeroes there): the active L1 table must lie inside the file.
   if (l1Size > 0 && l1Offset + l1Size * 8 > img.size) {
-    throw badField(f, hfield('l1_table_offset'), 40, `is ${l1Offset}: the L1 table (${l1Size * 8} bytes) lies past the end of the file`);
+    throw badField(f, hfield('l1_table_offset'), 40, `is ${l1Offset}: the L1 table (${l1Size * 8} bytes) lies past the end of the file; ${TRUNCATED_ADVICE}`);
   }
 
   // Header extensions: from header_length up to the backing file name, or to the end of the first

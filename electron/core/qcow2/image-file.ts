@@ -1,7 +1,7 @@
 // Read-only, bounded access to one image file. Opened O_RDONLY only: Strata never writes an image
 // here, and reading works while QEMU holds the image (QEMU's locks are advisory OFD locks).
 import fs from 'node:fs';
-import { StrataError, corrupt } from '../errors.ts';
+import { StrataError, corrupt, pastEnd } from '../errors.ts';
 
 export class ImageFile {
   readonly path: string;
@@ -59,7 +59,7 @@ export class ImageFile {
 
   readInto(buf: Buffer, offset: number, length: number, what: string): void {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > this.size) {
-      throw corrupt(this.path, offset, `${what} (${length} bytes) lies past the end of the file (${this.size} bytes)`);
+      throw pastEnd(this.path, offset, `${what} (${length} bytes) lies past the end of the file (${this.size} bytes)`);
     }
     let done = 0;
     while (done < length) {
@@ -73,7 +73,7 @@ export class ImageFile {
           cause: e,
         });
       }
-      if (n === 0) throw corrupt(this.path, offset + done, `${what}: file ended early`);
+      if (n === 0) throw pastEnd(this.path, offset + done, `${what}: file ended early`);
       done += n;
     }
   }

@@ -3,10 +3,9 @@
 // layer that names it, and files next to the image that could be the missing one are listed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { openChain, openLayer, resolveBacking, type Chain, type Layer } from '../qcow2/chain.ts';
+import { openLayer, openPartialChain, type Chain, type Layer } from '../qcow2/chain.ts';
 import { ChainContents, layerSet } from '../checkpoints.ts';
 import { totalBytes } from '../extents.ts';
-import { StrataError } from '../errors.ts';
 import type { FactLayer, MissingBacking, PrevLayer, RepairFacts } from './findings.ts';
 
 export interface OpenedChain {
@@ -17,33 +16,8 @@ export interface OpenedChain {
 
 /** The chain, or as much of it as exists when a backing file is missing. The caller closes it. */
 export function openForRepair(image: string): OpenedChain {
-  try {
-    const chain = openChain(image);
-    return { chain, contents: new ChainContents(chain), missing: null };
-  } catch (e) {
-    if (!(e instanceof StrataError) || e.code !== 'E_BACKING_MISSING') throw e;
-  }
-  const top = path.resolve(image);
-  const layers: Layer[] = [];
-  const chain: Chain = { image: top, layers, close: () => layers.forEach((l) => l.file.close()) };
-  try {
-    let cur = top;
-    let fmt: 'qcow2' | 'raw' | null = null;
-    for (let depth = 0; depth < 1024; depth++) {
-      const l = openLayer(cur, fmt);
-      layers.push(l);
-      if (l.backingFile === null) break;
-      const next = resolveBacking(l.path, l.backingFile);
-      if (!fs.existsSync(next)) return { chain, contents: new ChainContents(chain), missing: { layer: l.path, path: next, backingFormat: l.backingFormat } };
-      fmt = l.backingFormat === 'raw' ? 'raw' : l.backingFormat === 'qcow2' ? 'qcow2' : null;
-      cur = next;
-    }
-  } catch (e) {
-    chain.close();
-    throw e;
-  }
-  chain.close();
-  throw new StrataError('E_INTERNAL', `${top}: a backing file was reported missing but every one exists`, { file: top });
+  const { missingBacking: m, ...chain } = openPartialChain(image);
+  return { chain, contents: new ChainContents(chain), missing: m ? { layer: m.referencedBy, path: m.expectedAt, backingFormat: m.backingFormat } : null };
 }
 
 /** Bytes allocated in each layer that the set of some checkpoint held lower in the chain leaves uncovered. */
@@ -68,6 +42,18 @@ function uncoveredOf(contents: ChainContents, i: number): number {
   return worst;
 }
 
+/**
+ * Why a readable image cannot be the missing backing file of a layer (null: it can): QEMU opens a
+ * backing file in the format the header names (qcow2 when none is stored, as Strata's rebase writes
+ * it), and a moved backing file has the virtual size of the layer above it.
+ */
+export function backingMismatch(l: Layer, format: string | null, virtualSize: number): string | null {
+  const want = format ?? 'qcow2';
+  if (l.format !== want) return `it is a ${l.format} image; the layer names a ${want} backing file`;
+  if (l.virtualSize !== virtualSize) return `its virtual size is ${l.virtualSize} bytes; the layer above it has ${virtualSize}, so it is not the file that was moved`;
+  return null;
+}
+
 /** Files next to `dir` that could be the missing backing file: same format and virtual size. */
 export function backingCandidates(dirs: string[], format: string | null, virtualSize: number, exclude: Set<string>, prev: PrevLayer[] | null, missingPath: string): MissingBacking['candidates'] {
   const out: MissingBacking['candidates'] = [];
@@ -88,7 +74,7 @@ export function backingCandidates(dirs: string[], format: string | null, virtual
         if (!fs.statSync(p).isFile()) continue;
         const l = openLayer(p, null);
         try {
-          if (l.virtualSize !== virtualSize || (format !== null && l.format !== format) || (format === null && l.format !== 'qcow2')) continue;
+          if (backingMismatch(l, format, virtualSize) !== null) continue;
           const matches = last !== null && last.allocatedBytes === totalBytes(new ChainContents({ image: p, layers: [l], close() {} }).allocation(l));
           out.push({ path: p, matchesLastScan: matches });
         } finally {
@@ -124,7 +110,8 @@ export function gatherFacts(
   if (opened.missing) {
     const m = opened.missing;
     const ref = chain.layers.find((l) => l.path === m.layer)!;
-    const dirs = [path.dirname(chain.image), path.dirname(m.layer), path.dirname(m.path)];
+    // the folders next to the chain, and the one the user pointed at
+    const dirs = [path.dirname(chain.image), path.dirname(m.layer), path.dirname(m.path), ...(o.chosenBacking ? [path.dirname(path.resolve(o.chosenBacking))] : [])];
     const candidates = backingCandidates(dirs, m.backingFormat, ref.virtualSize, new Set(chain.layers.map((l) => l.path)), o.previous, m.path);
     missingBacking = { ...m, candidates, chosen: o.chosenBacking ? path.resolve(o.chosenBacking) : null };
   }

@@ -39,7 +39,8 @@ function previousScan(db: Db | null, image: string): PrevLayer[] | null {
   return new History(db).scans(image, 1)[0]?.layers ?? null;
 }
 
-async function lookAndMaybeApply(image: string, o: { apply: boolean; backing: string | null; db: Db | null; runtimeDir: string }): Promise<Result> {
+/** One look at the image (read-only) and, with apply, its plan journaled and run: no second pass. */
+export async function lookAndMaybeApply(image: string, o: { apply: boolean; backing: string | null; db: Db | null; runtimeDir: string }): Promise<Result> {
   if (!fs.existsSync(image)) throw new StrataError('E_NOT_FOUND', `${image}: no such file`, { file: image });
   // The reader first: a bad image is refused with its typed error before any QEMU tool looks at it.
   const opened = openForRepair(image);

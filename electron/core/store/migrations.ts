@@ -143,4 +143,12 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX backup_journal_repo ON backup_journal(repo, state);
     `,
   },
+  {
+    version: 7,
+    sql: `
+      -- How healthy the chain looked at each scan (checkpoint states, a missing backing file), so the
+      -- workspace can show it before the image is read again.
+      ALTER TABLE scans ADD COLUMN health_json TEXT;
+    `,
+  },
 ];

@@ -68,12 +68,31 @@ export interface ChainReport {
    * disk while it runs, as expected, and their live states are that QEMU's. Filled by the service.
    */
   heldBy?: { file: string; connection: string; label: string; kind: 'daemon' | 'socket'; node: string; readOnly: boolean }[];
+  /**
+   * Set when a backing file is not where the chain says: `layers` then stop at `referencedBy`, and
+   * every checkpoint is 'unknown'. `file` is the header's backing string, `expectedAt` the path
+   * QEMU would open.
+   */
+  missingBacking?: { file: string; expectedAt: string; referencedBy: string };
+}
+
+/**
+ * What a scan says about a chain at a glance: 'ok' only when every checkpoint is known and nothing
+ * is wrong; 'unknown' when some checkpoint cannot be vouched for; 'problem' when the chain itself is
+ * damaged (a missing backing file, stale bitmaps, a file that does not look like a disk).
+ */
+export interface ChainHealth {
+  state: 'ok' | 'unknown' | 'problem';
+  /** plain words: why (or, for 'ok', what was checked) */
+  reasons: string[];
 }
 
 export interface WorkspaceImage {
   path: string;
   addedAt: string;
   lastScanAt: string | null;
+  /** the last scan, as the history keeps it (null before the first) */
+  lastScan: { layerCount: number; health: ChainHealth | null } | null;
 }
 
 export interface AppInfo {

@@ -5,7 +5,7 @@ import type { History } from '../store/history.ts';
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { workspaceArgs } from './contract.ts';
 import { inspect, inspectOpenChain } from '../inspect.ts';
-import { openChain } from '../qcow2/chain.ts';
+import { openPartialChain } from '../qcow2/chain.ts';
 import { buildDemo } from '../demo/build-demo.ts';
 import { StrataError } from '../errors.ts';
 import { VERSION } from '../version.ts';
@@ -34,14 +34,15 @@ function qemuImgVersion(): string | null {
 export function createWorkspaceHandlers({ mode, dataDir, history, emit, openImageDialog, connections }: WorkspaceDeps): HandlersFor<typeof workspaceArgs> {
   let demoRunning: Promise<DemoResult> | null = null;
   /**
-   * The chain as read from disk, except the layers a connected QEMU holds: those as that QEMU sees
-   * them (on disk their bitmaps read in-use and stale while it runs), and the holders named.
+   * The chain as read from disk (down to a missing backing file), except the layers a connected QEMU
+   * holds: those as that QEMU sees them (on disk their bitmaps read in-use and stale while it runs),
+   * and the holders named.
    */
   const read = async (p: string): Promise<ChainReport> => {
-    const chain = openChain(p);
+    const chain = openPartialChain(p);
     try {
       const { held, live } = await connections.heldAndLive(chain.layers.map((l) => l.path));
-      return held.length ? { ...inspectOpenChain(chain, live), heldBy: held } : inspectOpenChain(chain);
+      return held.length ? { ...inspectOpenChain(chain, live, chain.missingBacking), heldBy: held } : inspectOpenChain(chain, undefined, chain.missingBacking);
     } finally {
       chain.close();
     }

@@ -1,5 +1,6 @@
 // Errors from the core keep their code across the transport, so the UI can explain them in plain words.
 import type { WireError } from '../../../electron/core/contract';
+import { TRUNCATED_ADVICE } from '../../../electron/core/errors';
 
 export class ApiError extends Error {
   readonly code: string;
@@ -33,6 +34,7 @@ const TITLES: Record<string, string> = {
   E_CHECKPOINT_UNKNOWN: 'Changes cannot be known',
   E_BAD_INPUT: 'Not accepted',
   E_TOOL: 'A QEMU tool failed',
+  E_BUSY: 'In use: not now',
   E_INTERNAL: 'Unexpected error',
   E_DISCONNECTED: 'Not connected to the Strata core',
   E_QMP_CONNECT: 'Cannot reach the QMP socket',
@@ -46,4 +48,12 @@ const TITLES: Record<string, string> = {
 
 export function errorTitle(code: string): string {
   return TITLES[code] ?? 'Error';
+}
+
+/** The core's message, and the advice it ends with when it carries one (a cut-off image). */
+export function splitAdvice(message: string): { message: string; advice: string | null } {
+  if (!message.endsWith(TRUNCATED_ADVICE)) return { message, advice: null };
+  const head = message.slice(0, -TRUNCATED_ADVICE.length).replace(/[;,.\s]+$/, '');
+  const advice = TRUNCATED_ADVICE.charAt(0).toUpperCase() + TRUNCATED_ADVICE.slice(1) + '.';
+  return { message: head, advice };
 }

@@ -86,8 +86,26 @@ export function diskOf(t: GraphTree, node: string): DiskTree | null {
   return t.disks.find((d) => d.layers.some((l) => l.node.name === node)) ?? null;
 }
 
+/** QEMU names a node it was not given a name for '#block123': such names change every run. */
+export function isAutoNamed(name: string): boolean {
+  return name.startsWith('#');
+}
+
+/** A node's name as a secondary detail: its own name, or that QEMU made one up. */
+export function nodeNameLabel(name: string): string {
+  return isAutoNamed(name) ? 'auto-named node' : `node ${name}`;
+}
+
+/**
+ * A node's bitmaps in creation order, as the chain view lists them: query-named-block-nodes lists
+ * dirty-bitmaps newest first (measured on QEMU 7.2), so reversed.
+ */
+export function bitmapsInCreationOrder<T>(bitmaps: readonly T[]): T[] {
+  return [...bitmaps].reverse();
+}
+
 /** A node's short name for people: QEMU's generated '#block123' names change every run, files do not. */
 export function nodeLabel(n: BlockNodeInfo): string {
   const file = n.file ? n.file.slice(n.file.lastIndexOf('/') + 1) : '';
-  return n.name.startsWith('#') && file ? file : n.name;
+  return isAutoNamed(n.name) && file ? file : n.name;
 }

@@ -1,7 +1,7 @@
 // The images the user works with (the core remembers them), which one is selected, and the first-run demo.
 import { defineStore } from 'pinia';
 import { computed, reactive, ref } from 'vue';
-import type { DemoProgress, WorkspaceImage } from '../../../electron/core/contract';
+import type { DemoProgress, ScanRecord, WorkspaceImage } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useChainsStore } from './chains';
@@ -45,6 +45,13 @@ export const useWorkspaceStore = defineStore('workspace', () => {
     images.value = list;
     loaded.value = true;
     if (!list.some((i) => i.path === selectedPath.value)) select(list[0]?.path ?? null);
+  }
+
+  /** A scan the core recorded (a Rescan, a repair): the entry's "scanned … ago", layers and health follow it. */
+  function onScanned(rec: ScanRecord): void {
+    images.value = images.value.map((i) =>
+      i.path === rec.image ? { ...i, lastScanAt: rec.scannedAt, lastScan: { layerCount: rec.layers.length, health: rec.health } } : i,
+    );
   }
 
   async function load(): Promise<void> {
@@ -151,6 +158,7 @@ export const useWorkspaceStore = defineStore('workspace', () => {
     demo,
     select,
     setImages,
+    onScanned,
     load,
     add,
     remove,
