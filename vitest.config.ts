@@ -30,6 +30,7 @@ export default defineConfig({
     hookTimeout: 180_000,
     teardownTimeout: 30_000,
     exclude: ['test/bench/**', '**/node_modules/**'],
+    setupFiles: ['test/helpers/yield-between-tests.ts'],
     reporters: ['default', 'json'],
     outputFile: { json: 'test-output/vitest.json' },
     coverage: {
