@@ -1,5 +1,6 @@
 // Backup speed, side by side in one run (issue 8 §7): whole `strata backup` processes against the
-// QEMU tools on the same image. Not part of `npm run bench` yet; run it alone:
+// QEMU tools on the same image. Benchmarks 7 and 8 of `npm run bench` (which reads the figures from
+// the JSON this writes to $BENCH_JSON); alone:
 //   node scripts/build.mjs cli && node --import tsx test/bench/backup.ts [--runs=3] [--data-mib=1024]
 // Figures: full copy vs `qemu-img convert -O qcow2` (and convert + one fsync, what a durable copy
 // costs), an incremental after 1% of the data changed vs the full, restore vs `qemu-img convert`
@@ -98,6 +99,16 @@ try {
   const vInc = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'inc-2', '--json'], env)));
   const vFull = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'full-1', '--json'], env)));
   log(`verify inc-2 (${changed} MiB of data): ${fmtMs(vInc)}; verify full-1 (${DATA_MIB} MiB): ${fmtMs(vFull)}`);
+  if (process.env.BENCH_JSON) {
+    const figures = {
+      dataMiB: DATA_MIB,
+      copy: { strata: strataFull, convert, convertSync },
+      inc: { fullMs: tFull, incMs: tInc, changedMiB: changed, incFileMiB: fs.statSync(incFile).size / 2 ** 20 },
+      restore: { strata: restore, convert: restoreConvert },
+      verify: { incMs: vInc, fullMs: vFull },
+    };
+    fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify(figures));
+  }
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -3,7 +3,7 @@
 // and interleaved in one run. Between runs the bitmap the repair created is removed again (not
 // timed), so every run repairs the same chain.
 //
-//   node --import tsx test/bench/repair.ts [--runs=5]
+//   node --import tsx test/bench/repair.ts [--runs=5]     (benchmark 9 of `npm run bench`)
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -63,3 +63,4 @@ const ratio = median(s) / median(q);
 log(`strata repair --yes (whole process): median ${fmtMs(median(s))}  [${s.map((x) => fmtMs(x)).join(', ')}]`);
 log(`qemu-img map --output=json:          median ${fmtMs(median(q))}  [${q.map((x) => fmtMs(x)).join(', ')}]`);
 log(`ratio ${round(ratio)} (target <= 1.0): ${ratio <= 1 ? 'PASS' : 'MISS'}`);
+if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify({ strata: s, qemu: q }));

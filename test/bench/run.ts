@@ -6,9 +6,10 @@
 // 5 and 6 measure the live side (QMP round trips, events reaching the renderer's WebSocket); they
 // start their own qemu-storage-daemon and need no fixture.
 //
-//   npm run bench                      all six
+//   npm run bench                      all nine (7-9: whole strata backup/restore/repair processes)
 //   npm run bench -- --only=1,3        some of them
 //   npm run bench -- --runs=9          more runs per side (default 7, 15 for the fast 1 and 2; at least 5)
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +26,7 @@ import { bench5, bench6 } from './live.ts';
 
 const argv = process.argv.slice(2);
 const opt = (k: string) => argv.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3);
-const only = opt('only')?.split(',').map(Number) ?? [1, 2, 3, 4, 5, 6];
+const only = opt('only')?.split(',').map(Number) ?? [1, 2, 3, 4, 5, 6, 7, 8, 9];
 const runsArg = Number(opt('runs') ?? 7);
 if (!Number.isInteger(runsArg)) throw new Error(`--runs must be a whole number, not '${opt('runs')}'`);
 const RUNS = Math.max(5, runsArg);
@@ -462,6 +463,25 @@ async function main(): Promise<number> {
   });
   await guarded(5, "QMP round trip: Strata's QmpClient vs a raw-socket client", () => bench5({ blocks: QMP_BLOCKS, callsPerBlock: QMP_CALLS_PER_BLOCK }));
   await guarded(6, 'browser mode: job:progress event to the WebSocket client', () => bench6(STREAM));
+  // 7-9 run as scripts of their own (whole CLI processes against whole QEMU tool processes).
+  let backupFigures: any = null;
+  const backupBench = () => (backupFigures ??= runScript('backup.ts', ['--runs=' + Math.min(RUNS, 5)]));
+  await guarded(7, 'full backup of 1 GiB of data: strata backup --level copy vs qemu-img convert -O qcow2 + sync', () => {
+    const f = backupBench();
+    const r = pair(7, 'full backup', 'ratio <= 1.15 (durable copy vs durable copy)', f.copy.strata, f.copy.convertSync, 1.15, { strata: 'strata backup --level copy', qemu: 'qemu-img convert + sync' });
+    r.notes.push(`qemu-img convert without a flush: ${fmtMs(median(f.copy.convert))} (ratio ${(r.strataMs! / median(f.copy.convert)).toFixed(2)})`);
+    r.notes.push(`incremental after ${f.inc.changedMiB} MiB (1%) changed: ${fmtMs(f.inc.incMs)} = ${((f.inc.incMs / f.inc.fullMs) * 100).toFixed(1)}% of a full backup's ${fmtMs(f.inc.fullMs)} (target <= 15%); file ${f.inc.incFileMiB.toFixed(1)} MiB`);
+    r.notes.push(`verify of that incremental: ${fmtMs(f.verify.incMs)}; of the full: ${fmtMs(f.verify.fullMs)}`);
+    return r;
+  });
+  await guarded(8, 'restore of an incremental: strata restore vs qemu-img convert of the backup chain', () => {
+    const f = backupBench();
+    return pair(8, 'restore', 'ratio <= 1.15', f.restore.strata, f.restore.convert, 1.15, { strata: 'strata restore', qemu: 'qemu-img convert' });
+  });
+  await guarded(9, 'repair of an untracked overlay (1 TiB, 16384 runs): strata repair --yes vs qemu-img map', () => {
+    const f = runScript('repair.ts', ['--runs=' + Math.min(RUNS, 5)]);
+    return pair(9, 'repair', 'ratio <= 1.0', f.strata, f.qemu, 1.0, { strata: 'strata repair --yes', qemu: 'qemu-img map --output=json' });
+  });
 
   const rows = results.map((r) => [
     String(r.id),
@@ -506,6 +526,25 @@ async function main(): Promise<number> {
   log(`written ${path.relative(ROOT, out)}`);
   if (errors.length) log(`\n${errors.length} benchmark(s) failed: ${errors.map((r) => r.id).join(', ')}`);
   return errors.length ? 1 : 0;
+}
+
+/** Runs a benchmark script of its own (its output shown as it goes) and answers the figures it wrote. */
+function runScript(script: string, args: string[]): any {
+  const out = path.join(CACHE, `${script}.json`);
+  fs.mkdirSync(CACHE, { recursive: true });
+  fs.rmSync(out, { force: true });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/bench', script), ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, BENCH_JSON: out } });
+  if (r.status !== 0 || !fs.existsSync(out)) throw new Error(`test/bench/${script} failed (exit ${r.status})`);
+  return JSON.parse(fs.readFileSync(out, 'utf8'));
+}
+
+function pair(id: number, name: string, target: string, strata: number[], qemu: number[], maxRatio: number, labels: Result['labels']): Result {
+  const r = newResult(id, name, target);
+  r.strataRuns = strata;
+  r.qemuRuns = qemu;
+  r.labels = labels;
+  settle(r, median(strata) / median(qemu) <= maxRatio, []);
+  return r;
 }
 
 function printOne(r: Result): void {
