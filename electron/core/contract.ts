@@ -78,6 +78,7 @@ export const CHANNELS = [
   'repair:apply',
   'backup:list',
   'backup:take',
+  'backup:cancel',
   'backup:restore',
   'backup:verify',
 ] as const satisfies readonly Channel[];

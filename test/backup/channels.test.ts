@@ -3,13 +3,22 @@
 // strata backups --json, backup:restore and backup:verify the CLI's shapes.
 import { test, onTestFinished } from 'vitest';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
-import { createService } from '../../electron/core/service.ts';
+import { createService, type Service } from '../../electron/core/service.ts';
 import { dispatch } from '../../electron/core/dispatch.ts';
 import type { ArgOf, BackupProgress, Channel, ResultOf } from '../../electron/core/contract.ts';
-import { tmp, makeDisk, strata } from './helpers.ts';
+import { tmp, makeDisk, strata, bitmapNames, sha256 } from './helpers.ts';
+import { MANIFEST } from '../../electron/core/backup/repository.ts';
 
+function callOf(service: Service) {
+  return async <C extends Channel>(channel: C, arg: ArgOf<C>): Promise<ResultOf<C>> => {
+    const r = await dispatch(service, channel, arg);
+    if (!r.ok) throw new Error(`${r.error.code}: ${r.error.message}`);
+    return r.result as ResultOf<C>;
+  };
+}
 
 test('backup:take, backup:list, backup:restore and backup:verify answer what the CLI prints', async () => {
   const dir = tmp();
@@ -23,11 +32,7 @@ test('backup:take, backup:list, backup:restore and backup:verify answer what the
     if (e === 'backup:progress') progress.push(p as BackupProgress);
   });
   const repo = path.join(dir, 'repo');
-  const call = async <C extends Channel>(channel: C, arg: ArgOf<C>): Promise<ResultOf<C>> => {
-    const r = await dispatch(service, channel, arg);
-    if (!r.ok) throw new Error(`${r.error.code}: ${r.error.message}`);
-    return r.result as ResultOf<C>;
-  };
+  const call = callOf(service);
 
   const plan = await call('backup:take', { image: disk, repo, dryRun: true });
   assert.equal(plan.dryRun, true);
@@ -57,3 +62,47 @@ test('backup:take, backup:list, backup:restore and backup:verify answer what the
   const r = await dispatch(service, 'backup:restore', { repo, id: inc.id, to });
   assert.equal(r.ok ? null : r.error.code, 'E_BAD_INPUT');
 });
+
+test('backup:cancel stops a backup mid-way: no partial file, no new checkpoint bitmap, the manifest unchanged', async () => {
+  const dir = tmp();
+  const disk = makeDisk(dir, '256M');
+  qemuIo(disk, ['write -P 0x31 0 1M']);
+  const home = path.join(dir, 'home');
+  const service = createService({ dataDir: home, mode: 'browser' });
+  onTestFinished(() => service.close());
+  const repo = path.join(dir, 'repo');
+  const call = callOf(service);
+  await call('backup:take', { image: disk, repo, level: 'full' });
+  qemuIo(disk, ['write -P 0x32 8M 96M']);
+  const bitmapsBefore = bitmapNames(disk);
+  const manifestBefore = sha256(path.join(repo, MANIFEST));
+  const filesBefore = fs.readdirSync(repo).sort();
+
+  // 96 MiB at 16 MiB/s: about 6 s, cancelled at the first progress that has copied something.
+  const seen: { midway?: { current: number; total: number; partials: string[] }; cancelling?: Promise<ResultOf<'backup:cancel'>> } = {};
+  service.subscribe((e, p) => {
+    const pr = p as BackupProgress;
+    if (e !== 'backup:progress' || seen.cancelling || pr.current === 0) return;
+    seen.midway = { current: pr.current, total: pr.total, partials: fs.readdirSync(repo).filter((n) => n.startsWith('.partial-')) };
+    seen.cancelling = call('backup:cancel', { repo });
+  });
+  const taken = await dispatch(service, 'backup:take', { image: disk, repo, level: 'inc', speed: 16 << 20 });
+  assert.equal(taken.ok ? 'ok' : taken.error.message.includes('cancelled'), true, 'backup:take ends as cancelled');
+  assert.ok(seen.midway && seen.cancelling, 'the backup was cancelled while it ran');
+  const m = seen.midway;
+  assert.ok(m.current < m.total, `cancelled mid-way (${m.current} of ${m.total})`);
+  assert.deepEqual(m.partials, ['.partial-inc-2.qcow2'], 'the partial file existed while it ran');
+  const c = await seen.cancelling;
+  assert.equal(c.cancelled, true);
+  assert.equal(c.id, 'inc-2');
+  assert.match(c.note ?? '', /removed .*\.partial-inc-2\.qcow2/);
+  assert.match(c.note ?? '', /removed checkpoint bitmap 'strata-inc-2-/);
+
+  assert.deepEqual(fs.readdirSync(repo).sort(), filesBefore, 'no partial file left in the repository');
+  assert.equal(sha256(path.join(repo, MANIFEST)), manifestBefore, 'the manifest is unchanged');
+  assert.deepEqual(bitmapNames(disk), bitmapsBefore, 'no new checkpoint bitmap in the source');
+  assert.deepEqual((await call('backup:list', { repo })).map((b) => b.id), ['full-1']);
+  // Nothing runs any more: a second cancel has nothing to stop, and the next backup is an incremental.
+  assert.deepEqual(await call('backup:cancel', { repo }), { cancelled: false, id: null, note: null });
+  assert.equal((await call('backup:take', { image: disk, repo })).level, 'inc');
+}, 120_000);

@@ -60,7 +60,8 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'repair:plan': [{ image: NOWHERE }, { image: NOWHERE, backing: NOWHERE }],
   'repair:apply': [{ image: NOWHERE }],
   'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
-  'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true }],
+  'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true, speed: 1 << 20 }],
+  'backup:cancel': [{ repo: '/nonexistent-strata-dir/repo' }],
   'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
   'backup:verify': [{ repo: '/nonexistent-strata-dir/repo' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1' }],
 };

@@ -1,7 +1,8 @@
 // End to end for backups: an image added, a repository folder typed into its Backups tab, a full
 // backup (the confirmation says what it copies), more data written, an incremental, both points
 // listed with their levels, the incremental restored to a raw file that qemu-img compare finds equal
-// to a raw copy of the disk, and Verify saying OK. Screenshots: test-output/screenshots/backups-*.png.
+// to a raw copy of the disk, and Verify saying OK; a running backup cancelled from its progress bar.
+// Screenshots: test-output/screenshots/backups-*.png.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
 import { addImage, e2eSuite } from './e2e-helpers.ts';
+import { bitmapNames } from '../backup/helpers.ts';
 import type { Page } from 'playwright-core';
 
 const suite = e2eSuite('strata-e2e-backups-');
@@ -25,16 +27,16 @@ async function backUp(page: Page, level: string): Promise<string> {
   return says;
 }
 
-test('back up full and incremental from the Backups tab, restore the incremental, verify', async (t) => {
-  const app = await suite.open(t, 'backups');
+/** A fresh app with a new disk of `size` (written by `writes`) in the workspace, its Backups tab on an empty repository. */
+async function backupsTab(t: Parameters<typeof suite.open>[0], name: string, size: string, writes: string[]) {
+  const app = await suite.open(t, name);
   const { page } = app;
   const dir = path.join(app.dataDir, 'disk');
   fs.mkdirSync(dir, { recursive: true });
   const disk = path.join(dir, 'disk.qcow2');
   const repo = path.join(app.dataDir, 'repo');
-  qemuImg('create', '-q', '-f', 'qcow2', disk, '4M');
-  qemuIo(disk, ['write -P 0x41 0 512k', 'write -P 0x42 2M 256k']);
-
+  qemuImg('create', '-q', '-f', 'qcow2', disk, size);
+  qemuIo(disk, writes);
   await page.getByTestId('welcome-panel').waitFor();
   await addImage(page, disk);
   await page.getByTestId('chain-view').waitFor();
@@ -43,6 +45,11 @@ test('back up full and incremental from the Backups tab, restore the incremental
   await page.getByTestId('backup-repo').fill(repo);
   await page.getByTestId('backup-repo-use').click();
   await page.getByTestId('backup-empty').waitFor();
+  return { app, page, dir, disk, repo };
+}
+
+test('back up full and incremental from the Backups tab, restore the incremental, verify', async (t) => {
+  const { app, page, dir, disk } = await backupsTab(t, 'backups', '4M', ['write -P 0x41 0 512k', 'write -P 0x42 2M 256k']);
 
   const fullSays = await backUp(page, 'full');
   assert.match(fullSays, /full backup/);
@@ -89,5 +96,43 @@ test('back up full and incremental from the Backups tab, restore the incremental
   assert.match(await verdict.innerText(), /^OK: 2 points checked/);
   assert.deepEqual(await page.getByTestId('backup-point-verified').allInnerTexts(), ['verified', 'verified']);
   await app.shot('backups-verified');
+  assert.deepEqual(app.problems, []);
+});
+
+test('cancel a running backup from its progress bar: not listed, no partial file, no new checkpoint', async (t) => {
+  const { app, page, disk, repo } = await backupsTab(t, 'backups-cancel', '128M', ['write -P 0x51 0 1M']);
+  await backUp(page, 'full');
+  await page.locator('[data-testid="backup-point"][data-level="full"]').waitFor();
+  const bitmapsBefore = bitmapNames(disk);
+  const manifestBefore = fs.readFileSync(path.join(repo, 'strata-backups.json'), 'utf8');
+
+  // 64 MiB at 8 MiB/s: about 8 s, time to watch it run and cancel it.
+  qemuIo(disk, ['write -P 0x52 4M 64M']);
+  await page.getByTestId('backup-speed').fill('8');
+  await page.getByTestId('backup-level').selectOption('inc');
+  await page.getByTestId('backup-take').click();
+  await page.getByTestId('backup-dialog').waitFor();
+  await page.getByTestId('confirm-yes').click();
+  const bar = page.locator('[data-testid="backup-progress"] [role="progressbar"]');
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid="backup-progress"] [role="progressbar"]')?.getAttribute('aria-valuenow') ?? 0) >= 5, null, { timeout: 30_000 });
+  const percentAtCancel = Number(await bar.getAttribute('aria-valuenow'));
+  assert.ok(percentAtCancel < 100, `still running (${percentAtCancel}%)`);
+  assert.deepEqual(fs.readdirSync(repo).filter((n) => n.startsWith('.partial-')), ['.partial-inc-2.qcow2'], 'its partial file exists while it runs');
+  await app.shot('backups-cancel-running');
+  await page.getByTestId('backup-cancel').click();
+
+  const said = page.getByTestId('backup-cancelled');
+  await said.waitFor({ timeout: 30_000 });
+  assert.equal(await said.getAttribute('data-id'), 'inc-2');
+  assert.match(await said.innerText(), /was cancelled: it is not a backup point/);
+  assert.match(await said.innerText(), /removed .*\.partial-inc-2\.qcow2/);
+  assert.match(await said.innerText(), /removed checkpoint bitmap 'strata-inc-2-/);
+  await page.getByTestId('backup-progress').waitFor({ state: 'detached' });
+  assert.equal(await page.getByTestId('backup-error').count(), 0, 'a cancel is not shown as an error');
+  assert.deepEqual(await page.getByTestId('backup-point-level').allInnerTexts(), ['full']);
+  assert.deepEqual(fs.readdirSync(repo).filter((n) => n.startsWith('.')), [], 'no partial file left');
+  assert.equal(fs.readFileSync(path.join(repo, 'strata-backups.json'), 'utf8'), manifestBefore, 'the manifest is unchanged');
+  assert.deepEqual(bitmapNames(disk), bitmapsBefore, 'no new checkpoint bitmap in the disk');
+  await app.shot('backups-cancelled');
   assert.deepEqual(app.problems, []);
 });

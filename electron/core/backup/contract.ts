@@ -1,9 +1,10 @@
 // Backups over the contract: a repository's points (backup:list, strata backups --json's rows), a
 // backup taken (backup:take, strata backup --json's object; dryRun says what it would copy and writes
 // nothing), a point restored to a new image (backup:restore) and the repository verified
-// (backup:verify, strata verify --json's rows). While a backup runs, backup:progress follows its job.
+// (backup:verify, strata verify --json's rows). While a backup runs, backup:progress follows its job,
+// and backup:cancel stops it (the partial file and its new checkpoint removed, nothing listed).
 import * as v from 'valibot';
-import { absPath, id, obj, type ChannelsOf } from '../schema.ts';
+import { absPath, id, int, obj, type ChannelsOf } from '../schema.ts';
 import type { Consistency } from './repository.ts';
 import type { Level } from './rules.ts';
 import type { VerifyResult } from './verify.ts';
@@ -30,6 +31,18 @@ export interface BackupPoint {
 /** strata backup --json's object (dryRun: true when nothing was written). */
 export type BackupTaken = Omit<TakeResult, 'dryRun' | 'notes'> & { dryRun?: true };
 
+/**
+ * backup:cancel's answer, once the backup has stopped and been cleaned up: cancelled false when no
+ * backup was running into the repository or it completed first (then it is listed as usual).
+ */
+export interface BackupCancelled {
+  cancelled: boolean;
+  /** the backup that was stopped (its id was never listed), null when none */
+  id: string | null;
+  /** what the clean-up removed, as the journal recorded it */
+  note: string | null;
+}
+
 export interface BackupProgress {
   image: string;
   repo: string;
@@ -52,7 +65,11 @@ export const backupArgs = {
     level: v.optional(v.picklist(LEVEL_NAMES, `expected one of ${LEVEL_NAMES.join(', ')}`)),
     /** say what the backup would copy, write nothing */
     dryRun: v.optional(v.boolean('expected true or false')),
+    /** the job's rate limit in bytes/s (0: unlimited) */
+    speed: v.optional(int(0, Number.MAX_SAFE_INTEGER)),
   }),
+  /** stops the backup running into this repository (one at a time: the repository lock) */
+  'backup:cancel': obj({ repo: absPath() }),
   'backup:restore': obj({
     repo: absPath(),
     id: id(),
@@ -67,6 +84,7 @@ export type BackupChannels = ChannelsOf<
   {
     'backup:list': BackupPoint[];
     'backup:take': BackupTaken;
+    'backup:cancel': BackupCancelled;
     'backup:restore': RestoreResult;
     'backup:verify': VerifyResult[];
   }

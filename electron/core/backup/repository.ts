@@ -244,6 +244,10 @@ export interface JournalRow {
   state: string;
 }
 
+function journalRow(r: any): JournalRow {
+  return { id: r.id, repo: r.repo, backupId: r.backup_id, image: r.image, partial: r.partial, final: r.final, checkpoint: r.checkpoint, daemonPid: r.daemon_pid, state: r.state };
+}
+
 /** Journal of backups in flight: written before the first QMP command, so a crash is cleaned up next time. */
 export class BackupJournal {
   constructor(private db: Db) {}
@@ -265,16 +269,12 @@ export class BackupJournal {
   }
 
   unfinished(repo: string): JournalRow[] {
-    return (this.db.prepare("SELECT * FROM backup_journal WHERE repo = ? AND state IN ('planned', 'running', 'writing-manifest') ORDER BY id").all(repo) as any[]).map((r) => ({
-      id: r.id,
-      repo: r.repo,
-      backupId: r.backup_id,
-      image: r.image,
-      partial: r.partial,
-      final: r.final,
-      checkpoint: r.checkpoint,
-      daemonPid: r.daemon_pid,
-      state: r.state,
-    }));
+    return (this.db.prepare("SELECT * FROM backup_journal WHERE repo = ? AND state IN ('planned', 'running', 'writing-manifest') ORDER BY id").all(repo) as any[]).map(journalRow);
+  }
+
+  /** The last backup journaled for a repository, with its note, or null. */
+  latest(repo: string): (JournalRow & { note: string | null }) | null {
+    const r = this.db.prepare('SELECT * FROM backup_journal WHERE repo = ? ORDER BY id DESC LIMIT 1').get(repo) as any;
+    return r ? { ...journalRow(r), note: r.note } : null;
   }
 }

@@ -1,10 +1,11 @@
 // Backups, per image: the repository folder the user chose (remembered per image in localStorage),
 // its points oldest first (backup:list), a backup taken after a dry run said what it copies
-// (backup:take), a point restored to a new file (backup:restore), and the repository verified
-// (backup:verify). A running backup's progress comes from backup:progress (event-bridge.ts).
+// (backup:take), a running backup cancelled (backup:cancel), a point restored to a new file
+// (backup:restore), and the repository verified (backup:verify). A running backup's progress comes
+// from backup:progress (event-bridge.ts).
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
-import type { BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
+import type { BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useChainsStore } from './chains';
@@ -22,6 +23,10 @@ export const useBackupsStore = defineStore('backups', () => {
   const lastTaken = reactive<Record<string, BackupTaken | null>>({});
   const lastRestore = reactive<Record<string, BackupRestoreResult | null>>({});
   const verified = reactive<Record<string, BackupVerifyResult[] | null>>({});
+  /** the last backup stopped by Cancel, with what its clean-up removed */
+  const lastCancelled = reactive<Record<string, BackupCancelled | null>>({});
+  /** Cancel was pressed and the core has not answered yet */
+  const cancelling = reactive<Record<string, boolean>>({});
 
   function repoOf(image: string): string {
     if (repos[image] === undefined) {
@@ -80,10 +85,15 @@ export const useBackupsStore = defineStore('backups', () => {
     return run(image, 'planning', () => call('backup:take', { image, repo: repoOf(image), level, dryRun: true }));
   }
 
-  async function take(image: string, level: BackupLevel | undefined): Promise<BackupTaken | null> {
+  /** speed: the job's rate limit in bytes/s (undefined: unlimited) */
+  async function take(image: string, level: BackupLevel | undefined, speed?: number): Promise<BackupTaken | null> {
     progress[image] = null;
-    const r = await run(image, 'taking', () => call('backup:take', { image, repo: repoOf(image), level }));
+    lastCancelled[image] = null;
+    lastTaken[image] = null;
+    const r = await run(image, 'taking', () => call('backup:take', { image, repo: repoOf(image), level, ...(speed ? { speed } : {}) }));
     progress[image] = null;
+    // A backup stopped by Cancel ends in an error that is not one: the cancel's answer says what happened.
+    if (!r && cancelling[image]) errors[image] = null;
     if (r) {
       lastTaken[image] = r;
       verified[image] = null;
@@ -92,6 +102,23 @@ export const useBackupsStore = defineStore('backups', () => {
       void useChainsStore().inspect(image);
     }
     return r;
+  }
+
+  async function cancel(image: string): Promise<void> {
+    if (busy[image] !== 'taking' || cancelling[image]) return;
+    cancelling[image] = true;
+    try {
+      const r = await call('backup:cancel', { repo: repoOf(image) });
+      if (r.cancelled) {
+        lastCancelled[image] = r;
+        errors[image] = null;
+      }
+    } catch (e) {
+      errors[image] = ApiError.from(e);
+    } finally {
+      cancelling[image] = false;
+    }
+    await list(image);
   }
 
   async function restore(image: string, id: string, to: string, format: 'qcow2' | 'raw'): Promise<BackupRestoreResult | null> {
@@ -109,5 +136,5 @@ export const useBackupsStore = defineStore('backups', () => {
     if (busy[p.image] === 'taking') progress[p.image] = p;
   }
 
-  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, repoOf, setRepo, list, plan, take, restore, verify, onProgress };
+  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, repoOf, setRepo, list, plan, take, cancel, restore, verify, onProgress };
 });
