@@ -81,6 +81,8 @@ export const CHANNELS = [
   'backup:cancel',
   'backup:restore',
   'backup:verify',
+  'backup:prune-plan',
+  'backup:prune',
 ] as const satisfies readonly Channel[];
 
 export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress', 'plan:changed', 'backup:progress'] as const satisfies readonly EventName[];

@@ -9,7 +9,7 @@ import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { createService, type Service } from '../../electron/core/service.ts';
 import { dispatch } from '../../electron/core/dispatch.ts';
 import type { ArgOf, BackupProgress, Channel, ResultOf } from '../../electron/core/contract.ts';
-import { tmp, makeDisk, strata, bitmapNames, sha256 } from './helpers.ts';
+import { tmp, makeDisk, strata, bitmapNames, sha256, fingerprint } from './helpers.ts';
 import { MANIFEST } from '../../electron/core/backup/repository.ts';
 
 function callOf(service: Service) {
@@ -105,4 +105,54 @@ test('backup:cancel stops a backup mid-way: no partial file, no new checkpoint b
   // Nothing runs any more: a second cancel has nothing to stop, and the next backup is an incremental.
   assert.deepEqual(await call('backup:cancel', { repo }), { cancelled: false, id: null, note: null });
   assert.equal((await call('backup:take', { image: disk, repo })).level, 'inc');
+}, 120_000);
+
+/** full-1, inc-2, diff-3 (to full-1), inc-4 (to diff-3) of a small disk, through the channels. */
+async function fourPoints(call: ReturnType<typeof callOf>, disk: string, repo: string): Promise<void> {
+  const steps: [string, 'full' | 'inc' | 'diff'][] = [['write -P 0x41 0 256k', 'full'], ['write -P 0x42 1M 64k', 'inc'], ['write -P 0x43 2M 64k', 'diff'], ['write -P 0x44 3M 64k', 'inc']];
+  for (const [write, level] of steps) {
+    qemuIo(disk, [write]);
+    assert.equal((await call('backup:take', { image: disk, repo, level })).level, level);
+  }
+}
+
+test('backup:prune-plan answers strata prune --json plus what every kept point is restored from; backup:prune applies only the plan confirmed', async () => {
+  const dir = tmp();
+  const disk = makeDisk(dir, '8M');
+  const home = path.join(dir, 'home');
+  const service = createService({ dataDir: home, mode: 'browser' });
+  onTestFinished(() => service.close());
+  const call = callOf(service);
+  const repo = path.join(dir, 'repo');
+  await fourPoints(call, disk, repo);
+  const policy = { keepLast: 1, keepDaily: 0, keepWeekly: 0 };
+
+  const before = fingerprint(repo);
+  const plan = await call('backup:prune-plan', { repo, ...policy });
+  const cli = await strata(home, ['prune', '--repo', repo, '--keep-last', '1', '--json']);
+  assert.equal(cli.code, 0, cli.err);
+  const { restorable, ...asCli } = plan;
+  assert.deepEqual(asCli, JSON.parse(cli.out), 'the plan is strata prune --json');
+  assert.deepEqual(plan.remove.map((r) => r.id), ['inc-2']);
+  assert.deepEqual(plan.keep.map((k) => [k.id, k.why]), [['full-1', ['needed to restore inc-4']], ['diff-3', ['needed to restore inc-4']], ['inc-4', ['keep-last']]]);
+  assert.deepEqual(restorable, [{ id: 'full-1', from: ['full-1'] }, { id: 'diff-3', from: ['diff-3', 'full-1'] }, { id: 'inc-4', from: ['inc-4', 'diff-3', 'full-1'] }]);
+  assert.deepEqual(fingerprint(repo), before, 'a plan writes nothing');
+
+  // Nothing kept at all, or a plan that is not the one the repository gives now: refused, nothing written.
+  const none = await dispatch(service, 'backup:prune', { repo, keepLast: 0, keepDaily: 0, keepWeekly: 0, remove: [] });
+  assert.equal(none.ok ? 'accepted' : none.error.code, 'E_BAD_INPUT');
+  const stale = await dispatch(service, 'backup:prune', { repo, ...policy, remove: ['inc-2', 'diff-3'] });
+  assert.match(stale.ok ? 'accepted' : stale.error.message, /changed since the prune plan was made: it would now remove inc-2, not inc-2, diff-3; nothing was removed/);
+  assert.deepEqual(fingerprint(repo), before, 'a refused prune writes nothing');
+
+  const applied = await call('backup:prune', { repo, ...policy, remove: ['inc-2'] });
+  assert.equal(applied.applied, true);
+  assert.equal(applied.freedBytes, plan.freedBytes);
+  assert.ok(!fs.existsSync(path.join(repo, 'inc-2.qcow2')), 'the removed point’s file is deleted');
+  assert.deepEqual((await call('backup:list', { repo })).map((b) => b.id), ['full-1', 'diff-3', 'inc-4']);
+  // Every remaining point restores: inc-4 is the disk as it is now.
+  const to = path.join(dir, 'inc-4.qcow2');
+  await call('backup:restore', { repo, id: 'inc-4', to });
+  qemuImg('compare', '-q', disk, to);
+  assert.deepEqual((await call('backup:verify', { repo })).map((v) => [v.id, v.ok]), [['full-1', true], ['diff-3', true], ['inc-4', true]]);
 }, 120_000);

@@ -11,6 +11,7 @@ import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
 import { addImage, e2eSuite } from './e2e-helpers.ts';
 import { bitmapNames } from '../backup/helpers.ts';
+import { dispatch } from '../../electron/core/dispatch.ts';
 import type { Page } from 'playwright-core';
 
 const suite = e2eSuite('strata-e2e-backups-');
@@ -134,5 +135,44 @@ test('cancel a running backup from its progress bar: not listed, no partial file
   assert.equal(fs.readFileSync(path.join(repo, 'strata-backups.json'), 'utf8'), manifestBefore, 'the manifest is unchanged');
   assert.deepEqual(bitmapNames(disk), bitmapsBefore, 'no new checkpoint bitmap in the disk');
   await app.shot('backups-cancelled');
+  assert.deepEqual(app.problems, []);
+});
+
+test('retention: keep last 1 plans which points go and what every remaining one is restored from; applied after confirmation', async (t) => {
+  const { app, page, disk, repo } = await backupsTab(t, 'backups-prune', '8M', ['write -P 0x61 0 256k']);
+  // Four points, taken through the core the view talks to: full-1, inc-2, diff-3 (to full-1), inc-4.
+  for (const [write, level] of [[null, 'full'], ['write -P 0x62 1M 64k', 'inc'], ['write -P 0x63 2M 64k', 'diff'], ['write -P 0x64 3M 64k', 'inc']] as const) {
+    if (write) qemuIo(disk, [write]);
+    const r = await dispatch(app.service, 'backup:take', { image: disk, repo, level });
+    assert.ok(r.ok, r.ok ? '' : r.error.message);
+  }
+  await page.locator('button[title="Read the repository again"]').click();
+  await page.locator('[data-testid="backup-point"][data-id="inc-4"]').waitFor();
+
+  await page.getByTestId('backup-keepLast').fill('1');
+  await page.getByTestId('backup-keepDaily').fill('0');
+  await page.getByTestId('backup-keepWeekly').fill('0');
+  await page.getByTestId('backup-prune-plan').click();
+  const plan = page.getByTestId('backup-prune-result');
+  await plan.waitFor();
+  assert.equal(await plan.getAttribute('data-remove'), 'inc-2');
+  const rows = page.getByTestId('prune-row');
+  assert.deepEqual(await rows.evaluateAll((els) => els.map((e) => `${e.getAttribute('data-id')}:${e.getAttribute('data-plan')}`)), ['full-1:keep', 'inc-2:remove', 'diff-3:keep', 'inc-4:keep']);
+  assert.deepEqual(await page.getByTestId('prune-row-from').allInnerTexts(), ['restored from full-1', 'restored from diff-3 ← full-1', 'restored from inc-4 ← diff-3 ← full-1']);
+  assert.match(await page.getByTestId('backup-prune-summary').innerText(), /^1 point goes, 3 stay: 384 KiB freed/);
+  assert.ok(fs.existsSync(path.join(repo, 'inc-2.qcow2')), 'a plan removes nothing');
+  await plan.scrollIntoViewIfNeeded();
+  await app.shot('backups-prune-plan');
+
+  await page.getByTestId('backup-prune-apply').click();
+  const dialog = page.getByTestId('backup-prune-dialog');
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /inc-2 is removed from the manifest/);
+  await page.getByTestId('confirm-yes').click();
+  await page.getByTestId('backup-pruned').waitFor({ timeout: 30_000 });
+  assert.deepEqual(await page.getByTestId('backup-point').evaluateAll((els) => els.map((e) => e.getAttribute('data-id'))), ['full-1', 'diff-3', 'inc-4']);
+  assert.ok(!fs.existsSync(path.join(repo, 'inc-2.qcow2')));
+  await app.shot('backups-pruned');
+
   assert.deepEqual(app.problems, []);
 });

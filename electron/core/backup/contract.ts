@@ -10,8 +10,9 @@ import type { Level } from './rules.ts';
 import type { VerifyResult } from './verify.ts';
 import type { RestoreResult } from './restore.ts';
 import type { TakeResult } from './take.ts';
+import type { PrunePlan } from './prune.ts';
 
-export type { VerifyResult as BackupVerifyResult, RestoreResult as BackupRestoreResult };
+export type { VerifyResult as BackupVerifyResult, RestoreResult as BackupRestoreResult, PrunePlan as BackupPrunePlan };
 export type BackupLevel = Level;
 
 /** One point of a repository, as strata backups --json lists it (oldest first). */
@@ -43,6 +44,37 @@ export interface BackupCancelled {
   note: string | null;
 }
 
+export type BackupActivityState = 'running' | 'ok' | 'failed' | 'cancelled' | 'damaged';
+
+/** What became of one point in a backup, restore, verify or prune. */
+export interface BackupActivityPoint {
+  id: string;
+  what: 'running' | 'taken' | 'failed' | 'cancelled' | 'restored' | 'verified' | 'damaged' | 'removed' | 'kept';
+  /** why it was kept, what verify found, how large it was */
+  note: string | null;
+}
+
+/** One backup, restore, verify or prune, as the activity history lists it. */
+export interface BackupActivityInfo {
+  /** the record's id among those of its action's journal (backups: backup_journal, others: backup_activity) */
+  id: number;
+  action: 'backup' | 'restore' | 'verify' | 'prune';
+  repo: string;
+  /** a backup: the disk backed up; a restore: the file written; else null */
+  file: string | null;
+  /** a backup's level, else null */
+  level: Level | null;
+  state: BackupActivityState;
+  summary: string;
+  points: BackupActivityPoint[];
+  /** a backup's file size, a restore's bytes on disk, what a verify re-read, what a prune freed */
+  bytes: number | null;
+  /** why it failed, what a cancelled backup's clean-up removed */
+  note: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
 export interface BackupProgress {
   image: string;
   repo: string;
@@ -53,6 +85,17 @@ export interface BackupProgress {
   etaSeconds: number | null;
   state: string;
 }
+
+/**
+ * backup:prune-plan's answer: strata prune --json's plan, and for every point that stays, the points
+ * it is restored from (itself, then its parents down to its full), all of them kept.
+ */
+export interface BackupPrunePreview extends PrunePlan {
+  restorable: { id: string; from: string[] }[];
+}
+
+const MAX_KEEP = 100_000;
+const retention = () => ({ repo: absPath(), keepLast: int(0, MAX_KEEP), keepDaily: int(0, MAX_KEEP), keepWeekly: int(0, MAX_KEEP) });
 
 const LEVEL_NAMES = ['full', 'inc', 'diff', 'copy'] as const satisfies readonly Level[];
 
@@ -77,6 +120,10 @@ export const backupArgs = {
     format: v.optional(v.picklist(['qcow2', 'raw'] as const, 'expected qcow2 or raw')),
   }),
   'backup:verify': obj({ repo: absPath(), id: v.optional(id()) }),
+  /** what a retention policy would remove (strata prune without --yes); writes nothing */
+  'backup:prune-plan': obj(retention()),
+  /** applies it: `remove` is the plan the user confirmed, refused when the repository changed since */
+  'backup:prune': obj({ ...retention(), remove: v.pipe(v.array(id(), 'expected a list of backup ids'), v.maxLength(MAX_KEEP, `expected at most ${MAX_KEEP} ids`)) }),
 };
 
 export type BackupChannels = ChannelsOf<
@@ -87,6 +134,8 @@ export type BackupChannels = ChannelsOf<
     'backup:cancel': BackupCancelled;
     'backup:restore': RestoreResult;
     'backup:verify': VerifyResult[];
+    'backup:prune-plan': BackupPrunePreview;
+    'backup:prune': PrunePlan;
   }
 >;
 

@@ -6,7 +6,7 @@ import { humanBytes, table } from './format.ts';
 import type { Out } from './output.ts';
 import { defaultDataDir } from '../paths.ts';
 import { StrataError } from '../errors.ts';
-import { isLevel, type Level } from '../backup/rules.ts';
+import { isLevel, keepsSomething, type Level } from '../backup/rules.ts';
 import { Repository, listPoints } from '../backup/repository.ts';
 import type { JobView } from '../jobs/engine.ts';
 
@@ -182,7 +182,7 @@ export async function cmdPrune(argv: string[], out: Out): Promise<void> {
     return Number(v);
   };
   const policy = { keepLast: n('keep-last'), keepDaily: n('keep-daily'), keepWeekly: n('keep-weekly') };
-  if (policy.keepLast + policy.keepDaily + policy.keepWeekly === 0) {
+  if (!keepsSomething(policy)) {
     throw new StrataError('E_BAD_INPUT', 'strata prune needs at least one of --keep-last, --keep-daily, --keep-weekly above 0 (it never removes every backup)');
   }
   const { prune } = await import('../backup/prune.ts');

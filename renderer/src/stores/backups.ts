@@ -1,18 +1,39 @@
 // Backups, per image: the repository folder the user chose (remembered per image in localStorage),
 // its points oldest first (backup:list), a backup taken after a dry run said what it copies
 // (backup:take), a running backup cancelled (backup:cancel), a point restored to a new file
-// (backup:restore), and the repository verified (backup:verify). A running backup's progress comes
-// from backup:progress (event-bridge.ts).
+// (backup:restore), the repository verified (backup:verify), and its retention: the policy (kept per
+// repository in localStorage), the prune plan (backup:prune-plan) and the prune the user confirmed
+// (backup:prune). A running backup's progress comes from backup:progress (event-bridge.ts).
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
-import type { BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
+import type { BackupPrunePlan, BackupPrunePreview, BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useChainsStore } from './chains';
 
 const KEY = 'strata.backups.repo:';
+const RETENTION_KEY = 'strata.backups.retention:';
 
-export type BackupBusy = 'listing' | 'planning' | 'taking' | 'restoring' | 'verifying' | null;
+export type BackupBusy = 'listing' | 'planning' | 'taking' | 'restoring' | 'verifying' | 'pruning' | null;
+
+export interface Retention {
+  keepLast: number;
+  keepDaily: number;
+  keepWeekly: number;
+}
+
+const DEFAULT_RETENTION: Retention = { keepLast: 7, keepDaily: 0, keepWeekly: 0 };
+
+function readRetention(repo: string): Retention {
+  try {
+    const r = JSON.parse(localStorage.getItem(RETENTION_KEY + repo) ?? 'null');
+    const n = (x: unknown) => (Number.isSafeInteger(x) && (x as number) >= 0 ? (x as number) : null);
+    if (r && n(r.keepLast) !== null && n(r.keepDaily) !== null && n(r.keepWeekly) !== null) return { keepLast: r.keepLast, keepDaily: r.keepDaily, keepWeekly: r.keepWeekly };
+  } catch {
+    /* none saved, or unreadable: the default */
+  }
+  return { ...DEFAULT_RETENTION };
+}
 
 export const useBackupsStore = defineStore('backups', () => {
   const repos = reactive<Record<string, string>>({});
@@ -25,6 +46,9 @@ export const useBackupsStore = defineStore('backups', () => {
   const verified = reactive<Record<string, BackupVerifyResult[] | null>>({});
   /** the last backup stopped by Cancel, with what its clean-up removed */
   const lastCancelled = reactive<Record<string, BackupCancelled | null>>({});
+  /** the prune plan last shown, and the last prune applied */
+  const prunePlan = reactive<Record<string, BackupPrunePreview | null>>({});
+  const lastPrune = reactive<Record<string, BackupPrunePlan | null>>({});
   /** Cancel was pressed and the core has not answered yet */
   const cancelling = reactive<Record<string, boolean>>({});
 
@@ -51,6 +75,42 @@ export const useBackupsStore = defineStore('backups', () => {
     points[image] = [];
     verified[image] = null;
     lastTaken[image] = null;
+    prunePlan[image] = null;
+    lastPrune[image] = null;
+  }
+
+  /** The retention policy of the image's repository (saved per repository folder). */
+  function retentionOf(image: string): Retention {
+    return readRetention(repoOf(image));
+  }
+
+  function setRetention(image: string, r: Retention): void {
+    try {
+      localStorage.setItem(RETENTION_KEY + repoOf(image), JSON.stringify(r));
+    } catch {
+      /* not remembered, still used */
+    }
+  }
+
+  /** What the policy would remove, and how every point that stays is restored; writes nothing. */
+  async function planPrune(image: string, r: Retention): Promise<void> {
+    setRetention(image, r);
+    lastPrune[image] = null;
+    prunePlan[image] = await run(image, 'pruning', () => call('backup:prune-plan', { repo: repoOf(image), ...r }));
+  }
+
+  /** Applies the plan shown (the core refuses it if the repository changed since). */
+  async function prune(image: string, r: Retention): Promise<BackupPrunePlan | null> {
+    const plan = prunePlan[image];
+    if (!plan) return null;
+    const done = await run(image, 'pruning', () => call('backup:prune', { repo: repoOf(image), ...r, remove: plan.remove.map((x) => x.id) }));
+    if (done) {
+      prunePlan[image] = null;
+      lastPrune[image] = done;
+      verified[image] = null;
+      await list(image);
+    }
+    return done;
   }
 
   async function run<T>(image: string, what: Exclude<BackupBusy, null>, fn: () => Promise<T>): Promise<T | null> {
@@ -97,6 +157,7 @@ export const useBackupsStore = defineStore('backups', () => {
     if (r) {
       lastTaken[image] = r;
       verified[image] = null;
+      prunePlan[image] = null;
       await list(image);
       // The new checkpoint bitmap shows in the chain view.
       void useChainsStore().inspect(image);
@@ -136,5 +197,5 @@ export const useBackupsStore = defineStore('backups', () => {
     if (busy[p.image] === 'taking') progress[p.image] = p;
   }
 
-  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, repoOf, setRepo, list, plan, take, cancel, restore, verify, onProgress };
+  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
 });
