@@ -21,6 +21,7 @@ import { createPlanHandlers } from './plans/handlers.ts';
 import { createHistoryHandlers } from './history/handlers.ts';
 import { createRepairHandlers } from './repair/handlers.ts';
 import { createBackupHandlers } from './backup/handlers.ts';
+import { BackupActivityLog } from './backup/activity.ts';
 
 export type { EventListener, Handlers } from './handlers.ts';
 
@@ -73,7 +74,7 @@ export function createService(opts: ServiceOptions): Service {
     ...createJobHandlers({ connections }),
     ...createBitmapHandlers({ connections, operations, runtimeDir }),
     ...createPlanHandlers({ plans }),
-    ...createHistoryHandlers({ history, jobStore, operations, planStore, recovered }),
+    ...createHistoryHandlers({ history, jobStore, operations, planStore, backupActivity: new BackupActivityLog(db), recovered }),
     ...createRepairHandlers({ db, runtimeDir, history, emit }),
     ...createBackupHandlers({ db, dataDir: opts.dataDir, emit }),
   } satisfies Handlers;

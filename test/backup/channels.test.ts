@@ -11,6 +11,8 @@ import { dispatch } from '../../electron/core/dispatch.ts';
 import type { ArgOf, BackupProgress, Channel, ResultOf } from '../../electron/core/contract.ts';
 import { tmp, makeDisk, strata, bitmapNames, sha256, fingerprint } from './helpers.ts';
 import { MANIFEST } from '../../electron/core/backup/repository.ts';
+import { MIGRATIONS } from '../../electron/core/store/migrations.ts';
+import Database from 'better-sqlite3';
 
 function callOf(service: Service) {
   return async <C extends Channel>(channel: C, arg: ArgOf<C>): Promise<ResultOf<C>> => {
@@ -155,4 +157,73 @@ test('backup:prune-plan answers strata prune --json plus what every kept point i
   await call('backup:restore', { repo, id: 'inc-4', to });
   qemuImg('compare', '-q', disk, to);
   assert.deepEqual((await call('backup:verify', { repo })).map((v) => [v.id, v.ok]), [['full-1', true], ['diff-3', true], ['inc-4', true]]);
+}, 120_000);
+
+test('history:activity lists every backup (a cancelled one too), restore, verify and prune, tagged, newest first; a database from before migration 7 keeps its backups', async () => {
+  const dir = tmp();
+  const disk = makeDisk(dir, '256M');
+  const home = path.join(dir, 'home');
+  // A database as a Strata of schema 6 left it, with one backup journaled.
+  fs.mkdirSync(home, { recursive: true });
+  const old = new Database(path.join(home, 'strata.db'));
+  for (const m of MIGRATIONS.filter((x) => x.version <= 6)) old.exec(m.sql);
+  old.pragma('user_version = 6');
+  old.prepare("INSERT INTO backup_journal (repo, backup_id, image, partial, final, checkpoint, state, note, created_at, finished_at) VALUES ('/old/repo', 'full-1', '/old/disk.qcow2', '/old/repo/.partial-full-1.qcow2', '/old/repo/full-1.qcow2', 'strata-full-1-x', 'ok', NULL, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:05.000Z')").run();
+  old.close();
+
+  const service = createService({ dataDir: home, mode: 'browser' });
+  onTestFinished(() => service.close());
+  const call = callOf(service);
+  const repo = path.join(dir, 'repo');
+  qemuIo(disk, ['write -P 0x71 0 1M']);
+  await call('backup:take', { image: disk, repo, level: 'full' });
+  qemuIo(disk, ['write -P 0x72 8M 64M']);
+  let cancelling: Promise<unknown> | null = null;
+  const off = service.subscribe((e, p) => {
+    if (e === 'backup:progress' && !cancelling && (p as BackupProgress).current > 0) cancelling = call('backup:cancel', { repo });
+  });
+  await assert.rejects(call('backup:take', { image: disk, repo, level: 'inc', speed: 16 << 20 }), /cancelled/);
+  await cancelling;
+  off();
+  // The cancelled backup's id was never listed: the next backup takes it.
+  assert.equal((await call('backup:take', { image: disk, repo, level: 'inc' })).id, 'inc-2');
+  qemuIo(disk, ['write -P 0x73 100M 64k']);
+  await call('backup:take', { image: disk, repo, level: 'diff' });
+  const to = path.join(dir, 'restored.qcow2');
+  await call('backup:restore', { repo, id: 'inc-2', to });
+  await assert.rejects(call('backup:restore', { repo, id: 'inc-2', to }), /already exists/);
+  await call('backup:verify', { repo });
+  await call('backup:prune', { repo, keepLast: 1, keepDaily: 0, keepWeekly: 0, remove: ['inc-2'] });
+
+  const feed = await call('history:activity', { limit: 50 });
+  const ours = feed.filter((e) => e.kind === 'backup').map((e) => (e.kind === 'backup' ? e.backup : null)!);
+  assert.deepEqual(
+    ours.map((b) => [b.action, b.state, b.points.map((p) => `${p.id}:${p.what}`).join(' ')]),
+    [
+      ['prune', 'ok', 'full-1:kept diff-3:kept inc-2:removed'],
+      ['verify', 'ok', 'full-1:verified inc-2:verified diff-3:verified'],
+      ['restore', 'failed', ''],
+      ['restore', 'ok', 'inc-2:restored'],
+      ['backup', 'ok', 'diff-3:taken'],
+      ['backup', 'ok', 'inc-2:taken'],
+      ['backup', 'cancelled', 'inc-2:cancelled'],
+      ['backup', 'ok', 'full-1:taken'],
+      ['backup', 'ok', 'full-1:taken'],
+    ],
+  );
+  const [prune, verify, failed, restored, diff, inc, cancelled, full, older] = ours;
+  assert.equal(feed.filter((e) => e.kind === 'backup').every((e) => e.at === (e.kind === 'backup' && e.backup.createdAt)), true);
+  assert.deepEqual((await call('backup:list', { repo })).map((b) => b.id), ['full-1', 'diff-3']);
+  assert.ok(prune.bytes! > 0 && prune.finishedAt, 'the prune says what it freed and when it ended');
+  assert.equal(verify.bytes! > 0, true);
+  assert.match(failed.note ?? '', /already exists/);
+  assert.equal(restored.file, to);
+  assert.equal(restored.bytes, fs.statSync(to).blocks * 512);
+  assert.deepEqual([diff.level, inc.level, cancelled.level, full.level], ['diff', 'inc', 'inc', 'full']);
+  assert.equal(diff.file, disk);
+  assert.equal(inc.bytes, null, 'this inc-2 was pruned: no longer listed, so no size');
+  assert.equal(cancelled.bytes, null, 'a cancelled backup has no size, even when a later backup took its id');
+  assert.ok(diff.bytes! > 0, 'a listed backup has its size');
+  assert.match(cancelled.note ?? '', /cancelled; removed .*\.partial-inc-2\.qcow2; removed checkpoint bitmap 'strata-inc-2-/);
+  assert.deepEqual([older.repo, older.file, older.createdAt, older.finishedAt], ['/old/repo', '/old/disk.qcow2', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:05.000Z']);
 }, 120_000);

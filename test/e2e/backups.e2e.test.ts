@@ -1,7 +1,8 @@
 // End to end for backups: an image added, a repository folder typed into its Backups tab, a full
 // backup (the confirmation says what it copies), more data written, an incremental, both points
 // listed with their levels, the incremental restored to a raw file that qemu-img compare finds equal
-// to a raw copy of the disk, and Verify saying OK; a running backup cancelled from its progress bar.
+// to a raw copy of the disk, and Verify saying OK, all of it in History; a running backup cancelled
+// from its progress bar; retention planned and applied.
 // Screenshots: test-output/screenshots/backups-*.png.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
@@ -97,6 +98,19 @@ test('back up full and incremental from the Backups tab, restore the incremental
   assert.match(await verdict.innerText(), /^OK: 2 points checked/);
   assert.deepEqual(await page.getByTestId('backup-point-verified').allInnerTexts(), ['verified', 'verified']);
   await app.shot('backups-verified');
+
+  // History: both backups, the restore and the verify, newest first; the restore's details.
+  await page.getByTestId('nav-history').click();
+  await page.getByTestId('activity-kind-backup').click();
+  const items = page.locator('[data-testid="activity-item"][data-kind="backup"]');
+  await items.first().waitFor();
+  assert.deepEqual(await items.locator('.av__title').allInnerTexts(), ['Verify 2 points', `Restore ${incId}`, `Backup ${incId} (inc)`, 'Backup full-1 (full)']);
+  await items.nth(1).locator('button').click();
+  assert.equal(await page.getByTestId('activity-backup-title').innerText(), incId);
+  const detail = await page.getByTestId('activity-detail').innerText();
+  assert.match(detail, new RegExp(`Restored to\\s+${to.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  assert.match(detail, /raw/);
+  await app.shot('backups-history-restore');
   assert.deepEqual(app.problems, []);
 });
 
@@ -138,7 +152,7 @@ test('cancel a running backup from its progress bar: not listed, no partial file
   assert.deepEqual(app.problems, []);
 });
 
-test('retention: keep last 1 plans which points go and what every remaining one is restored from; applied after confirmation', async (t) => {
+test('retention: keep last 1 plans which points go and what every remaining one is restored from; applied after confirmation; all in History', async (t) => {
   const { app, page, disk, repo } = await backupsTab(t, 'backups-prune', '8M', ['write -P 0x61 0 256k']);
   // Four points, taken through the core the view talks to: full-1, inc-2, diff-3 (to full-1), inc-4.
   for (const [write, level] of [[null, 'full'], ['write -P 0x62 1M 64k', 'inc'], ['write -P 0x63 2M 64k', 'diff'], ['write -P 0x64 3M 64k', 'inc']] as const) {
@@ -174,5 +188,17 @@ test('retention: keep last 1 plans which points go and what every remaining one 
   assert.ok(!fs.existsSync(path.join(repo, 'inc-2.qcow2')));
   await app.shot('backups-pruned');
 
+  // History: the four backups and the prune, each with its details.
+  await page.getByTestId('nav-history').click();
+  await page.getByTestId('activity-view').waitFor();
+  await page.getByTestId('activity-kind-backup').click();
+  const items = page.locator('[data-testid="activity-item"][data-kind="backup"]');
+  await items.first().waitFor();
+  const titles = await items.locator('.av__title').allInnerTexts();
+  assert.deepEqual(titles, ['Prune: remove inc-2', 'Backup inc-4 (inc)', 'Backup diff-3 (diff)', 'Backup inc-2 (inc)', 'Backup full-1 (full)']);
+  await items.first().locator('button').click();
+  assert.equal(await page.getByTestId('activity-backup-title').innerText(), 'Prune');
+  assert.deepEqual(await page.getByTestId('activity-backup-point').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-id')}:${e.getAttribute('data-what')}`)), ['full-1:kept', 'diff-3:kept', 'inc-4:kept', 'inc-2:removed']);
+  await app.shot('backups-history-prune');
   assert.deepEqual(app.problems, []);
 });

@@ -49,7 +49,7 @@ export class BackupActivityLog {
       this.db
         .prepare(
           `SELECT j.*, c.bytes AS listed_bytes, c.level AS listed_level FROM backup_journal j
-             LEFT JOIN backup_catalog c ON c.repo = j.repo AND c.id = j.backup_id AND c.file = j.final
+             LEFT JOIN backup_catalog c ON j.state = 'ok' AND c.repo = j.repo AND c.id = j.backup_id AND c.file = j.final
            ORDER BY j.id DESC LIMIT ?`,
         )
         .all(n) as any[]

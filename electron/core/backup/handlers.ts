@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { Db } from '../store/db.ts';
 import type { backupArgs } from './contract.ts';
-import { BackupJournal, Repository, listPoints } from './repository.ts';
+import { BackupJournal, Repository, listPoints, syncCatalog } from './repository.ts';
 import { BackupActivityLog } from './activity.ts';
 import { prune, type PrunePlan } from './prune.ts';
 import { ancestry, keepsSomething, type RetentionPolicy } from './rules.ts';
@@ -102,6 +102,8 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
             row = log.begin('prune', r.dir, pruneSummary(p), null, prunePoints(p));
           },
         });
+        // The catalog mirrors the manifest: the removed points leave it too.
+        syncCatalog(d.db, Repository.open(repo));
         if (row !== null) log.finish(row, { state: 'ok', points: prunePoints(plan), bytes: plan.freedBytes, note: plan.orphans.length ? `also removed ${plan.orphans.length} file(s) the manifest did not list: ${plan.orphans.join(', ')}` : null });
         return plan;
       } catch (e) {
