@@ -81,6 +81,7 @@ export const CHANNELS = [
   'backup:cancel',
   'backup:restore',
   'backup:verify',
+  'backup:checkpoints',
   'backup:prune-plan',
   'backup:prune',
 ] as const satisfies readonly Channel[];

@@ -63,6 +63,12 @@ test('backup:take, backup:list, backup:restore and backup:verify answer what the
   assert.deepEqual(verified.map((v) => [v.id, v.ok]), [[full.id, true], [inc.id, true]]);
   const r = await dispatch(service, 'backup:restore', { repo, id: inc.id, to });
   assert.equal(r.ok ? null : r.error.code, 'E_BAD_INPUT');
+
+  // backup:checkpoints: the catalog's backups whose checkpoint is a bitmap of the chain.
+  assert.deepEqual((await call('backup:checkpoints', { image: disk })).map((c) => [c.checkpoint, c.id, c.level, c.repo]), [[full.checkpoint, full.id, 'full', repo], [inc.checkpoint, inc.id, 'inc', repo]]);
+  qemuImg('bitmap', '--remove', disk, full.checkpoint!);
+  assert.deepEqual((await call('backup:checkpoints', { image: disk })).map((c) => c.id), [inc.id], 'a checkpoint gone from the chain has no marker');
+  assert.deepEqual(await call('backup:checkpoints', { image: to }), [], 'the restored image holds no checkpoint of a backup');
 });
 
 test('backup:cancel stops a backup mid-way: no partial file, no new checkpoint bitmap, the manifest unchanged', async () => {

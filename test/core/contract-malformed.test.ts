@@ -64,6 +64,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'backup:cancel': [{ repo: '/nonexistent-strata-dir/repo' }],
   'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
   'backup:verify': [{ repo: '/nonexistent-strata-dir/repo' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1' }],
+  'backup:checkpoints': [{ image: NOWHERE }],
   'backup:prune-plan': [{ repo: '/nonexistent-strata-dir/repo', keepLast: 2, keepDaily: 1, keepWeekly: 0 }],
   'backup:prune': [{ repo: '/nonexistent-strata-dir/repo', keepLast: 2, keepDaily: 0, keepWeekly: 1, remove: ['inc-2'] }],
 };

@@ -99,6 +99,14 @@ test('back up full and incremental from the Backups tab, restore the incremental
   assert.deepEqual(await page.getByTestId('backup-point-verified').allInnerTexts(), ['verified', 'verified']);
   await app.shot('backups-verified');
 
+  // The chain view: each checkpoint says which backup it belongs to.
+  await page.getByTestId('tab-chain').click();
+  const markers = page.getByTestId('checkpoint-backup');
+  await markers.nth(1).waitFor();
+  assert.deepEqual(await markers.allInnerTexts(), ['backup 1 · full · just now', `backup 2 · inc · just now`]);
+  assert.deepEqual(await page.locator('[data-testid="checkpoint"]:has([data-testid="checkpoint-backup"])').evaluateAll((els) => els.map((e) => e.getAttribute('data-name')!.replace(/-[a-z0-9]+$/, ''))), ['strata-full-1', `strata-${incId}`]);
+  await app.shot('backups-chain-markers');
+
   // History: both backups, the restore and the verify, newest first; the restore's details.
   await page.getByTestId('nav-history').click();
   await page.getByTestId('activity-kind-backup').click();

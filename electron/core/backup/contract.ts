@@ -44,6 +44,17 @@ export interface BackupCancelled {
   note: string | null;
 }
 
+/** A checkpoint of a disk's chain that is the checkpoint of a backup in a repository Strata knows. */
+export interface BackupCheckpoint {
+  /** the bitmap's name in the chain */
+  checkpoint: string;
+  repo: string;
+  /** the backup's id, e.g. inc-3 */
+  id: string;
+  level: Level;
+  createdAt: string;
+}
+
 export type BackupActivityState = 'running' | 'ok' | 'failed' | 'cancelled' | 'damaged';
 
 /** What became of one point in a backup, restore, verify or prune. */
@@ -120,6 +131,8 @@ export const backupArgs = {
     format: v.optional(v.picklist(['qcow2', 'raw'] as const, 'expected qcow2 or raw')),
   }),
   'backup:verify': obj({ repo: absPath(), id: v.optional(id()) }),
+  /** the catalog's backups whose checkpoint is a bitmap in this image's chain (reads the chain's metadata only) */
+  'backup:checkpoints': obj({ image: absPath() }),
   /** what a retention policy would remove (strata prune without --yes); writes nothing */
   'backup:prune-plan': obj(retention()),
   /** applies it: `remove` is the plan the user confirmed, refused when the repository changed since */
@@ -134,6 +147,7 @@ export type BackupChannels = ChannelsOf<
     'backup:cancel': BackupCancelled;
     'backup:restore': RestoreResult;
     'backup:verify': VerifyResult[];
+    'backup:checkpoints': BackupCheckpoint[];
     'backup:prune-plan': BackupPrunePreview;
     'backup:prune': PrunePlan;
   }

@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { Db } from '../store/db.ts';
 import type { backupArgs } from './contract.ts';
-import { BackupJournal, Repository, listPoints, syncCatalog } from './repository.ts';
+import { BackupJournal, Repository, catalogCheckpoints, listPoints, syncCatalog } from './repository.ts';
+import { withChain } from '../qcow2/chain.ts';
 import { BackupActivityLog } from './activity.ts';
 import { prune, type PrunePlan } from './prune.ts';
 import { ancestry, keepsSomething, type RetentionPolicy } from './rules.ts';
@@ -81,6 +82,10 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
         points: rs.map((r) => ({ id: r.id, what: r.ok ? 'verified' : 'damaged', note: r.ok ? null : `${r.file}: ${r.problems.join('; ')}` })),
         bytes: rs.reduce((n, r) => n + r.checkedBytes, 0),
       }));
+    },
+    'backup:checkpoints': ({ image }) => {
+      const names = new Set(withChain(image, (c) => c.layers.flatMap((l) => l.bitmaps.map((b) => b.name))));
+      return catalogCheckpoints(d.db).filter((c) => names.has(c.checkpoint));
     },
     'backup:prune-plan': ({ repo, ...policy }) => {
       const plan = prune(repo, keeping(policy), false);

@@ -231,6 +231,13 @@ export function syncCatalog(db: Db, repo: Repository): void {
   })();
 }
 
+/** Every backup of the catalog that has a checkpoint, oldest first, with its repository. */
+export function catalogCheckpoints(db: Db): { checkpoint: string; repo: string; id: string; level: Level; createdAt: string }[] {
+  return (db.prepare('SELECT checkpoint, repo, id, level, created_at FROM backup_catalog WHERE checkpoint IS NOT NULL ORDER BY created_at, repo, id').all() as any[]).map((r) => ({
+    checkpoint: r.checkpoint, repo: r.repo, id: r.id, level: r.level, createdAt: r.created_at,
+  }));
+}
+
 export interface JournalRow {
   id: number;
   repo: string;

@@ -6,7 +6,7 @@
 // (backup:prune). A running backup's progress comes from backup:progress (event-bridge.ts).
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
-import type { BackupPrunePlan, BackupPrunePreview, BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
+import type { BackupCheckpoint, BackupPrunePlan, BackupPrunePreview, BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useChainsStore } from './chains';
@@ -49,6 +49,8 @@ export const useBackupsStore = defineStore('backups', () => {
   /** the prune plan last shown, and the last prune applied */
   const prunePlan = reactive<Record<string, BackupPrunePreview | null>>({});
   const lastPrune = reactive<Record<string, BackupPrunePlan | null>>({});
+  /** per image: the known repositories' backups whose checkpoint is in its chain (for the chain view) */
+  const checkpointBackups = reactive<Record<string, BackupCheckpoint[]>>({});
   /** Cancel was pressed and the core has not answered yet */
   const cancelling = reactive<Record<string, boolean>>({});
 
@@ -109,6 +111,7 @@ export const useBackupsStore = defineStore('backups', () => {
       lastPrune[image] = done;
       verified[image] = null;
       await list(image);
+      void loadCheckpoints(image);
     }
     return done;
   }
@@ -165,6 +168,15 @@ export const useBackupsStore = defineStore('backups', () => {
     return r;
   }
 
+  /** Which checkpoints of the image's chain are backups' checkpoints; a failure only leaves the markers out. */
+  async function loadCheckpoints(image: string): Promise<void> {
+    try {
+      checkpointBackups[image] = await call('backup:checkpoints', { image });
+    } catch {
+      checkpointBackups[image] = [];
+    }
+  }
+
   async function cancel(image: string): Promise<void> {
     if (busy[image] !== 'taking' || cancelling[image]) return;
     cancelling[image] = true;
@@ -197,5 +209,5 @@ export const useBackupsStore = defineStore('backups', () => {
     if (busy[p.image] === 'taking') progress[p.image] = p;
   }
 
-  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
+  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, checkpointBackups, loadCheckpoints, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
 });
