@@ -232,4 +232,18 @@ test('history:activity lists every backup (a cancelled one too), restore, verify
   assert.ok(diff.bytes! > 0, 'a listed backup has its size');
   assert.match(cancelled.note ?? '', /cancelled; removed .*\.partial-inc-2\.qcow2; removed checkpoint bitmap 'strata-inc-2-/);
   assert.deepEqual([older.repo, older.file, older.createdAt, older.finishedAt], ['/old/repo', '/old/disk.qcow2', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:05.000Z']);
+
+  // The CLI's restores, verifies and applied prunes land in the same history.
+  const cliTo = path.join(dir, 'cli.raw');
+  for (const args of [['restore', '--repo', repo, 'diff-3', '--to', cliTo, '--format', 'raw'], ['verify', '--repo', repo, 'full-1'], ['prune', '--repo', repo, '--keep-last', '1', '--yes']]) {
+    const r = await strata(home, args);
+    assert.equal(r.code, 0, r.err);
+  }
+  const now = (await call('history:activity', { limit: 50 })).flatMap((e) => (e.kind === 'backup' ? [e.backup] : []));
+  assert.deepEqual(now.slice(0, 3).map((b) => [b.action, b.state, b.points.map((p) => `${p.id}:${p.what}`).join(' ')]), [
+    ['prune', 'ok', 'full-1:kept diff-3:kept'],
+    ['verify', 'ok', 'full-1:verified'],
+    ['restore', 'ok', 'diff-3:restored'],
+  ]);
+  assert.equal(now[2].file, cliTo);
 }, 120_000);

@@ -2,9 +2,16 @@
 // backup_journal, written before its first QMP command), and every restore, verify and prune
 // (backup_activity: a row written when it starts and closed when it ends; a prune's row is written
 // before its first write to the repository).
+import path from 'node:path';
 import type { Db } from '../store/db.ts';
+import { StrataError } from '../errors.ts';
+import { humanBytes } from '../units.ts';
 import type { BackupActivityInfo, BackupActivityPoint, BackupActivityState } from './contract.ts';
-import { isLevel } from './rules.ts';
+import { isLevel, keepsSomething, type RetentionPolicy } from './rules.ts';
+import { Repository, syncCatalog } from './repository.ts';
+import { prune, type PrunePlan } from './prune.ts';
+import type { RestoreResult } from './restore.ts';
+import type { VerifyResult } from './verify.ts';
 
 type Action = 'restore' | 'verify' | 'prune';
 
@@ -58,6 +65,71 @@ export class BackupActivityLog {
     return [...backups, ...others].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, n);
   }
 }
+
+type End = Parameters<BackupActivityLog['finish']>[1];
+
+/** How a restore is recorded once done. */
+export function restoreEnd(r: RestoreResult, format: string): End {
+  return { state: 'ok', points: [{ id: r.id, what: 'restored', note: format }], bytes: r.bytes };
+}
+
+/** How a verify is recorded: damaged when any point is, with what was found. */
+export function verifyEnd(rs: VerifyResult[]): End {
+  return {
+    state: rs.every((r) => r.ok) ? 'ok' : 'damaged',
+    points: rs.map((r) => ({ id: r.id, what: r.ok ? 'verified' : 'damaged', note: r.ok ? null : `${r.file}: ${r.problems.join('; ')}` })),
+    bytes: rs.reduce((n, r) => n + r.checkedBytes, 0),
+  };
+}
+
+/** A policy that keeps something, or E_BAD_INPUT. */
+export function retentionPolicy(p: RetentionPolicy): RetentionPolicy {
+  if (!keepsSomething(p)) throw new StrataError('E_BAD_INPUT', 'keepLast, keepDaily or keepWeekly must be above 0: a prune never removes every backup');
+  return { keepLast: p.keepLast, keepDaily: p.keepDaily, keepWeekly: p.keepWeekly };
+}
+
+/**
+ * Applies a retention policy, journaled: under the repository lock, before the manifest is written,
+ * a row saying what it removes and keeps (a prune a stopped Strata left running is closed first: its
+ * order left at most unlisted files, orphans now). `confirmed`: the ids the user saw in the plan;
+ * the prune is refused when the repository would now remove others. The catalog follows the manifest.
+ */
+export function journaledPrune(db: Db, dir: string, policy: RetentionPolicy, confirmed: string[] | null): PrunePlan {
+  const log = new BackupActivityLog(db);
+  let row: number | null = null;
+  try {
+    const plan = prune(dir, policy, true, {
+      beforeWrite: (p, r) => {
+        const now = p.remove.map((x) => x.id);
+        if (confirmed && now.join() !== confirmed.join()) {
+          throw new StrataError('E_BAD_INPUT', `${r.dir}: the repository changed since the prune plan was made: it would now remove ${now.join(', ') || 'nothing'}, not ${confirmed.join(', ') || 'nothing'}; nothing was removed, plan again`, { file: r.dir });
+        }
+        log.closeInterrupted(r.dir, 'interrupted: Strata stopped during this prune; the manifest is written first, so it left at most unlisted files, removed by the next prune');
+        row = log.begin('prune', r.dir, pruneSummary(p), null, prunePoints(p));
+      },
+    });
+    syncCatalog(db, Repository.open(dir));
+    if (row !== null) log.finish(row, { state: 'ok', points: prunePoints(plan), bytes: plan.freedBytes, note: plan.orphans.length ? `also removed ${plan.orphans.length} file(s) the manifest did not list: ${plan.orphans.join(', ')}` : null });
+    return plan;
+  } catch (e) {
+    if (row !== null) log.finish(row, { state: 'failed', note: (e as Error).message });
+    throw e;
+  }
+}
+
+function pruneSummary(p: PrunePlan): string {
+  return p.remove.length ? `prune: remove ${p.remove.map((r) => r.id).join(', ')}, keep ${p.keep.length}` : `prune: nothing to remove, keep ${p.keep.length}`;
+}
+
+function prunePoints(p: PrunePlan): BackupActivityPoint[] {
+  return [
+    ...p.keep.map((k) => ({ id: k.id, what: 'kept' as const, note: k.why.join(', ') })),
+    ...p.remove.map((r) => ({ id: r.id, what: 'removed' as const, note: humanBytes(r.bytes) })),
+  ];
+}
+
+/** The repository's key in the journals: its absolute folder. */
+export const repoKey = (repo: string) => path.resolve(repo);
 
 const JOURNAL_STATE: Record<string, BackupActivityState> = { planned: 'running', running: 'running', 'writing-manifest': 'running', ok: 'ok', failed: 'failed', cancelled: 'cancelled' };
 
