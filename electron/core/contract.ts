@@ -84,8 +84,12 @@ export const CHANNELS = [
   'repair:rebase',
   'backup:list',
   'backup:take',
+  'backup:cancel',
   'backup:restore',
   'backup:verify',
+  'backup:checkpoints',
+  'backup:prune-plan',
+  'backup:prune',
 ] as const satisfies readonly Channel[];
 
 export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress', 'plan:changed', 'backup:progress'] as const satisfies readonly EventName[];

@@ -22,6 +22,7 @@ import { createHistoryHandlers } from './history/handlers.ts';
 import { createRepairHandlers } from './repair/handlers.ts';
 import { createChainOpHandlers } from './chain-ops/handlers.ts';
 import { createBackupHandlers } from './backup/handlers.ts';
+import { BackupActivityLog } from './backup/activity.ts';
 
 export type { EventListener, Handlers } from './handlers.ts';
 
@@ -74,7 +75,7 @@ export function createService(opts: ServiceOptions): Service {
     ...createJobHandlers({ connections }),
     ...createBitmapHandlers({ connections, operations, runtimeDir }),
     ...createPlanHandlers({ plans }),
-    ...createHistoryHandlers({ history, jobStore, operations, planStore, recovered }),
+    ...createHistoryHandlers({ history, jobStore, operations, planStore, backupActivity: new BackupActivityLog(db), recovered }),
     ...createRepairHandlers({ db, runtimeDir, history, emit }),
     ...createChainOpHandlers({ db, history, emit, connections }),
     ...createBackupHandlers({ db, dataDir: opts.dataDir, emit }),

@@ -71,9 +71,13 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'repair:check-backing': [{ image: NOWHERE, backing: NOWHERE }],
   'repair:rebase': [{ image: NOWHERE, backing: NOWHERE, confirm: true }],
   'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
-  'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true }],
+  'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true, speed: 1 << 20 }],
+  'backup:cancel': [{ repo: '/nonexistent-strata-dir/repo' }],
   'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
   'backup:verify': [{ repo: '/nonexistent-strata-dir/repo' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1' }],
+  'backup:checkpoints': [{ image: NOWHERE }],
+  'backup:prune-plan': [{ repo: '/nonexistent-strata-dir/repo', keepLast: 2, keepDaily: 1, keepWeekly: 0 }],
+  'backup:prune': [{ repo: '/nonexistent-strata-dir/repo', keepLast: 2, keepDaily: 0, keepWeekly: 1, remove: ['inc-2'] }],
 };
 
 /** Channels whose argument may be left out: null, undefined and {} get a normal answer. */

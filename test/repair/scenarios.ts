@@ -8,7 +8,7 @@ import path from 'node:path';
 import { onTestFinished, expect } from 'vitest';
 import { qemuImg, qemuIo, run } from '../helpers/qemu.ts';
 import { rawCopy, differingBlocks, sinceOf, missedBytes } from '../helpers/truth.ts';
-import { withChain } from '../../electron/core/qcow2/chain.ts';
+import { withChain, openLayer } from '../../electron/core/qcow2/chain.ts';
 import { checkpointOrder } from '../../electron/core/checkpoints.ts';
 
 export const K = 1024;
@@ -70,9 +70,30 @@ export function overlay(s: Scenario, name: string): string {
 export const write = (img: string, pattern: number, off: number, len: number) => qemuIo(img, [`write -P ${pattern} ${off} ${len}`]);
 export const addBitmap = (img: string, name: string, ...extra: string[]) => qemuImg('bitmap', '--add', ...extra, img, name);
 
-/** Leaves every persistent bitmap of IMG in-use on disk: qemu-io opens it read-write, writes, and is killed. */
+/**
+ * Leaves every persistent bitmap of IMG in-use on disk: qemu-io opens it read-write, writes, and is
+ * killed, once the file shows the bitmaps in-use (a fixed sleep was too short on a loaded machine:
+ * killed while QEMU was still updating the header, the file read as stale instead).
+ */
 export async function crashWhileOpen(img: string, off: number): Promise<void> {
   const p = spawn('qemu-io', ['-c', `write -P 0x77 ${off} ${G}`, '-c', 'sleep 60000', img], { stdio: 'ignore' });
+  const inUse = () => {
+    try {
+      const l = openLayer(img, 'qcow2');
+      try {
+        return l.bitmaps.length > 0 && l.bitmaps.every((b) => b.inUse) && !l.bitmapsStale;
+      } finally {
+        l.file.close();
+      }
+    } catch {
+      return false; // mid-update: read again
+    }
+  };
+  for (const deadline = Date.now() + 20_000; !inUse(); ) {
+    if (Date.now() > deadline) throw new Error(`${img}: qemu-io did not mark its bitmaps in-use within 20 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // and the write (qemu-io runs its commands in order, the sleep after it): the old fixed wait, now after the open
   await new Promise((r) => setTimeout(r, 700));
   p.kill('SIGKILL');
   await new Promise((r) => p.once('exit', r));

@@ -1,20 +1,34 @@
 // Backups: list a repository's points, take one of an offline image (QEMU copies the data in
-// Strata's own storage daemon; its job's progress is pushed as backup:progress), restore a point to
-// a new image, verify. The answers are the CLI's --json shapes.
+// Strata's own storage daemon; its job's progress is pushed as backup:progress), cancel it, restore
+// a point to a new image, verify. The answers are the CLI's --json shapes.
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { Db } from '../store/db.ts';
 import type { backupArgs } from './contract.ts';
-import { Repository, listPoints } from './repository.ts';
+import { BackupJournal, Repository, catalogCheckpoints, listPoints } from './repository.ts';
+import { withChain } from '../qcow2/chain.ts';
+import { BackupActivityLog, journaledPrune, repoKey, restoreEnd, retentionPolicy, verifyEnd } from './activity.ts';
+import { prune } from './prune.ts';
+import { ancestry } from './rules.ts';
 
 const PROGRESS_MS = 200;
 
+/** A backup this service is running, by its repository (the lock allows one at a time). */
+interface Running {
+  abort: AbortController;
+  /** settles when the backup has finished or been cleaned up */
+  settled: Promise<unknown>;
+}
+
 export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventListener }): HandlersFor<typeof backupArgs> {
+  const running = new Map<string, Running>();
+  const log = new BackupActivityLog(d.db);
   return {
     'backup:list': ({ repo }) => listPoints(Repository.open(repo)),
-    'backup:take': async ({ image, repo, level, dryRun }) => {
+    'backup:take': async ({ image, repo, level, dryRun, speed }) => {
       const { takeBackup, takenDoc } = await import('./take.ts');
       let last = 0;
-      const r = await takeBackup({
+      const abort = new AbortController();
+      const taking = takeBackup({
         image,
         repo,
         level: level ?? null,
@@ -23,6 +37,8 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
         dryRun: dryRun ?? false,
         dataDir: d.dataDir,
         db: d.db,
+        speed,
+        signal: abort.signal,
         onProgress: (j) => {
           const now = Date.now();
           if (now - last < PROGRESS_MS && j.state === 'running') return;
@@ -30,15 +46,43 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
           d.emit('backup:progress', { image, repo, current: j.current, total: j.total, rate: j.rate, etaSeconds: j.etaSeconds, state: j.state });
         },
       });
-      return takenDoc(r);
+      const key = repoKey(repo);
+      const mine: Running = { abort, settled: taking.catch(() => {}) };
+      if (!dryRun && !running.has(key)) running.set(key, mine);
+      try {
+        return takenDoc(await taking);
+      } finally {
+        if (running.get(key) === mine) running.delete(key);
+      }
+    },
+    'backup:cancel': async ({ repo }) => {
+      const key = repoKey(repo);
+      const r = running.get(key);
+      if (!r) return { cancelled: false, id: null, note: null };
+      r.abort.abort();
+      await r.settled;
+      // The journal says how it ended: cancelled (and what was removed), or ok when it won the race.
+      const row = new BackupJournal(d.db).latest(key);
+      return row && row.state === 'cancelled' ? { cancelled: true, id: row.backupId, note: row.note } : { cancelled: false, id: null, note: null };
     },
     'backup:restore': async ({ repo, id, to, format }) => {
       const { restoreBackup } = await import('./restore.ts');
-      return restoreBackup({ repo, id, to, format: format ?? 'qcow2', force: false });
+      const f = format ?? 'qcow2';
+      return log.record('restore', repoKey(repo), `restore ${id} to ${to}`, to, () => restoreBackup({ repo, id, to, format: f, force: false }), (r) => restoreEnd(r, f));
     },
     'backup:verify': async ({ repo, id }) => {
       const { verifyRepository } = await import('./verify.ts');
-      return verifyRepository(Repository.open(repo), id);
+      return log.record('verify', repoKey(repo), id ? `verify ${id}` : 'verify every point', null, () => verifyRepository(Repository.open(repo), id), verifyEnd);
     },
+    'backup:checkpoints': ({ image }) => {
+      const names = new Set(withChain(image, (c) => c.layers.flatMap((l) => l.bitmaps.map((b) => b.name))));
+      return catalogCheckpoints(d.db).filter((c) => names.has(c.checkpoint));
+    },
+    'backup:prune-plan': ({ repo, ...policy }) => {
+      const plan = prune(repo, retentionPolicy(policy), false);
+      const points = Repository.open(repo).points;
+      return { ...plan, restorable: plan.keep.map((k) => ({ id: k.id, from: ancestry(points, k.id) })) };
+    },
+    'backup:prune': ({ repo, remove, ...policy }) => journaledPrune(d.db, repo, retentionPolicy(policy), remove),
   };
 }

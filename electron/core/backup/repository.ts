@@ -231,6 +231,13 @@ export function syncCatalog(db: Db, repo: Repository): void {
   })();
 }
 
+/** Every backup of the catalog that has a checkpoint, oldest first, with its repository. */
+export function catalogCheckpoints(db: Db): { checkpoint: string; repo: string; id: string; level: Level; createdAt: string }[] {
+  return (db.prepare('SELECT checkpoint, repo, id, level, created_at FROM backup_catalog WHERE checkpoint IS NOT NULL ORDER BY created_at, repo, id').all() as any[]).map((r) => ({
+    checkpoint: r.checkpoint, repo: r.repo, id: r.id, level: r.level, createdAt: r.created_at,
+  }));
+}
+
 export interface JournalRow {
   id: number;
   repo: string;
@@ -242,6 +249,10 @@ export interface JournalRow {
   /** Strata's storage daemon for this backup, while it runs (a killed Strata leaves it behind) */
   daemonPid: number | null;
   state: string;
+}
+
+function journalRow(r: any): JournalRow {
+  return { id: r.id, repo: r.repo, backupId: r.backup_id, image: r.image, partial: r.partial, final: r.final, checkpoint: r.checkpoint, daemonPid: r.daemon_pid, state: r.state };
 }
 
 /** Journal of backups in flight: written before the first QMP command, so a crash is cleaned up next time. */
@@ -265,16 +276,12 @@ export class BackupJournal {
   }
 
   unfinished(repo: string): JournalRow[] {
-    return (this.db.prepare("SELECT * FROM backup_journal WHERE repo = ? AND state IN ('planned', 'running', 'writing-manifest') ORDER BY id").all(repo) as any[]).map((r) => ({
-      id: r.id,
-      repo: r.repo,
-      backupId: r.backup_id,
-      image: r.image,
-      partial: r.partial,
-      final: r.final,
-      checkpoint: r.checkpoint,
-      daemonPid: r.daemon_pid,
-      state: r.state,
-    }));
+    return (this.db.prepare("SELECT * FROM backup_journal WHERE repo = ? AND state IN ('planned', 'running', 'writing-manifest') ORDER BY id").all(repo) as any[]).map(journalRow);
+  }
+
+  /** The last backup journaled for a repository, with its note, or null. */
+  latest(repo: string): (JournalRow & { note: string | null }) | null {
+    const r = this.db.prepare('SELECT * FROM backup_journal WHERE repo = ? ORDER BY id DESC LIMIT 1').get(repo) as any;
+    return r ? { ...journalRow(r), note: r.note } : null;
   }
 }

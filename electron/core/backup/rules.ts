@@ -103,6 +103,11 @@ export interface RetentionPolicy {
   keepWeekly: number;
 }
 
+/** A policy that keeps something: a prune never removes every backup. */
+export function keepsSomething(p: RetentionPolicy): boolean {
+  return p.keepLast + p.keepDaily + p.keepWeekly > 0;
+}
+
 export interface RetentionPlan {
   /** ids kept, oldest first, each with why */
   keep: { id: string; why: string[] }[];

@@ -38,6 +38,8 @@ export interface TakeOptions {
   /** the catalog to use (the app's own connection); else dataDir/strata.db is opened and closed */
   db?: Db;
   signal?: AbortSignal;
+  /** the job's rate limit in bytes/s (0 or absent: as fast as QEMU goes) */
+  speed?: number;
   onProgress?: (job: JobView) => void;
   /** lines worth telling the user (a stale lock taken over, a crashed backup cleaned up) */
   onNote?: (line: string) => void;
@@ -321,6 +323,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
         actions.push({ type: 'block-dirty-bitmap-merge', data: { node, target: tmp, bitmaps: r.sources.map((s) => ({ node: nodeOf(s), name: s.bitmap })) } });
         Object.assign(backup, { sync: 'bitmap', bitmap: tmp, 'bitmap-mode': 'never' });
       }
+      if (o.speed) backup.speed = o.speed;
       if (o.compress) backup.compress = true;
       else backup['x-perf'] = { 'use-copy-range': true, 'max-chunk': 4194304 };
       actions.push({ type: 'blockdev-backup', data: backup });

@@ -6,9 +6,21 @@ import { humanBytes, table } from './format.ts';
 import type { Out } from './output.ts';
 import { defaultDataDir } from '../paths.ts';
 import { StrataError } from '../errors.ts';
-import { isLevel, type Level } from '../backup/rules.ts';
+import { isLevel, keepsSomething, type Level } from '../backup/rules.ts';
 import { Repository, listPoints } from '../backup/repository.ts';
 import type { JobView } from '../jobs/engine.ts';
+import { openDb, type Db } from '../store/db.ts';
+import { BackupActivityLog, journaledPrune, repoKey, restoreEnd, verifyEnd } from '../backup/activity.ts';
+
+/** Runs `fn` with Strata's history database, where restores, verifies and prunes are recorded for the app's History. */
+async function withHistory<T>(fn: (db: Db) => Promise<T> | T): Promise<T> {
+  const db = openDb(path.join(defaultDataDir(), 'strata.db'));
+  try {
+    return await fn(db);
+  } finally {
+    db.close();
+  }
+}
 
 export const BACKUP_HELP = {
   backup: `Usage: strata backup IMAGE --repo DIR [--level full|inc|diff|copy] [--since NAME] [--compress] [--dry-run] [--json]
@@ -151,7 +163,9 @@ export async function cmdRestore(argv: string[], out: Out): Promise<void> {
   const format = a.options.get('format') ?? 'qcow2';
   if (format !== 'qcow2' && format !== 'raw') throw new StrataError('E_BAD_INPUT', `--format ${format}: expected qcow2 or raw`);
   const { restoreBackup } = await import('../backup/restore.ts');
-  const r = await restoreBackup({ repo: repoOption(a, 'restore'), id: a.positionals[0], to, format, force: a.flags.has('force') });
+  const repo = repoOption(a, 'restore');
+  const id = a.positionals[0];
+  const r = await withHistory((db) => new BackupActivityLog(db).record('restore', repoKey(repo), `restore ${id} to ${path.resolve(to)}`, path.resolve(to), () => restoreBackup({ repo, id, to, format, force: a.flags.has('force') }), (x) => restoreEnd(x, format)));
   if (a.flags.has('json')) return out.write(JSON.stringify(r, null, 2) + '\n');
   out.write(`Restored ${r.id} to ${r.to} (${format}, ${humanBytes(r.bytes)} on disk)\n`);
 }
@@ -162,7 +176,8 @@ export async function cmdVerify(argv: string[], out: Out): Promise<void> {
   if (a.positionals.length > 1) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata verify --help');
   const repo = Repository.open(repoOption(a, 'verify'));
   const { verifyRepository } = await import('../backup/verify.ts');
-  const results = await verifyRepository(repo, a.positionals[0]);
+  const id = a.positionals[0];
+  const results = await withHistory((db) => new BackupActivityLog(db).record('verify', repo.dir, id ? `verify ${id}` : 'verify every point', null, () => verifyRepository(repo, id), verifyEnd));
   if (a.flags.has('json')) out.write(JSON.stringify(results, null, 2) + '\n');
   else for (const r of results) out.write(`${r.id}: ${r.ok ? `ok (${humanBytes(r.checkedBytes)} of data re-read)` : 'DAMAGED'}\n${r.problems.map((p) => `  - ${p}\n`).join('')}`);
   const bad = results.filter((r) => !r.ok);
@@ -182,11 +197,12 @@ export async function cmdPrune(argv: string[], out: Out): Promise<void> {
     return Number(v);
   };
   const policy = { keepLast: n('keep-last'), keepDaily: n('keep-daily'), keepWeekly: n('keep-weekly') };
-  if (policy.keepLast + policy.keepDaily + policy.keepWeekly === 0) {
+  if (!keepsSomething(policy)) {
     throw new StrataError('E_BAD_INPUT', 'strata prune needs at least one of --keep-last, --keep-daily, --keep-weekly above 0 (it never removes every backup)');
   }
   const { prune } = await import('../backup/prune.ts');
-  const p = prune(repoOption(a, 'prune'), policy, a.flags.has('yes'));
+  // Applied, it is journaled in the history database first (a plan writes nothing, not even that).
+  const p = a.flags.has('yes') ? await withHistory((db) => journaledPrune(db, repoOption(a, 'prune'), policy, null)) : prune(repoOption(a, 'prune'), policy, false);
   if (a.flags.has('json')) return out.write(JSON.stringify(p, null, 2) + '\n');
   for (const k of p.keep) out.write(`keep    ${k.id}: ${k.why.join(', ')}\n`);
   for (const r of p.remove) out.write(`${p.applied ? 'removed' : 'remove '} ${r.id}: ${r.file} (${humanBytes(r.bytes)})\n`);

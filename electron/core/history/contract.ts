@@ -1,8 +1,10 @@
-// History: what Strata saw (scans) and did (jobs, bitmap operations, plans), newest first.
+// History: what Strata saw (scans) and did (jobs, bitmap operations, plans, backups and what was done
+// with them), newest first.
 import * as v from 'valibot';
 import { absPath, limit, optionalObj, type ChannelsOf } from '../schema.ts';
 import type { BitmapFlag, ChainHealth } from '../workspace/contract.ts';
 import type { PlanInfo } from '../plans/contract.ts';
+import type { BackupActivityInfo } from '../backup/contract.ts';
 
 /** What changed in a chain between two scans, as a code with its facts (paths absolute, sizes bytes). */
 export type Drift =
@@ -61,7 +63,8 @@ export type ActivityEntry =
   | { kind: 'scan'; at: string; scan: ScanRecord }
   | { kind: 'job'; at: string; job: JobRecordInfo }
   | { kind: 'operation'; at: string; operation: OperationInfo }
-  | { kind: 'plan'; at: string; plan: PlanInfo };
+  | { kind: 'plan'; at: string; plan: PlanInfo }
+  | { kind: 'backup'; at: string; backup: BackupActivityInfo };
 
 const recent = () => optionalObj({ limit: limit() });
 
@@ -70,7 +73,7 @@ export const historyArgs = {
   'history:jobs': recent(),
   'history:operations': recent(),
   'history:plans': recent(),
-  /** scans, jobs, bitmap operations and plans in one list, newest first (up to `limit` of each kind) */
+  /** scans, jobs, bitmap operations, plans and backups (with restores, verifies, prunes) in one list, newest first (up to `limit` of each kind) */
   'history:activity': recent(),
 };
 

@@ -151,4 +151,25 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       ALTER TABLE scans ADD COLUMN health_json TEXT;
     `,
   },
+  {
+    version: 8,
+    sql: `
+      -- Restores, verifies and prunes of backup repositories (backups themselves are in
+      -- backup_journal), for the activity history. A prune is written here before its first write.
+      CREATE TABLE backup_activity (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        action TEXT NOT NULL CHECK (action IN ('restore', 'verify', 'prune')),
+        repo TEXT NOT NULL,
+        file TEXT,
+        state TEXT NOT NULL CHECK (state IN ('running', 'ok', 'failed', 'damaged')),
+        summary TEXT NOT NULL,
+        points_json TEXT NOT NULL,
+        bytes INTEGER,
+        note TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+      );
+      CREATE INDEX backup_activity_repo ON backup_activity(repo, action, state);
+    `,
+  },
 ];

@@ -1,13 +1,17 @@
 // How the History view reads the core's activity feed (history:activity): one row per entry, in the
 // feed's own order (the core sorts it newest first), with the words and tone of its state.
-import type { ActivityEntry, JobRecordInfo } from '../../../electron/core/contract';
+import type { ActivityEntry, BackupActivityInfo, BackupActivityState, JobRecordInfo } from '../../../electron/core/contract';
 import { jobTone, jobTypeLabel, operationTone, planTone, STATE_LABEL, type Tone } from './jobs';
 
 /** The filter's and the row's name for a kind ('op' for the feed's 'operation': the e2e tests read it). */
-export type ActivityKind = 'scan' | 'job' | 'op' | 'plan';
+export type ActivityKind = 'scan' | 'job' | 'op' | 'plan' | 'backup';
 
-export const ACTIVITY_KIND: Record<ActivityEntry['kind'], ActivityKind> = { scan: 'scan', job: 'job', operation: 'op', plan: 'plan' };
-export const ACTIVITY_KIND_LABEL: Record<ActivityKind, string> = { scan: 'Scan', job: 'Job', op: 'Bitmap change', plan: 'Plan' };
+export const ACTIVITY_KIND: Record<ActivityEntry['kind'], ActivityKind> = { scan: 'scan', job: 'job', operation: 'op', plan: 'plan', backup: 'backup' };
+export const ACTIVITY_KIND_LABEL: Record<ActivityKind, string> = { scan: 'Scan', job: 'Job', op: 'Bitmap change', plan: 'Plan', backup: 'Backup' };
+
+/** The words of a backup activity's action, and the tone of each of its states. */
+export const BACKUP_ACTION_LABEL: Record<BackupActivityInfo['action'], string> = { backup: 'Backup', restore: 'Restore', verify: 'Verify', prune: 'Prune' };
+export const BACKUP_STATE_TONE: Record<BackupActivityState, Tone> = { running: 'live', ok: 'ok', failed: 'danger', cancelled: 'neutral', damaged: 'warn' };
 
 /** How a state reads: the badge's tone and word, and the state's own name. */
 export interface StateLook {
@@ -31,13 +35,30 @@ export interface ActivityRow {
   entry: ActivityEntry;
 }
 
-function recordId(e: ActivityEntry): number {
-  return e.kind === 'scan' ? e.scan.id : e.kind === 'job' ? e.job.id : e.kind === 'operation' ? e.operation.id : e.plan.id;
+/** Unique within the feed: backups and the other backup actions have journals of their own. */
+function recordKey(e: ActivityEntry): string {
+  return e.kind === 'scan' ? `${e.scan.id}` : e.kind === 'job' ? `${e.job.id}` : e.kind === 'operation' ? `${e.operation.id}` : e.kind === 'plan' ? `${e.plan.id}` : `${e.backup.action}-${e.backup.id}`;
+}
+
+function backupTitle(b: BackupActivityInfo): string {
+  const ids = (what: string) => b.points.filter((p) => p.what === what).map((p) => p.id);
+  switch (b.action) {
+    case 'backup':
+      return `Backup ${b.points[0]?.id ?? ''}${b.level ? ` (${b.level})` : ''}`;
+    case 'restore':
+      return `Restore ${b.points[0]?.id ?? b.summary.split(' ')[1]}`;
+    case 'verify':
+      return b.points.length ? `Verify ${b.points.length} point${b.points.length === 1 ? '' : 's'}${ids('damaged').length ? `: ${ids('damaged').join(', ')} damaged` : ''}` : 'Verify';
+    case 'prune': {
+      const gone = ids('removed');
+      return gone.length ? `Prune: remove ${gone.join(', ')}` : 'Prune: nothing to remove';
+    }
+  }
 }
 
 export function activityRow(e: ActivityEntry): ActivityRow {
   const kind = ACTIVITY_KIND[e.kind];
-  const base = { kind, key: `${kind}:${recordId(e)}`, at: e.at, entry: e };
+  const base = { kind, key: `${kind}:${recordKey(e)}`, at: e.at, entry: e };
   const searchable = (...parts: (string | null)[]) => parts.map((p) => p ?? '').join('\n').toLowerCase();
   switch (e.kind) {
     case 'scan': {
@@ -83,6 +104,17 @@ export function activityRow(e: ActivityEntry): ActivityRow {
         look: { state: p.state, label: p.state, tone: planTone(p.state) },
         failed: !!p.error,
         haystack: searchable(p.kind, p.summary, p.resolution, p.error, ...p.steps.map((x) => `${x.label} ${x.note ?? ''}`)),
+      };
+    }
+    case 'backup': {
+      const b = e.backup;
+      return {
+        ...base,
+        title: backupTitle(b),
+        file: b.file ?? b.repo,
+        look: { state: b.state, label: b.state, tone: BACKUP_STATE_TONE[b.state] },
+        failed: b.state === 'failed',
+        haystack: searchable(b.action, b.repo, b.file, b.summary, b.note, ...b.points.map((p) => `${p.id} ${p.what} ${p.note ?? ''}`)),
       };
     }
   }

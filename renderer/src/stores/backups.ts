@@ -1,17 +1,39 @@
 // Backups, per image: the repository folder the user chose (remembered per image in localStorage),
 // its points oldest first (backup:list), a backup taken after a dry run said what it copies
-// (backup:take), a point restored to a new file (backup:restore), and the repository verified
-// (backup:verify). A running backup's progress comes from backup:progress (event-bridge.ts).
+// (backup:take), a running backup cancelled (backup:cancel), a point restored to a new file
+// (backup:restore), the repository verified (backup:verify), and its retention: the policy (kept per
+// repository in localStorage), the prune plan (backup:prune-plan) and the prune the user confirmed
+// (backup:prune). A running backup's progress comes from backup:progress (event-bridge.ts).
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
-import type { BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
+import type { BackupCheckpoint, BackupPrunePlan, BackupPrunePreview, BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useChainsStore } from './chains';
 
 const KEY = 'strata.backups.repo:';
+const RETENTION_KEY = 'strata.backups.retention:';
 
-export type BackupBusy = 'listing' | 'planning' | 'taking' | 'restoring' | 'verifying' | null;
+export type BackupBusy = 'listing' | 'planning' | 'taking' | 'restoring' | 'verifying' | 'pruning' | null;
+
+export interface Retention {
+  keepLast: number;
+  keepDaily: number;
+  keepWeekly: number;
+}
+
+const DEFAULT_RETENTION: Retention = { keepLast: 7, keepDaily: 0, keepWeekly: 0 };
+
+function readRetention(repo: string): Retention {
+  try {
+    const r = JSON.parse(localStorage.getItem(RETENTION_KEY + repo) ?? 'null');
+    const n = (x: unknown) => (Number.isSafeInteger(x) && (x as number) >= 0 ? (x as number) : null);
+    if (r && n(r.keepLast) !== null && n(r.keepDaily) !== null && n(r.keepWeekly) !== null) return { keepLast: r.keepLast, keepDaily: r.keepDaily, keepWeekly: r.keepWeekly };
+  } catch {
+    /* none saved, or unreadable: the default */
+  }
+  return { ...DEFAULT_RETENTION };
+}
 
 export const useBackupsStore = defineStore('backups', () => {
   const repos = reactive<Record<string, string>>({});
@@ -22,6 +44,15 @@ export const useBackupsStore = defineStore('backups', () => {
   const lastTaken = reactive<Record<string, BackupTaken | null>>({});
   const lastRestore = reactive<Record<string, BackupRestoreResult | null>>({});
   const verified = reactive<Record<string, BackupVerifyResult[] | null>>({});
+  /** the last backup stopped by Cancel, with what its clean-up removed */
+  const lastCancelled = reactive<Record<string, BackupCancelled | null>>({});
+  /** the prune plan last shown, and the last prune applied */
+  const prunePlan = reactive<Record<string, BackupPrunePreview | null>>({});
+  const lastPrune = reactive<Record<string, BackupPrunePlan | null>>({});
+  /** per image: the known repositories' backups whose checkpoint is in its chain (for the chain view) */
+  const checkpointBackups = reactive<Record<string, BackupCheckpoint[]>>({});
+  /** Cancel was pressed and the core has not answered yet */
+  const cancelling = reactive<Record<string, boolean>>({});
 
   function repoOf(image: string): string {
     if (repos[image] === undefined) {
@@ -46,6 +77,43 @@ export const useBackupsStore = defineStore('backups', () => {
     points[image] = [];
     verified[image] = null;
     lastTaken[image] = null;
+    prunePlan[image] = null;
+    lastPrune[image] = null;
+  }
+
+  /** The retention policy of the image's repository (saved per repository folder). */
+  function retentionOf(image: string): Retention {
+    return readRetention(repoOf(image));
+  }
+
+  function setRetention(image: string, r: Retention): void {
+    try {
+      localStorage.setItem(RETENTION_KEY + repoOf(image), JSON.stringify(r));
+    } catch {
+      /* not remembered, still used */
+    }
+  }
+
+  /** What the policy would remove, and how every point that stays is restored; writes nothing. */
+  async function planPrune(image: string, r: Retention): Promise<void> {
+    setRetention(image, r);
+    lastPrune[image] = null;
+    prunePlan[image] = await run(image, 'pruning', () => call('backup:prune-plan', { repo: repoOf(image), ...r }));
+  }
+
+  /** Applies the plan shown (the core refuses it if the repository changed since). */
+  async function prune(image: string, r: Retention): Promise<BackupPrunePlan | null> {
+    const plan = prunePlan[image];
+    if (!plan) return null;
+    const done = await run(image, 'pruning', () => call('backup:prune', { repo: repoOf(image), ...r, remove: plan.remove.map((x) => x.id) }));
+    if (done) {
+      prunePlan[image] = null;
+      lastPrune[image] = done;
+      verified[image] = null;
+      await list(image);
+      void loadCheckpoints(image);
+    }
+    return done;
   }
 
   async function run<T>(image: string, what: Exclude<BackupBusy, null>, fn: () => Promise<T>): Promise<T | null> {
@@ -80,18 +148,50 @@ export const useBackupsStore = defineStore('backups', () => {
     return run(image, 'planning', () => call('backup:take', { image, repo: repoOf(image), level, dryRun: true }));
   }
 
-  async function take(image: string, level: BackupLevel | undefined): Promise<BackupTaken | null> {
+  /** speed: the job's rate limit in bytes/s (undefined: unlimited) */
+  async function take(image: string, level: BackupLevel | undefined, speed?: number): Promise<BackupTaken | null> {
     progress[image] = null;
-    const r = await run(image, 'taking', () => call('backup:take', { image, repo: repoOf(image), level }));
+    lastCancelled[image] = null;
+    lastTaken[image] = null;
+    const r = await run(image, 'taking', () => call('backup:take', { image, repo: repoOf(image), level, ...(speed ? { speed } : {}) }));
     progress[image] = null;
+    // A backup stopped by Cancel ends in an error that is not one: the cancel's answer says what happened.
+    if (!r && cancelling[image]) errors[image] = null;
     if (r) {
       lastTaken[image] = r;
       verified[image] = null;
+      prunePlan[image] = null;
       await list(image);
       // The new checkpoint bitmap shows in the chain view.
       void useChainsStore().inspect(image);
     }
     return r;
+  }
+
+  /** Which checkpoints of the image's chain are backups' checkpoints; a failure only leaves the markers out. */
+  async function loadCheckpoints(image: string): Promise<void> {
+    try {
+      checkpointBackups[image] = await call('backup:checkpoints', { image });
+    } catch {
+      checkpointBackups[image] = [];
+    }
+  }
+
+  async function cancel(image: string): Promise<void> {
+    if (busy[image] !== 'taking' || cancelling[image]) return;
+    cancelling[image] = true;
+    try {
+      const r = await call('backup:cancel', { repo: repoOf(image) });
+      if (r.cancelled) {
+        lastCancelled[image] = r;
+        errors[image] = null;
+      }
+    } catch (e) {
+      errors[image] = ApiError.from(e);
+    } finally {
+      cancelling[image] = false;
+    }
+    await list(image);
   }
 
   async function restore(image: string, id: string, to: string, format: 'qcow2' | 'raw'): Promise<BackupRestoreResult | null> {
@@ -109,5 +209,5 @@ export const useBackupsStore = defineStore('backups', () => {
     if (busy[p.image] === 'taking') progress[p.image] = p;
   }
 
-  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, repoOf, setRepo, list, plan, take, restore, verify, onProgress };
+  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, checkpointBackups, loadCheckpoints, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
 });
