@@ -2,15 +2,11 @@
 // disabled, while it was still the active layer, is in no bitmap. Before, the rules called such a
 // checkpoint ok and "changes since" it missed those writes (a raw copy taken at the checkpoint shows it).
 import { test, expect } from 'vitest';
-import { G, newScenario, write, addBitmap, checkpoint, overlay, assertTruth } from '../repair/scenarios.ts';
+import { G, checkpointedBase, write, addBitmap, checkpoint, overlay, assertTruth } from '../repair/scenarios.ts';
 import { qemuImg } from '../helpers/qemu.ts';
 
 test('a backing layer written after its only bitmap was disabled: unknown, never ok with writes missing', () => {
-  const s = newScenario();
-  write(s.top, 0x41, 0, G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x42, G, G);
+  const s = checkpointedBase(G);
   qemuImg('bitmap', '--disable', s.top, 'c1');
   write(s.top, 0x43, 2 * G, G); // recorded nowhere
   overlay(s, 'top.qcow2');
@@ -24,11 +20,7 @@ test('a backing layer written after its only bitmap was disabled: unknown, never
 });
 
 test('the seed scheme (the newest bitmap of the backing layer still recording) stays ok and exact', () => {
-  const s = newScenario();
-  write(s.top, 0x41, 0, G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x42, G, G);
+  const s = checkpointedBase(G);
   qemuImg('bitmap', '--disable', s.top, 'c1');
   addBitmap(s.top, 'c2');
   checkpoint(s, 'c2');

@@ -181,13 +181,19 @@ export function checkpointThenOverlay(): Scenario {
   return s;
 }
 
-/** A middle layer made with qemu-img create -b between two layers holding c1. */
-export function brokenGap(): Scenario {
+/** A base holding `before` bytes written when checkpoint c1 was made (its raw copy taken), then one cluster more. */
+export function checkpointedBase(before: number): Scenario {
   const s = newScenario();
-  write(s.top, 0x41, 0, 2 * G);
+  write(s.top, 0x41, 0, before);
   addBitmap(s.top, 'c1');
   checkpoint(s, 'c1');
-  write(s.top, 0x42, 2 * G, G);
+  write(s.top, 0x42, before, G);
+  return s;
+}
+
+/** A middle layer made with qemu-img create -b between two layers holding c1. */
+export function brokenGap(): Scenario {
+  const s = checkpointedBase(2 * G);
   overlay(s, 'mid.qcow2');
   write(s.top, 0x43, 3 * G + 512, 8 * K); // not aligned: rounded out to the granularity
   overlay(s, 'top.qcow2');

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test, expect, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { G, K, seedBase, overlay, write, addBitmap, checkpoint, newScenario, strata, sums, assertTruth, qemuCheckAll, crashWhileOpen } from './scenarios.ts';
+import { G, K, seedBase, overlay, write, addBitmap, checkpoint, checkpointedBase, strata, sums, assertTruth, qemuCheckAll, crashWhileOpen } from './scenarios.ts';
 import { qemuImg, qemuInfoChain } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
 import { createService } from '../../electron/core/service.ts';
@@ -81,11 +81,7 @@ test('stream the seed chain: the top becomes standalone with bitmap1, bitmap2, b
 
 test('stream with --base: the middle layer leaves, its checkpoint is merged into the top’s copy (libvirt style) and the base keeps its own', () => {
   // base: c1 (recording); mid: c1, c2 (recording, libvirt copies every checkpoint); top: c1, c2.
-  const s = newScenario();
-  write(s.top, 0x41, 0, 2 * G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x42, 2 * G, G);
+  const s = checkpointedBase(2 * G);
   overlay(s, 'mid.qcow2');
   addBitmap(s.top, 'c1');
   addBitmap(s.top, 'c2');
