@@ -65,6 +65,7 @@ export const CHANNELS = [
   'connection:restart',
   'connection:close',
   'connection:graph',
+  'connection:traffic',
   'job:list',
   'job:start',
   'job:verb',

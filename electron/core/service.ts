@@ -6,6 +6,7 @@ import type { AppInfo } from './contract.ts';
 import { openDb, type Db } from './store/db.ts';
 import { History } from './store/history.ts';
 import { JobStore } from './store/jobs.ts';
+import { QmpTrafficLog } from './store/qmp-traffic.ts';
 import { Operations } from './store/operations.ts';
 import { PlanStore } from './store/plans.ts';
 import { ConnectionManager } from './connections/manager.ts';
@@ -55,16 +56,18 @@ export function createService(opts: ServiceOptions): Service {
   const jobStore = new JobStore(db);
   const operations = new Operations(db);
   const planStore = new PlanStore(db);
+  const traffic = new QmpTrafficLog(db);
   const connections = new ConnectionManager({
     runtimeDir,
     store: jobStore,
+    traffic,
     events: {
       connections: (list) => emit('connection:changed', list),
       jobChanged: (j) => emit('job:changed', j),
       jobProgress: (j) => emit('job:progress', j),
     },
   });
-  const plans = new ServicePlans(planStore, (p) => emit('plan:changed', p), { runtimeDir, connection: (id) => connections.planConnection(id) });
+  const plans = new ServicePlans(planStore, (p) => emit('plan:changed', p), { runtimeDir, connection: (id) => connections.planConnection(id), traffic });
   // Plans a crash left unfinished are finished now, in the background; plan:changed says how.
   const recovered = plans.recoverAll().catch(() => []);
 

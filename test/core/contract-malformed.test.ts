@@ -37,6 +37,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'connection:restart': [{ id: 'nope' }],
   'connection:close': [{ id: 'nope' }],
   'connection:graph': [{ id: 'nope' }],
+  'connection:traffic': [{ id: 'nope', limit: 5 }],
   'job:list': [{ connection: 'nope' }],
   'job:start': [
     { connection: 'nope', spec: { type: 'block-stream', device: 'n', speed: 1 } },

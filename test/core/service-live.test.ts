@@ -69,9 +69,18 @@ test('a job from start to dismiss: pushed state changes, throttled progress, his
   assert.ok(progress.length <= span * 11 + 2, `${progress.length} progress events in ${span}s`);
   const hist = await call(service, 'history:jobs', {});
   assert.equal(hist[0].type, 'block-stream');
-  const states = hist[0].events.filter((e: any) => !/^(->|<-) /.test(e.note ?? '')).map((e: any) => e.state);
+  const states = hist[0].events.map((e: any) => e.state);
   assert.deepEqual(states, ['undefined', 'created', 'running', 'waiting', 'pending', 'concluded', 'null']);
-  assert.ok(hist[0].events.some((e: any) => /^-> \{"execute":"block-stream"/.test(e.note ?? '')));
+  // The job's QMP comes from the connection's traffic log, as QEMU sent it.
+  assert.equal(JSON.parse(hist[0].qmp[0].line).execute, 'block-stream');
+  const startId = JSON.parse(hist[0].qmp[0].line).id;
+  assert.ok(hist[0].qmp.some((l: any) => l.line === `{"return": {}, "id": "${startId}"}`), 'the reply as QEMU wrote it');
+  assert.ok(hist[0].qmp.some((l: any) => l.event === 'JOB_STATUS_CHANGE' && JSON.parse(l.line).data.status === 'concluded'));
+  assert.ok(hist[0].qmp.some((l: any) => JSON.parse(l.line).execute === 'job-dismiss'));
+  // The connection's own log has everything, polls included, raw.
+  const log = await call(service, 'connection:traffic', { id: conn.id });
+  assert.ok(log[0].line.startsWith('{"QMP": {"version"'), log[0].line);
+  assert.ok(log.some((l: any) => l.dir === 'out' && JSON.parse(l.line).execute === 'query-jobs'));
 });
 
 test('a daemon killed from outside is reported lost with the reason, and can be restarted', { timeout: 60000 }, async (t) => {
@@ -131,6 +140,14 @@ test('bitmap changes over the contract: plan shows the QMP and changes nothing; 
   await assert.rejects(call(service, 'bitmap:apply', { target: { kind: 'connection', connection: conn.id, node: 'strata-top' }, op: { op: 'remove', name: 'nope' } }), (e: any) => e.code === 'E_BAD_INPUT');
   const ops = await call(service, 'history:operations', {});
   assert.deepEqual(ops.map((o: any) => [o.kind, o.state]), [['bitmap-disable', 'done'], ['bitmap-add', 'done']]);
+  // The live change's log is its two lines in the connection's traffic log, as on the wire: the
+  // transaction sent and QEMU's reply to that id; nothing else the connection said.
+  const [out, back] = ops[0].log;
+  assert.equal(ops[0].log.length, 2);
+  assert.deepEqual(JSON.parse(out.line).arguments.actions, [{ type: 'block-dirty-bitmap-disable', data: { node: 'strata-top', name: 'ui' } }]);
+  assert.equal(back.line, `{"return": {}, "id": "${JSON.parse(out.line).id}"}`);
+  // The one done on the offline image had its own daemon: every line of that session.
+  assert.ok(ops[1].log.some((l: any) => l.dir === 'in' && l.line.startsWith('{"QMP": ')));
   await call(service, 'connection:close', { id: conn.id });
 });
 

@@ -66,6 +66,17 @@ test('commit with bitmaps from the contract: pushed plan states, bitmaps recordi
   assert.equal(records.length, 1, 'one history for the plan\'s job');
   assert.equal(records[0].type, 'block-commit');
   assert.equal((await call(service, 'history:jobs', {})).filter((j: any) => j.type === 'unknown').length, 0, 'no job adopted as foreign');
+  // Each step's QMP, raw from the connection's traffic log: a command step its command and reply;
+  // the job step its start, QEMU's events about the job, and the verbs.
+  const done = (await call(service, 'history:plans', {}))[0];
+  const first = done.steps[0];
+  assert.deepEqual(JSON.parse(first.qmp[0].line).arguments, first.commands[0].arguments);
+  assert.equal(first.qmp[1].line, `{"return": {}, "id": "${JSON.parse(first.qmp[0].line).id}"}`);
+  const job = done.steps[2].qmp;
+  assert.equal(JSON.parse(job.find((l: any) => l.dir === 'out').line).execute, 'block-commit');
+  assert.ok(job.some((l: any) => l.event === 'JOB_STATUS_CHANGE' && JSON.parse(l.line).data.status === 'ready'));
+  assert.ok(job.some((l: any) => l.dir === 'out' && JSON.parse(l.line).execute === 'job-dismiss'));
+  assert.ok(!job.some((l: any) => l.line.includes('"query-jobs"')), 'polls are not a step\'s lines');
   await service.close(); // stops the daemon with SIGTERM: bitmaps are stored
   assert.deepEqual(flags(base), { A: ['auto'], B: ['auto'] });
   qemuIo(base, ['read -P 2 4M 1M'], ['-r']); // the top's data is in the base
@@ -92,6 +103,8 @@ test('the next start finishes what a crash left: rolled back, and the user is to
   assert.equal(plans[0].state, 'rolled-back');
   assert.match(plans[0].resolution, /rolled back.*undid disable 'A'/);
   assert.deepEqual(plans[0].steps.map((s: any) => s.state), ['undone', 'pending', 'pending', 'pending', 'pending', 'pending', 'pending']);
+  // The undo sent by the recovery is in the step's traffic (its own session, 'recovery of plan N').
+  assert.ok(plans[0].steps[0].qmp.some((l: any) => l.dir === 'out' && JSON.parse(l.line).execute === 'block-dirty-bitmap-enable'));
   const q = await QmpClient.connect(d.socket);
   const nodes = await q.execute<any[]>('query-named-block-nodes', { flat: true });
   await q.close();

@@ -105,6 +105,18 @@ test('a daemon opened read-write: graph, bitmap add through plan/confirm, a rate
   await liveChip(page, 'strata-top', 'nightly').and(page.locator('[data-state="recording"]')).waitFor();
   assert.equal(await liveChip(page, 'strata-top', 'nightly').getAttribute('data-persistent'), 'true');
 
+  // The connection's QMP traffic: the transaction as sent, and QEMU's reply as it wrote it.
+  await page.getByTestId('connection-traffic').locator('summary').click();
+  const trafficLines = page.getByTestId('connection-traffic-line');
+  await trafficLines.first().waitFor();
+  const sent = await trafficLines.evaluateAll((els) => els.map((e) => [e.getAttribute('data-dir'), e.textContent ?? '']));
+  const tx = sent.find(([dir, text]) => dir === 'out' && text.includes('"execute":"transaction"') && text.includes('"nightly"'));
+  assert.ok(tx, sent.map((x) => x.join(' ')).join('\n'));
+  const txId = /"id":"(strata-\d+)"/.exec(tx[1])![1];
+  assert.ok(sent.some(([dir, text]) => dir === 'in' && text.includes(`{"return": {}, "id": "${txId}"}`)), 'the reply, raw');
+  await app.shot('connection-traffic');
+  await page.getByTestId('connection-traffic').locator('summary').click();
+
   // A chip's menu: disable it (planned and confirmed as well).
   await liveChip(page, 'strata-top', 'nightly').click();
   await page.getByTestId('action-menu').waitFor();

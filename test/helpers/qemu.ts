@@ -30,15 +30,17 @@ export function tempDir(t: Cleanup, prefix = 'strata-test-'): string {
   return dir;
 }
 
-function canConnect(sock: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (!fs.existsSync(sock)) return resolve(false);
-    const s = net.connect(sock);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
+/**
+ * Is a socket listening at `sock`? Read from the kernel's table (/proc/net/unix: the listening flag
+ * __SO_ACCEPTCON, 0x10000), not by connecting: a probe connection would be the monitor's client for
+ * a moment, and QEMU closes a connection that arrives before it has noticed the probe leave.
+ */
+function isListening(sock: string): boolean {
+  if (!fs.existsSync(sock)) return false;
+  const table = fs.readFileSync('/proc/net/unix', 'utf8').split('\n');
+  return table.some((row) => {
+    const f = row.trim().split(/\s+/);
+    return f.length >= 8 && f.slice(7).join(' ') === sock && (parseInt(f[3], 16) & 0x10000) !== 0;
   });
 }
 
@@ -51,7 +53,7 @@ export async function waitListening(sock: string, child: ChildProcess, why: () =
   const t0 = Date.now();
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before it was ready: ${why()}`);
-    if (await canConnect(sock)) return;
+    if (isListening(sock)) return;
     if (Date.now() - t0 > ms) throw new Error(`not listening on ${sock} after ${ms} ms: ${why()}`);
     await new Promise((r) => setTimeout(r, 5));
   }

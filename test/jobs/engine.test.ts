@@ -6,13 +6,13 @@ import { JobEngine, type JobView } from '../../electron/core/jobs/engine.ts';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { openDb } from '../../electron/core/store/db.ts';
 import { JobStore } from '../../electron/core/store/jobs.ts';
+import { QmpTrafficLog } from '../../electron/core/store/qmp-traffic.ts';
 import { inspect } from '../../electron/core/inspect.ts';
 import { tempDir, qemuImg, qemuIo, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 
-const isQmp = (e: { note: string | null }) => !!e.note && /^(->|<-) /.test(e.note);
-/** The states a job went through (QMP lines are kept in the same history, marked -> and <-). */
-const statesOf = (events: { state: string; note: string | null }[]) => events.filter((e) => !isQmp(e)).map((e) => e.state);
+/** The states a job went through. */
+const statesOf = (events: { state: string; note: string | null }[]) => events.map((e) => e.state);
 
 const MiB = 1024 * 1024;
 
@@ -27,15 +27,16 @@ async function chain(t: Cleanup, size = 32 * MiB) {
   qemuImg('create', '-q', '-f', 'qcow2', '-b', mid, '-F', 'qcow2', top);
   qemuIo(top, [`write -P 3 ${size / 2} ${size / 4}`]);
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=top,file.driver=file,file.filename=${top}`]);
-  const qmp = await QmpClient.connect(d.socket);
-  t.onTestFinished(() => qmp.close());
   const db = openDb(path.join(dir, 'strata.db'));
   t.onTestFinished(() => {
     db.close();
   });
+  const traffic = new QmpTrafficLog(db).open('test daemon', d.socket);
+  const qmp = await QmpClient.connect(d.socket, { onTraffic: traffic.sink });
+  t.onTestFinished(() => qmp.close());
   const store = new JobStore(db);
   const updates: JobView[] = [];
-  const engine = new JobEngine(qmp, { connection: d.socket, store, onUpdate: (j) => updates.push(j) });
+  const engine = new JobEngine(qmp, { connection: d.socket, store, session: traffic.id, onUpdate: (j) => updates.push(j) });
   t.onTestFinished(() => engine.close());
   return { dir, base, mid, top, d, qmp, store, engine, updates };
 }
@@ -52,10 +53,19 @@ test('block-stream: follows the lifecycle, dismiss only when concluded, history 
   const rec = c.store.list()[0];
   assert.equal(rec.type, 'block-stream');
   assert.deepEqual(statesOf(rec.events), ['undefined', 'created', 'running', 'waiting', 'pending', 'concluded', 'null']);
-  // The QMP exchanged is in the history too: the start with auto-dismiss off, and the dismiss.
-  const qmp = rec.events.filter(isQmp).map((e) => e.note!);
-  assert.match(qmp[0], /^-> \{"execute":"block-stream","arguments":\{"device":"top","job-id":"[^"]+","auto-dismiss":false\}\}$/);
-  assert.ok(qmp.some((l) => l.startsWith('-> {"execute":"job-dismiss"')));
+  // The QMP exchanged is the job's, raw from the traffic log: the start with auto-dismiss off and
+  // QEMU's reply as it sent it, every status change event about this job, and the dismiss.
+  const start = JSON.parse(rec.qmp[0].line);
+  assert.equal(rec.qmp[0].dir, 'out');
+  assert.deepEqual(start.arguments, { device: 'top', 'job-id': j.id, 'auto-dismiss': false });
+  // (QEMU sends the job's first status event before its reply: the log keeps the wire's order.)
+  assert.ok(rec.qmp.some((l) => l.dir === 'in' && l.line === `{"return": {}, "id": "${start.id}"}`), 'the reply as QEMU wrote it');
+  const statuses = rec.qmp.filter((l) => l.event === 'JOB_STATUS_CHANGE').map((l) => JSON.parse(l.line).data);
+  assert.ok(statuses.every((d) => d.id === j.id));
+  assert.deepEqual(statuses.map((d) => d.status), ['created', 'running', 'waiting', 'pending', 'concluded', 'null']);
+  assert.ok(rec.qmp.some((l) => l.dir === 'out' && JSON.parse(l.line).execute === 'job-dismiss'));
+  // Nothing of another call: query-jobs polls are the connection's, not the job's.
+  assert.ok(!rec.qmp.some((l) => l.line.includes('query-jobs')));
   assert.ok(rec.finishedAt);
   // The top now holds everything: streaming pulled the backing data up.
   assert.equal(inspect(c.top).layers.length, 1);

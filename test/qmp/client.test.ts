@@ -3,7 +3,7 @@ import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { QmpClient } from '../../electron/core/qmp/client.ts';
+import { QmpClient, type QmpTraffic } from '../../electron/core/qmp/client.ts';
 import { QmpExecuteError } from '../../electron/core/qmp/errors.ts';
 import { tempDir, qemuImg, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
@@ -14,7 +14,13 @@ test('real daemon: greeting, negotiation, commands, typed errors with QEMU class
   qemuImg('create', '-q', '-f', 'qcow2', img, '1M');
   const d = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=n0,file.driver=file,file.filename=${img}`]);
   const traffic: string[] = [];
-  const c = await QmpClient.connect(d.socket, { onTraffic: (dir, line) => traffic.push(`${dir} ${line}`) });
+  const entries: QmpTraffic[] = [];
+  const c = await QmpClient.connect(d.socket, {
+    onTraffic: (t) => {
+      traffic.push(`${t.dir} ${t.line}`);
+      entries.push(t);
+    },
+  });
   t.onTestFinished(() => c.close());
   assert.equal(c.greeting?.QMP.version.qemu.major, 7);
   const v = await c.execute<{ qemu: { major: number } }>('query-version');
@@ -26,6 +32,15 @@ test('real daemon: greeting, negotiation, commands, typed errors with QEMU class
     assert.equal(e.code, 'E_QMP_EXECUTE');
     assert.equal(e.errorClass, 'GenericError');
     assert.equal(e.command, 'block-dirty-bitmap-remove');
+    // What was sent and what QEMU answered, exactly as they were on the wire.
+    const sent = JSON.parse(e.sent);
+    assert.deepEqual({ execute: sent.execute, arguments: sent.arguments }, { execute: 'block-dirty-bitmap-remove', arguments: { node: 'n0', name: 'nope' } });
+    const received = JSON.parse(e.received);
+    assert.equal(received.id, sent.id);
+    assert.equal(received.error.class, 'GenericError');
+    assert.match(e.received, /"class": "GenericError"/); // QEMU's own spacing: the raw line
+
+    assert.ok(traffic.includes(`in ${e.received}`));
     return true;
   });
   await assert.rejects(c.execute('no-such-command'), (e: any) => e.errorClass === 'CommandNotFound');
@@ -33,6 +48,14 @@ test('real daemon: greeting, negotiation, commands, typed errors with QEMU class
   const many = await Promise.all(Array.from({ length: 20 }, () => c.execute<{ qemu: unknown }>('query-version')));
   assert.equal(many.length, 20);
   assert.ok(traffic.some((l) => l.startsWith('out {"execute":"qmp_capabilities"')));
+  // The greeting as QEMU wrote it (with its spaces), not re-serialized.
+  assert.match(traffic[0], /^in \{"QMP": \{"version": \{"qemu": \{"micro": \d+, "minor": \d+, "major": \d+\}/);
+  // A call's lines carry its id and its caller's tag, both ways.
+  await c.execute('query-version', undefined, { tag: { operation: 7 } });
+  const tagged = entries.filter((x) => x.tag?.operation === 7);
+  assert.deepEqual(tagged.map((x) => x.dir), ['out', 'in']);
+  assert.equal(tagged[0].call, tagged[1].call);
+  assert.equal(JSON.parse(tagged[1].line).id, tagged[0].call);
 });
 
 test('real daemon: a second client waits silently; we report a busy monitor', async (t) => {

@@ -12,6 +12,7 @@ import { JobEngine, type JobView } from '../jobs/engine.ts';
 import { QmpClient } from '../qmp/client.ts';
 import { withFrozenGuest } from './guest-agent.ts';
 import { JobStore } from '../store/jobs.ts';
+import { QmpTrafficLog } from '../store/qmp-traffic.ts';
 import { openDb, type Db } from '../store/db.ts';
 import { allocationExtents, withChain } from '../qcow2/chain.ts';
 import { imageLockState } from '../daemon/image-lock.ts';
@@ -274,6 +275,8 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     const jid = journal.begin({ repo: repo.dir, backupId: id, image, partial, final, checkpoint });
     let daemon: StorageDaemon | null = null;
     let engine: JobEngine | null = null;
+    // Strata's own daemon's QMP goes to the traffic log, and the backup job's record points at it.
+    const traffic = liveQmp ? null : new QmpTrafficLog(db).open(`backup ${id} of ${image}`, `qemu-storage-daemon for ${image}`);
     const jobId = `strata-backup-${process.pid}-${Date.now().toString(36)}`;
     let jobStarted = false;
     const onAbort = () => {
@@ -283,7 +286,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     try {
       // The daemon first: it refuses an image another QEMU holds before anything is created.
       if (!liveQmp) {
-        daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false });
+        daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false, onTraffic: traffic?.sink });
         journal.setDaemon(jid, daemon.pid ?? null);
       }
       const create = ['create', '-q', '-f', 'qcow2'];
@@ -291,7 +294,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       await tool('qemu-img', [...create, partial, String(r.virtualSize)], partial);
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
       const qmp = liveQmp ?? daemon!.qmp;
-      engine = new JobEngine(qmp, { connection: qmp.path, store: new JobStore(db), onUpdate: o.onProgress });
+      engine = new JobEngine(qmp, { connection: qmp.path, store: new JobStore(db), session: traffic?.id ?? null, onUpdate: o.onProgress });
       const target = `strata-bk-${id}`;
       await qmp.execute('blockdev-add', {
         driver: 'qcow2',
@@ -327,12 +330,13 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       if (o.compress) backup.compress = true;
       else backup['x-perf'] = { 'use-copy-range': true, 'max-chunk': 4194304 };
       actions.push({ type: 'blockdev-backup', data: backup });
-      engine.adopt(jobId, 'backup', backup);
+      const record = engine.adopt(jobId, 'backup', backup).record;
+      const tag = record !== null ? { tag: { job: record } } : {};
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
       // With a guest agent, the guest's filesystems are frozen around the transaction only (the
       // backup job copies the point in time the transaction fixed), and always thawed.
-      if (o.live?.qga) await withFrozenGuest(path.resolve(o.live.qga), () => qmp.execute('transaction', { actions }));
-      else await qmp.execute('transaction', { actions });
+      if (o.live?.qga) await withFrozenGuest(path.resolve(o.live.qga), () => qmp.execute('transaction', { actions }, tag));
+      else await qmp.execute('transaction', { actions }, tag);
       jobStarted = true;
       if (o.signal?.aborted) onAbort();
       const done = await engine.waitFor(jobId, (j) => j.state === 'concluded', 24 * 3600 * 1000);
@@ -401,6 +405,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       throw e;
     } finally {
       o.signal?.removeEventListener('abort', onAbort);
+      traffic?.close('the backup ended');
     }
   } finally {
     if (db !== o.db) db?.close();

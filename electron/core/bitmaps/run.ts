@@ -1,7 +1,7 @@
 // Running a bitmap plan on a target: an offline image through Strata's own storage daemon, or a
 // node of a running QEMU through its QMP socket. Journaled before the first command.
 import path from 'node:path';
-import { QmpClient } from '../qmp/client.ts';
+import { QmpClient, type QmpTraffic } from '../qmp/client.ts';
 import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
 import { nodeStates, planBitmapOp, type BitmapOp, type BitmapPlan, type NodeState, type SourceRef } from './plan.ts';
@@ -46,7 +46,8 @@ export interface Session {
 
 export async function openTarget(target: Target, opts: { runtimeDir: string; readOnly: boolean }): Promise<Session> {
   const log: OperationRecord['log'] = [];
-  const onTraffic = (dir: 'out' | 'in', line: string) => log.push({ dir, line, at: new Date().toISOString() });
+  // The session is the operation's own: every line of it is the operation's log.
+  const onTraffic = (t: QmpTraffic) => log.push(t.event ? { dir: t.dir, line: t.line, at: t.at, event: t.event } : { dir: t.dir, line: t.line, at: t.at });
   if (target.kind === 'image') {
     const d = await StorageDaemon.start({ image: target.image, runtimeDir: opts.runtimeDir, readOnly: opts.readOnly, onTraffic });
     return { qmp: d.qmp, node: TOP_NODE, embedded: true, log, close: async () => void (await d.stop()) };
@@ -72,20 +73,18 @@ export interface RunResult {
 
 /**
  * Plan, journal and run on a session someone else owns (a live connection of the app: QEMU serves
- * one client per monitor, so the app's own client must be used). The QMP is logged here.
+ * one client per monitor, so the app's own client must be used). The transaction's lines are
+ * tagged with the operation in that connection's traffic log.
  */
 export async function runOnSession(s: Pick<Session, 'qmp' | 'node'>, req: OpRequest, ops: Operations, label: string): Promise<RunResult> {
   const plan = await planOn({ ...s, embedded: false, log: [], close: async () => {} }, req);
-  const log: OperationRecord['log'] = [{ dir: 'out', line: JSON.stringify(plan.qmp), at: new Date().toISOString() }];
   const id = ops.begin(`bitmap-${req.op}`, label, plan.summary, plan.qmp);
   try {
-    const reply = await s.qmp.execute('transaction', plan.qmp.arguments);
-    log.push({ dir: 'in', line: JSON.stringify({ return: reply }), at: new Date().toISOString() });
-    ops.finish(id, 'done', null, log);
+    await s.qmp.execute('transaction', plan.qmp.arguments, { tag: { operation: id } });
+    ops.finish(id, 'done', null);
     return { plan, operationId: id };
   } catch (e) {
-    log.push({ dir: 'in', line: (e as Error).message, at: new Date().toISOString() });
-    ops.finish(id, 'failed', (e as Error).message, log);
+    ops.finish(id, 'failed', (e as Error).message);
     throw e;
   }
 }

@@ -1,7 +1,8 @@
 // Connections: running QEMUs (a QMP socket) and Strata's own qemu-storage-daemon for an offline
 // image, with their block graphs.
 import * as v from 'valibot';
-import { absPath, id, noArg, obj, type ChannelsOf } from '../schema.ts';
+import { absPath, id, limit, noArg, obj, type ChannelsOf } from '../schema.ts';
+import type { QmpLogLine } from '../history/contract.ts';
 
 export type ConnectionKind = 'daemon' | 'socket';
 export type ConnectionState = 'connecting' | 'connected' | 'lost' | 'closed';
@@ -57,6 +58,7 @@ export const connectionArgs = {
   'connection:restart': byId(),
   'connection:close': byId(),
   'connection:graph': byId(),
+  'connection:traffic': obj({ id: id(), limit: limit() }),
 };
 
 export type ConnectionChannels = ChannelsOf<
@@ -72,6 +74,8 @@ export type ConnectionChannels = ChannelsOf<
     'connection:restart': ConnectionInfo;
     'connection:close': void;
     'connection:graph': BlockGraph;
+    /** the newest lines of the connection's QMP traffic, raw, oldest first (200 unless limit) */
+    'connection:traffic': QmpLogLine[];
   }
 >;
 

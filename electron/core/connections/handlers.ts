@@ -1,5 +1,5 @@
 // Connections: list, add a VM's socket (or a folder of them), open an image in Strata's own daemon,
-// restart, close, and a connection's block graph.
+// restart, close, a connection's block graph and its QMP traffic.
 import type { ConnectionManager } from './manager.ts';
 import type { HandlersFor } from '../handlers.ts';
 import type { connectionArgs } from './contract.ts';
@@ -13,5 +13,6 @@ export function createConnectionHandlers({ connections }: { connections: Connect
     'connection:restart': ({ id }) => connections.restart(id),
     'connection:close': ({ id }) => connections.close(id),
     'connection:graph': ({ id }) => connections.graph(id),
+    'connection:traffic': ({ id, limit }) => connections.traffic(id, limit),
   };
 }

@@ -8,6 +8,8 @@ import { StorageDaemon } from '../daemon/storage-daemon.ts';
 import { JobEngine, type JobStart, type JobView } from '../jobs/engine.ts';
 import { jobStartArguments } from '../jobs/start-command.ts';
 import type { JobStore } from '../store/jobs.ts';
+import type { QmpTrafficLog, TrafficSession } from '../store/qmp-traffic.ts';
+import type { QmpLogLine } from '../history/contract.ts';
 import type { ConnectionInfo, JobInfo, JobStartSpec, JobVerbName } from '../contract.ts';
 import { blockGraph } from './block-graph.ts';
 import { queryNamedNodes } from '../qmp/named-nodes.ts';
@@ -31,6 +33,8 @@ interface Conn {
   engine: JobEngine | null;
   daemon: StorageDaemon | null;
   lastJobState: Map<string, string>;
+  /** this connection's traffic-log session (a new one after each restart) */
+  traffic: TrafficSession | null;
 }
 
 export interface ManagerEvents {
@@ -44,7 +48,7 @@ export class ConnectionManager {
   private seq = 0;
 
   constructor(
-    private opts: { runtimeDir: string; store?: JobStore; events: ManagerEvents },
+    private opts: { runtimeDir: string; store?: JobStore; traffic?: QmpTrafficLog; events: ManagerEvents },
   ) {}
 
   list(): ConnectionInfo[] {
@@ -78,9 +82,11 @@ export class ConnectionManager {
     c.engine = new JobEngine(qmp, {
       connection: c.info.label,
       store: this.opts.store,
+      session: c.traffic?.id ?? null,
       onUpdate: (j) => this.jobUpdate(c, j),
     });
     qmp.onClose((why) => {
+      c.traffic?.close(why || 'the connection closed');
       if (c.info.state === 'closed') return;
       c.info.state = 'lost';
       c.info.error = c.daemon?.exited
@@ -106,6 +112,7 @@ export class ConnectionManager {
       engine: null,
       daemon: null,
       lastJobState: new Map(),
+      traffic: null,
     };
     this.conns.set(id, c);
     return c;
@@ -115,8 +122,13 @@ export class ConnectionManager {
     const p = path.resolve(socketPath);
     const existing = [...this.conns.values()].find((c) => c.info.kind === 'socket' && c.info.socket === p && c.info.state === 'connected');
     if (existing) return { ...existing.info };
-    const qmp = await QmpClient.connect(p, { connectTimeoutMs: 3000 });
+    const traffic = this.opts.traffic?.open(p, p) ?? null;
+    const qmp = await QmpClient.connect(p, { connectTimeoutMs: 3000, onTraffic: traffic?.sink }).catch((e) => {
+      traffic?.close(`could not connect: ${(e as Error).message}`);
+      throw e;
+    });
     const c = this.newConn('socket', p, p, null, false);
+    c.traffic = traffic;
     this.attach(c, qmp);
     await c.engine!.sync().catch(() => {});
     this.changed();
@@ -158,7 +170,12 @@ export class ConnectionManager {
   }
 
   private async startDaemon(c: Conn): Promise<void> {
-    const d = await StorageDaemon.start({ image: c.info.image!, runtimeDir: this.opts.runtimeDir, readOnly: c.info.readOnly });
+    const traffic = this.opts.traffic?.open(c.info.label, `qemu-storage-daemon for ${c.info.image}`) ?? null;
+    const d = await StorageDaemon.start({ image: c.info.image!, runtimeDir: this.opts.runtimeDir, readOnly: c.info.readOnly, onTraffic: traffic?.sink }).catch((e) => {
+      traffic?.close(`could not start: ${(e as Error).message}`);
+      throw e;
+    });
+    c.traffic = traffic;
     c.daemon = d;
     c.info.socket = d.socket;
     c.info.pid = d.pid ?? null;
@@ -181,7 +198,13 @@ export class ConnectionManager {
     try {
       if (c.info.kind === 'daemon') await this.startDaemon(c);
       else {
-        this.attach(c, await QmpClient.connect(c.info.socket, { connectTimeoutMs: 3000 }));
+        const traffic = this.opts.traffic?.open(c.info.label, c.info.socket) ?? null;
+        const qmp = await QmpClient.connect(c.info.socket, { connectTimeoutMs: 3000, onTraffic: traffic?.sink }).catch((e) => {
+          traffic?.close(`could not connect: ${(e as Error).message}`);
+          throw e;
+        });
+        c.traffic = traffic;
+        this.attach(c, qmp);
         await c.engine!.sync().catch(() => {});
       }
     } catch (e) {
@@ -259,6 +282,12 @@ export class ConnectionManager {
   session(id: string, node: string): { qmp: QmpClient; node: string; label: string } {
     const c = this.live(id);
     return { qmp: c.qmp, node, label: c.info.label };
+  }
+
+  /** The newest lines of a connection's QMP traffic (its current session), oldest first. */
+  traffic(id: string, limit?: number): QmpLogLine[] {
+    const c = this.get(id);
+    return c.traffic && this.opts.traffic ? this.opts.traffic.recent(c.traffic.id, limit) : [];
   }
 
   graph(id: string) {

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { QmpClient } from '../qmp/client.ts';
+import { QmpClient, type QmpTraffic } from '../qmp/client.ts';
 import { imageLockState } from './image-lock.ts';
 import { StrataError } from '../errors.ts';
 import { DEFAULT_DEVICE } from '../jobs/start-command.ts';
@@ -18,7 +18,7 @@ export interface DaemonOptions {
   /** a folder of Strata's own (under the data dir's runtime folder) */
   runtimeDir: string;
   readOnly: boolean;
-  onTraffic?: (direction: 'out' | 'in', line: string) => void;
+  onTraffic?: (entry: QmpTraffic) => void;
 }
 
 export type DaemonExit = { code: number | null; signal: NodeJS.Signals | null; expected: boolean; stderr: string };

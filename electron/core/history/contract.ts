@@ -30,6 +30,15 @@ export interface ScanRecord {
   health: ChainHealth | null;
 }
 
+/** One line of QMP as it was on the wire: `out` sent by Strata, `in` received from QEMU. */
+export interface QmpLogLine {
+  dir: 'out' | 'in';
+  line: string;
+  at: string;
+  /** an event's name (or `(protocol: …)` for a line that broke the protocol) */
+  event?: string;
+}
+
 export interface JobRecordInfo {
   id: number;
   qemuId: string;
@@ -40,6 +49,8 @@ export interface JobRecordInfo {
   createdAt: string;
   finishedAt: string | null;
   events: { at: string; state: string; note: string | null }[];
+  /** the QMP of this job from its connection's traffic log: commands sent for it, replies, its events */
+  qmp: QmpLogLine[];
 }
 
 export interface OperationInfo {
@@ -51,8 +62,8 @@ export interface OperationInfo {
   error: string | null;
   createdAt: string;
   finishedAt: string | null;
-  /** the QMP exchanged: -> sent, <- received */
-  log: { dir: 'out' | 'in'; line: string; at: string }[];
+  /** the QMP exchanged, raw from the traffic log */
+  log: QmpLogLine[];
 }
 
 /**

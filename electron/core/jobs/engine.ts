@@ -2,7 +2,7 @@
 // error stays readable), follows them through QEMU's events with the state table as the referee,
 // polls query-jobs for progress (QEMU sends no progress events) at most ~10 times a second, allows
 // only the verbs the table allows, and keeps every job and state change in SQLite.
-import type { QmpClient } from '../qmp/client.ts';
+import type { QmpClient, TrafficTag } from '../qmp/client.ts';
 import type { QmpEvent } from '../qmp/protocol.ts';
 import { allowedVerbs, applyStatus, isFinished, isJobState, isVerbAllowed, VERB_COMMAND, type JobState, type JobVerb } from './states.ts';
 import type { JobStore } from '../store/jobs.ts';
@@ -22,6 +22,8 @@ interface Tracked extends JobView {
 export interface EngineOptions {
   connection: string;
   store?: JobStore;
+  /** the connection's traffic-log session: a job's QMP is read back from there */
+  session?: number | null;
   pollMs?: number;
   onUpdate?: (job: JobView) => void;
 }
@@ -70,20 +72,17 @@ export class JobEngine {
     return t && view(t);
   }
 
-  /** Start a job; its id is Strata's own (strata-N) unless given. */
-  async start(spec: JobStart, jobId?: string): Promise<JobView> {
+  /** Start a job; its id is Strata's own (strata-N) unless given. `tag`: whose traffic the start is too (a plan step). */
+  async start(spec: JobStart, jobId?: string, tag?: TrafficTag): Promise<JobView> {
     // Unique across runs too (a pid is reused after a restart): the start time goes in.
     const id = jobId ?? `strata-${process.pid}-${RUN}-${++this.seq}`;
     const { type, ...args } = spec;
     const t = this.track(id, type);
     const limit = (args as Record<string, unknown>).speed;
     t.speed = typeof limit === 'number' && limit > 0 ? limit : null;
-    t.record = this.opts.store?.create(id, this.opts.connection, type, args, 'undefined') ?? null;
-    const command = { execute: type, arguments: { ...args, 'job-id': id, 'auto-dismiss': false } };
-    this.note(t, `-> ${JSON.stringify(command)}`);
+    t.record = this.create(id, type, args, 'undefined');
     try {
-      await this.qmp.execute(command.execute, command.arguments);
-      this.note(t, '<- {"return": {}}');
+      await this.qmp.execute(type, { ...args, 'job-id': id, 'auto-dismiss': false }, { tag: this.tag(t, tag) });
     } catch (e) {
       this.jobs.delete(id);
       if (t.record !== null) {
@@ -99,7 +98,7 @@ export class JobEngine {
   /** Follow a job that a QMP `transaction` is about to start (blockdev-backup inside one): call before sending it. */
   adopt(id: string, type: string, args: unknown): JobView {
     const t = this.track(id, type);
-    t.record = this.opts.store?.create(id, this.opts.connection, type, args, 'undefined') ?? null;
+    t.record = this.create(id, type, args, 'undefined');
     this.ensurePolling();
     return view(t);
   }
@@ -112,14 +111,7 @@ export class JobEngine {
       throw new StrataError('E_BAD_INPUT', `job '${id}' is ${t.state}: ${verb} is allowed only when ${['ready', 'standby', 'pending', 'concluded'].filter((s) => isVerbAllowed(verb, s as JobState)).join(' or ') || 'running'}`);
     }
     const args = verb === 'set-speed' ? { device: id, ...extra } : { id, ...extra };
-    this.note(t, `-> ${JSON.stringify({ execute: VERB_COMMAND[verb], arguments: args })}`);
-    try {
-      await this.qmp.execute(VERB_COMMAND[verb], args);
-    } catch (e) {
-      this.note(t, `<- ${(e as Error).message}`);
-      throw e;
-    }
-    this.note(t, '<- {"return": {}}');
+    await this.qmp.execute(VERB_COMMAND[verb], args, { tag: this.tag(t) });
     if (verb === 'set-speed') t.speed = typeof extra.speed === 'number' && extra.speed > 0 ? extra.speed : null;
     if (verb === 'dismiss') {
       // job-dismiss moves the job to null synchronously; the event may follow, or not.
@@ -136,7 +128,7 @@ export class JobEngine {
       let t = this.jobs.get(j.id);
       if (!t) {
         t = this.track(j.id, j.type);
-        t.record = this.opts.store?.create(j.id, this.opts.connection, j.type, { adopted: true }, j.status) ?? null;
+        t.record = this.create(j.id, j.type, { adopted: true }, j.status);
         t.state = j.status;
       } else if (t.state !== j.status) this.setState(t, j.status, 'resynchronised from query-jobs', true);
       this.sample(t, j['current-progress'], j['total-progress']);
@@ -186,9 +178,14 @@ export class JobEngine {
     this.timer = null;
   }
 
-  /** A line in the job's history (the QMP exchanged, or what Strata noticed), at its current state. */
-  private note(t: Tracked, text: string): void {
-    if (t.record !== null) this.opts.store?.event(t.record, t.state, text);
+  private create(id: string, type: string, args: unknown, state: string): number | null {
+    return this.opts.store?.create(id, this.opts.connection, type, args, state, this.opts.session ?? null) ?? null;
+  }
+
+  /** The traffic tag of a command sent for this job (its record's, and a plan step's when given). */
+  private tag(t: Tracked, extra?: TrafficTag): TrafficTag | undefined {
+    const tag = { ...extra, ...(t.record !== null ? { job: t.record } : {}) };
+    return Object.keys(tag).length ? tag : undefined;
   }
 
   private track(id: string, type: string): Tracked {

@@ -57,6 +57,19 @@ export const VERB_COMMAND: Readonly<Record<JobVerb, string>> = {
 };
 
 /** A state QEMU may report (never `lost`, which only Strata sets). */
+/**
+ * QEMU 7.2 (its storage daemon, measured) dies with SIGSEGV when its block nodes are listed
+ * (query-named-block-nodes) while a block-stream job that has finished its work is not yet
+ * dismissed: the node the stream removed is still referenced. The one statement of that rule:
+ * the core refuses to list nodes then (qmp/named-nodes.ts) and the app says why before asking.
+ */
+export const GRAPH_UNSAFE_STREAM_STATES: readonly JobState[] = ['waiting', 'pending', 'aborting', 'concluded'];
+
+/** Does this job make listing the block nodes crash QEMU? type: QEMU's ('stream') or Strata's ('block-stream'). */
+export function holdsBlockGraph(type: string, state: string): boolean {
+  return (type === 'stream' || type === 'block-stream') && (GRAPH_UNSAFE_STREAM_STATES as readonly string[]).includes(state);
+}
+
 export function isJobState(s: unknown): s is QemuJobState {
   return typeof s === 'string' && (QEMU_JOB_STATES as readonly string[]).includes(s);
 }

@@ -1,6 +1,7 @@
 // Plans: multi-step changes laid out from what QEMU shows (plan:preview), journaled and run in the
 // background (plan:start). Commit-with-checkpoints is the one kind today.
 import * as v from 'valibot';
+import type { QmpLogLine } from '../history/contract.ts';
 import { id, int, obj, type ChannelsOf } from '../schema.ts';
 
 /** What a commit plan does to the checkpoints, shown before it runs and kept with the plan. */
@@ -53,13 +54,15 @@ export interface PlanStepInfo {
   note: string | null;
   /** the exact QMP the step sends, in order */
   commands: { execute: string; arguments: Record<string, unknown> }[];
+  /** what the step exchanged with QEMU, raw from the traffic log (empty before it ran) */
+  qmp: QmpLogLine[];
 }
 
 /** A plan laid out but not journaled or run: what the confirmation shows. */
 export interface PlanPreview {
   kind: PlanKind;
   summary: string;
-  steps: Omit<PlanStepInfo, 'state' | 'note'>[];
+  steps: Omit<PlanStepInfo, 'state' | 'note' | 'qmp'>[];
   effects: CommitEffects | null;
 }
 

@@ -4,7 +4,7 @@
 // flags, query-jobs) and from those typed columns: until something irreversible has happened (a
 // pivot, a job that concluded) the plan is rolled back; once it has, or while its job still runs,
 // the plan is resumed.
-import type { QmpClient } from '../qmp/client.ts';
+import type { QmpClient, TrafficTag } from '../qmp/client.ts';
 import { JobEngine } from '../jobs/engine.ts';
 import { queryNamedNodes } from '../qmp/named-nodes.ts';
 import type { PlanStore } from '../store/plans.ts';
@@ -37,8 +37,8 @@ function engineOf(ctx: RunContext): JobEngine {
   return e;
 }
 
-async function send(qmp: QmpClient, c: QmpCall): Promise<void> {
-  await qmp.execute(c.execute, c.arguments);
+async function send(qmp: QmpClient, c: QmpCall, tag: TrafficTag): Promise<void> {
+  await qmp.execute(c.execute, c.arguments, { tag });
 }
 
 /** Does QEMU show the step's effect? null when the step has no check. */
@@ -79,7 +79,7 @@ async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: bo
   else {
     // The id is in the journal before QEMU hears of the job: a restart can look it up.
     ctx.store.phase(plan.id, step.index, 'starting', `starting job ${spec.jobId}`);
-    await engine.start({ type: spec.start.execute, ...spec.start.arguments } as any, spec.jobId);
+    await engine.start({ type: spec.start.execute, ...spec.start.arguments } as any, spec.jobId, { plan: plan.id, step: step.index });
     ctx.store.phase(plan.id, step.index, 'started', `started job ${spec.jobId}`);
   }
   const running = await engine.waitFor(spec.jobId, (j) => j.state !== 'created' && j.state !== 'undefined');
@@ -110,7 +110,7 @@ async function runCompleteStep(ctx: RunContext, plan: Plan, step: PlanStep, adop
 }
 
 async function runStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt = false): Promise<void> {
-  if (step.spec.kind === 'qmp') await send(ctx.qmp, step.spec.command);
+  if (step.spec.kind === 'qmp') await send(ctx.qmp, step.spec.command, { plan: plan.id, step: step.index });
   else if (step.spec.kind === 'job') await runJobStep(ctx, plan, step, adopt);
   else if (step.spec.kind === 'tool') throw new StrataError('E_INTERNAL', `${step.label}: tool steps are run by strata repair, not over QMP`);
   else await runCompleteStep(ctx, plan, step, adopt);
@@ -119,10 +119,10 @@ async function runStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt = fals
 const irreversibleDone = (plan: Plan) => plan.steps.some((s) => s.state === 'done' && isIrreversible(s.spec));
 
 /** Takes back one done step. A READY job is cancelled (no pivot) and dismissed. */
-async function undoStep(ctx: RunContext, s: PlanStep): Promise<boolean> {
+async function undoStep(ctx: RunContext, plan: Plan, s: PlanStep): Promise<boolean> {
   if (s.spec.kind === 'qmp') {
     if (s.spec.undo === null) return false;
-    if (s.spec.undo !== 'nothing-to-undo') await send(ctx.qmp, s.spec.undo);
+    if (s.spec.undo !== 'nothing-to-undo') await send(ctx.qmp, s.spec.undo, { plan: plan.id, step: s.index });
     return true;
   }
   if (s.spec.kind !== 'job' || jobUntil(s.spec) !== 'ready') return false;
@@ -145,7 +145,7 @@ async function rollBack(ctx: RunContext, plan: Plan, why: string): Promise<PlanO
     if (s.state !== 'done') continue;
     let did: boolean;
     try {
-      did = await undoStep(ctx, s);
+      did = await undoStep(ctx, plan, s);
     } catch (e) {
       const error = `${why}; undoing "${s.label}" failed too: ${(e as Error).message}`;
       ctx.store.step(plan.id, s.index, 'failed', (e as Error).message);

@@ -5,6 +5,7 @@
 import { QmpClient } from '../qmp/client.ts';
 import type { JobEngine } from '../jobs/engine.ts';
 import type { PlanStore } from '../store/plans.ts';
+import type { QmpTrafficLog } from '../store/qmp-traffic.ts';
 import { stepCommands, type NewPlan, type Plan, type PlanTarget } from './types.ts';
 import type { PlanInfo, PlanKind, PlanPreview, PlanRequest } from '../contract.ts';
 import { recoverPlan, runPlan } from './runner.ts';
@@ -21,7 +22,7 @@ export function planInfo(p: Plan): PlanInfo {
     state: p.state,
     error: p.error,
     resolution: p.resolution,
-    steps: p.steps.map((s) => ({ label: s.label, state: s.state, note: s.note, commands: stepCommands(s.spec) })),
+    steps: p.steps.map((s) => ({ label: s.label, state: s.state, note: s.note, commands: stepCommands(s.spec), qmp: s.qmp })),
     effects: p.effects,
     createdAt: p.createdAt,
     finishedAt: p.finishedAt,
@@ -66,7 +67,7 @@ export class ServicePlans {
   constructor(
     private store: PlanStore,
     private emit: (p: PlanInfo) => void,
-    private opts: { runtimeDir: string; connection: (id: string) => PlanConnection },
+    private opts: { runtimeDir: string; connection: (id: string) => PlanConnection; traffic?: QmpTrafficLog },
   ) {}
 
   private lay(req: PlanRequest): Promise<{ plan: NewPlan; conn: PlanConnection }> {
@@ -107,8 +108,9 @@ export class ServicePlans {
     }
     for (const p of this.store.unfinished().filter((x) => !x.steps.some((s) => s.spec.kind === 'tool'))) {
       let qmp: QmpClient | null = null;
+      const traffic = this.opts.traffic?.open(`recovery of plan ${p.id}`, p.target.socket);
       try {
-        qmp = await QmpClient.connect(p.target.socket, { connectTimeoutMs: 3000 });
+        qmp = await QmpClient.connect(p.target.socket, { connectTimeoutMs: 3000, onTraffic: traffic?.sink });
         const r = await recoverPlan({ qmp, store: this.store }, p.id);
         out.push(planInfo(r.plan));
       } catch (e) {
@@ -118,6 +120,7 @@ export class ServicePlans {
         out.push(planInfo(this.store.get(p.id)!));
       } finally {
         await qmp?.close().catch(() => {});
+        traffic?.close('recovery finished');
       }
       // Strata's own daemon outlived the core that started it: stop it now, storing its bitmaps.
       if (p.target.daemonPid) {

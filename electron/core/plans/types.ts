@@ -1,6 +1,7 @@
 // What a plan is made of. A step either sends one QMP command (with the command that undoes it and
 // a check that reads its effect back from QEMU), or runs one job under an id chosen and journaled
 // before the job is started, so that after a crash the job can be found again.
+import type { QmpLogLine } from '../history/contract.ts';
 import type { CommitEffects } from '../contract.ts';
 
 export interface QmpCall {
@@ -57,6 +58,8 @@ export interface PlanStep {
   /** job steps only */
   phase: JobPhase | null;
   note: string | null;
+  /** what the step exchanged with QEMU, from the traffic log */
+  qmp: QmpLogLine[];
 }
 
 /** Where the plan runs: a QMP socket (Strata's daemon or a VM), recorded so a restart finds it. */

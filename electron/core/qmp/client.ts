@@ -12,12 +12,44 @@ export interface QmpClientOptions {
   connectTimeoutMs?: number;
   /** default per-call timeout */
   callTimeoutMs?: number;
-  /** every line sent and received, for the history log */
-  onTraffic?: (direction: 'out' | 'in', line: string) => void;
+  /** every line sent and received, raw, for the connection's traffic log */
+  onTraffic?: (entry: QmpTraffic) => void;
+}
+
+/** What a line of traffic belongs to in Strata's history: the lines of a call carry its caller's tag. */
+export interface TrafficTag {
+  /** a journaled operation (bitmap change) */
+  operation?: number;
+  /** a job record */
+  job?: number;
+  /** a plan and its step index */
+  plan?: number;
+  step?: number;
+}
+
+/** One line on the wire, exactly as sent or received (without the newline). */
+export interface QmpTraffic {
+  dir: 'out' | 'in';
+  line: string;
+  at: string;
+  /** our id of the call the line is (a reply to), if any */
+  call: string | null;
+  tag: TrafficTag | null;
+  /** an event's name */
+  event: string | null;
+  /** the QEMU job an event is about (JOB_STATUS_CHANGE's id, BLOCK_JOB_*'s device) */
+  qemuJob: string | null;
+}
+
+export interface ExecuteOptions {
+  timeoutMs?: number;
+  tag?: TrafficTag;
 }
 
 interface Pending {
   command: string;
+  sent: string;
+  tag: TrafficTag | null;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout | null;
@@ -84,10 +116,12 @@ export class QmpClient {
           if (out.kind === 'greeting') {
             this.greeting = out.greeting;
             const n = this.proto.negotiate();
-            this.trafficIn(JSON.stringify(out.greeting));
-            this.send(n.bytes);
+            this.traffic('in', out.line);
+            this.send(n.bytes, n.id, null);
             this.pending.set(n.id, {
               command: 'qmp_capabilities',
+              sent: n.bytes.trimEnd(),
+              tag: null,
               resolve: () => {
                 this.proto.negotiated();
                 settled = true;
@@ -103,12 +137,12 @@ export class QmpClient {
     });
   }
 
-  private trafficIn(line: string): void {
-    this.opts.onTraffic?.('in', line);
+  private traffic(dir: 'out' | 'in', line: string, extra: Partial<QmpTraffic> = {}): void {
+    this.opts.onTraffic?.({ dir, line, at: new Date().toISOString(), call: null, tag: null, event: null, qemuJob: null, ...extra });
   }
 
-  private send(bytes: string): void {
-    this.opts.onTraffic?.('out', bytes.trimEnd());
+  private send(bytes: string, call: string, tag: TrafficTag | null): void {
+    this.traffic('out', bytes.trimEnd(), { call, tag });
     this.socket?.write(bytes);
   }
 
@@ -116,22 +150,26 @@ export class QmpClient {
     switch (out.kind) {
       case 'return':
       case 'error': {
-        this.trafficIn(JSON.stringify(out.kind === 'return' ? { return: out.value, id: out.id } : { error: { class: out.errorClass, desc: out.desc }, id: out.id }));
         const p = this.pending.get(out.id);
-        if (!p) return; // a late reply to a call that timed out: nobody waits for it
+        // a late reply to a call that timed out is logged under its call id; nobody waits for it
+        this.traffic('in', out.line, { call: out.id, tag: p?.tag ?? null });
+        if (!p) return;
         this.pending.delete(out.id);
         if (p.timer) clearTimeout(p.timer);
         if (out.kind === 'return') p.resolve(out.value);
-        else p.reject(new QmpExecuteError(p.command, out.errorClass, out.desc));
+        else p.reject(new QmpExecuteError(p.command, out.errorClass, out.desc, { sent: p.sent, received: out.line }));
         return;
       }
-      case 'event':
-        this.trafficIn(JSON.stringify(out.event));
+      case 'event': {
+        const d = out.event.data ?? {};
+        const job = out.event.event === 'JOB_STATUS_CHANGE' ? d.id : out.event.event.startsWith('BLOCK_JOB_') ? d.device : undefined;
+        this.traffic('in', out.line, { event: out.event.event, qemuJob: typeof job === 'string' ? job : null });
         for (const l of this.eventListeners) l(out.event);
         return;
+      }
       case 'violation':
-        this.trafficIn(`(protocol) ${out.why}`);
-        if (out.unmatchedError) this.failUnmatched(out.unmatchedError);
+        this.traffic('in', out.line, { event: `(protocol: ${out.why})` });
+        if (out.unmatchedError) this.failUnmatched(out.unmatchedError, out.line);
         if (out.fatal) {
           const e = qmpError.protocol(this.path, out.why);
           onFatal(e);
@@ -151,21 +189,21 @@ export class QmpClient {
    * every pending call fails with a protocol error that says so (its outcome in QEMU is unknown),
    * and a real reply that still comes for one of them is dropped like any late reply.
    */
-  private failUnmatched(err: QmpErrorBody): void {
+  private failUnmatched(err: QmpErrorBody, received: string): void {
     const calls = [...this.pending];
     this.pending.clear();
     for (const [, p] of calls) {
       if (p.timer) clearTimeout(p.timer);
       p.reject(
         calls.length === 1
-          ? new QmpExecuteError(p.command, err.errorClass, err.desc)
+          ? new QmpExecuteError(p.command, err.errorClass, err.desc, { sent: p.sent, received })
           : qmpError.protocol(this.path, `an error without id (${err.errorClass}: ${err.desc}) while ${calls.length} calls were pending; ${p.command} may or may not have run`),
       );
     }
   }
 
   /** Run one command; rejects with QmpExecuteError (QEMU's class), timeout, interrupted or state errors. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<T> {
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: ExecuteOptions = {}): Promise<T> {
     if (this.closed || this.proto.state !== 'ready') return Promise.reject(qmpError.state(command, this.state));
     const { id, bytes } = this.proto.command(command, args);
     return new Promise<T>((resolve, reject) => {
@@ -174,8 +212,9 @@ export class QmpClient {
         this.pending.delete(id);
         reject(qmpError.timeout(this.path, command, ms));
       }, ms);
-      this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
-      this.send(bytes);
+      const tag = opts.tag ?? null;
+      this.pending.set(id, { command, sent: bytes.trimEnd(), tag, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.send(bytes, id, tag);
     });
   }
 

@@ -4,15 +4,22 @@ import { StrataError } from '../errors.ts';
 
 export class QmpError extends StrataError {}
 
+/** QEMU refused a command: its class and words, and the exact lines sent and received. */
 export class QmpExecuteError extends QmpError {
   readonly errorClass: string;
   readonly desc: string;
   readonly command: string;
-  constructor(command: string, errorClass: string, desc: string) {
+  /** the command line as sent (JSON, without the newline) */
+  readonly sent: string;
+  /** QEMU's reply line as received */
+  readonly received: string;
+  constructor(command: string, errorClass: string, desc: string, wire: { sent: string; received: string }) {
     super('E_QMP_EXECUTE', `QMP ${command} failed: ${errorClass}: ${desc}`);
     this.errorClass = errorClass;
     this.desc = desc;
     this.command = command;
+    this.sent = wire.sent;
+    this.received = wire.received;
   }
 }
 

@@ -1,16 +1,14 @@
-// query-named-block-nodes, guarded. QEMU 7.2 crashes (SIGSEGV) when asked for its named block
-// nodes while a block-stream job has finished (waiting, pending, aborting or concluded) but is not
-// yet dismissed: the node the stream removed is still referenced. Measured on Debian's 7.2 daemon.
-// query-jobs is safe, so it is asked first; the window between the two commands stays, but QEMU
-// runs both in its main loop, one after the other.
+// query-named-block-nodes, guarded against QEMU 7.2's crash while a finished block-stream job
+// awaits dismissal (the rule: jobs/states.ts holdsBlockGraph). query-jobs is safe, so it is asked
+// first; the window between the two commands stays, but QEMU runs both in its main loop, one after
+// the other.
 import type { QmpClient } from './client.ts';
 import { StrataError } from '../errors.ts';
-
-const FINISHED = new Set(['waiting', 'pending', 'aborting', 'concluded']);
+import { holdsBlockGraph } from '../jobs/states.ts';
 
 export async function queryNamedNodes(qmp: QmpClient, where = qmp.path): Promise<any[]> {
   const jobs = await qmp.execute<{ id: string; type: string; status: string }[]>('query-jobs');
-  const held = jobs.find((j) => j.type === 'stream' && FINISHED.has(j.status));
+  const held = jobs.find((j) => holdsBlockGraph(j.type, j.status));
   if (held) {
     throw new StrataError(
       'E_BUSY',

@@ -14,14 +14,20 @@ export interface QmpEvent {
   timestamp?: { seconds: number; microseconds: number };
 }
 
-export type ProtocolOutput =
+// Every output carries `line`: the message exactly as QEMU sent it (without its newline), for the
+// traffic log. A violation's line is what was received, cut to 4 KiB.
+export type ProtocolOutput = (
   | { kind: 'greeting'; greeting: QmpGreeting }
   | { kind: 'return'; id: string; value: unknown }
   | { kind: 'error'; id: string; errorClass: string; desc: string }
   | { kind: 'event'; event: QmpEvent }
   // unmatchedError: an error reply that carries no id (QEMU could not parse a command); the
   // transport decides which pending call(s) it fails.
-  | { kind: 'violation'; why: string; fatal: boolean; unmatchedError?: QmpErrorBody };
+  | { kind: 'violation'; why: string; fatal: boolean; unmatchedError?: QmpErrorBody }
+) & { line: string };
+
+/** How much of a line that broke the protocol is kept (a hostile peer may send 10 MiB). */
+export const VIOLATION_LINE_KEEP = 4096;
 
 export interface QmpErrorBody {
   errorClass: string;
@@ -52,13 +58,13 @@ export class QmpProtocol {
       const line = this.buf.slice(0, nl).trim();
       this.buf = this.buf.slice(nl + 1);
       if (line.length > MAX_LINE) {
-        out.push(this.fatal(`a message of ${line.length} bytes exceeds the ${MAX_LINE}-byte limit`));
+        out.push(this.fatal(`a message of ${line.length} bytes exceeds the ${MAX_LINE}-byte limit`, line));
         return out;
       }
       if (line) out.push(...this.message(line));
       if ((this.state as ProtocolState) === 'closed') return out;
     }
-    if (this.buf.length > MAX_LINE) out.push(this.fatal(`an unterminated message exceeds the ${MAX_LINE}-byte limit`));
+    if (this.buf.length > MAX_LINE) out.push(this.fatal(`an unterminated message exceeds the ${MAX_LINE}-byte limit`, this.buf));
     return out;
   }
 
@@ -91,9 +97,9 @@ export class QmpProtocol {
     this.buf = '';
   }
 
-  private fatal(why: string): ProtocolOutput {
+  private fatal(why: string, line = ''): ProtocolOutput {
     this.close();
-    return { kind: 'violation', why, fatal: true };
+    return { kind: 'violation', why, fatal: true, line: line.slice(0, VIOLATION_LINE_KEEP) };
   }
 
   private message(line: string): ProtocolOutput[] {
@@ -101,25 +107,25 @@ export class QmpProtocol {
     try {
       msg = JSON.parse(line);
     } catch {
-      return [this.fatal(`not JSON: ${line.slice(0, 80)}`)];
+      return [this.fatal(`not JSON: ${line.slice(0, 80)}`, line)];
     }
-    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return [this.fatal(`not a JSON object: ${line.slice(0, 80)}`)];
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return [this.fatal(`not a JSON object: ${line.slice(0, 80)}`, line)];
     const m = msg as Record<string, unknown>;
     if (this.state === 'awaiting-greeting') {
-      if (typeof m.QMP !== 'object' || m.QMP === null) return [this.fatal('the first message is not a QMP greeting')];
-      return [{ kind: 'greeting', greeting: m as unknown as QmpGreeting }];
+      if (typeof m.QMP !== 'object' || m.QMP === null) return [this.fatal('the first message is not a QMP greeting', line)];
+      return [{ kind: 'greeting', greeting: m as unknown as QmpGreeting, line }];
     }
-    if (typeof m.event === 'string') return [{ kind: 'event', event: m as unknown as QmpEvent }];
+    if (typeof m.event === 'string') return [{ kind: 'event', event: m as unknown as QmpEvent, line }];
     if ('return' in m || 'error' in m) {
       if (typeof m.id !== 'string') {
         // QEMU answers a command it could not parse without an id: no id can match it to a call.
-        const v: ProtocolOutput = { kind: 'violation', why: `a reply without our id: ${line.slice(0, 120)}`, fatal: false };
+        const v: ProtocolOutput = { kind: 'violation', why: `a reply without our id: ${line.slice(0, 120)}`, fatal: false, line: line.slice(0, VIOLATION_LINE_KEEP) };
         if ('error' in m) v.unmatchedError = errorBody(m.error);
         return [v];
       }
-      if ('return' in m) return [{ kind: 'return', id: m.id, value: m.return }];
-      return [{ kind: 'error', id: m.id, ...errorBody(m.error) }];
+      if ('return' in m) return [{ kind: 'return', id: m.id, value: m.return, line }];
+      return [{ kind: 'error', id: m.id, ...errorBody(m.error), line }];
     }
-    return [{ kind: 'violation', why: `an unknown message: ${line.slice(0, 120)}`, fatal: false }];
+    return [{ kind: 'violation', why: `an unknown message: ${line.slice(0, 120)}`, fatal: false, line: line.slice(0, VIOLATION_LINE_KEEP) }];
   }
 }

@@ -1,6 +1,8 @@
 // Job history: a row per job, a row per state it went through, errors and notes.
 import type { Db } from './db.ts';
 import type { JobRecordInfo } from '../contract.ts';
+import type { QmpLogLine } from '../history/contract.ts';
+import { QmpTrafficLog } from './qmp-traffic.ts';
 
 export interface JobRecord {
   id: number;
@@ -13,17 +15,23 @@ export interface JobRecord {
   createdAt: string;
   finishedAt: string | null;
   events: { at: string; state: string; note: string | null }[];
+  /** the QMP of the job, from its connection's traffic log */
+  qmp: QmpLogLine[];
 }
 
 export class JobStore {
-  constructor(private db: Db) {}
+  private traffic: QmpTrafficLog;
+  constructor(private db: Db) {
+    this.traffic = new QmpTrafficLog(db);
+  }
 
-  create(qemuId: string, connection: string, type: string, args: unknown, state: string): number {
+  /** session: the traffic-log session of the connection the job runs on (null: not logged) */
+  create(qemuId: string, connection: string, type: string, args: unknown, state: string, session: number | null = null): number {
     const now = new Date().toISOString();
     const id = Number(
       this.db
-        .prepare('INSERT INTO jobs (qemu_id, connection, type, args_json, state, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(qemuId, connection, type, JSON.stringify(args), state, now).lastInsertRowid,
+        .prepare('INSERT INTO jobs (qemu_id, connection, type, args_json, state, created_at, session) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(qemuId, connection, type, JSON.stringify(args), state, now, session).lastInsertRowid,
     );
     this.event(id, state, null, now);
     return id;
@@ -55,6 +63,7 @@ export class JobStore {
       createdAt: r.created_at,
       finishedAt: r.finished_at,
       events: ev.all(r.id) as JobRecord['events'],
+      qmp: this.traffic.forJob({ record: r.id, session: r.session ?? null, qemuId: r.qemu_id }),
     }));
   }
 }
@@ -71,5 +80,6 @@ export function toJobRecordInfo(r: JobRecord): JobRecordInfo {
     createdAt: r.createdAt,
     finishedAt: r.finishedAt,
     events: r.events,
+    qmp: r.qmp,
   };
 }

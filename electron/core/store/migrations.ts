@@ -172,4 +172,41 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       CREATE INDEX backup_activity_repo ON backup_activity(repo, action, state);
     `,
   },
+  {
+    version: 9,
+    sql: `
+      -- One QMP traffic log per connection: a session per QMP connection Strata opens, and every line
+      -- sent and received on it, raw. Operations, jobs and plan steps reference their lines by tag
+      -- (the columns operation, job, plan/step); a job's events are found by its QEMU id in its session.
+      CREATE TABLE qmp_sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        label TEXT NOT NULL,
+        socket TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        closed_at TEXT,
+        close_reason TEXT
+      );
+      CREATE TABLE qmp_traffic (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session INTEGER NOT NULL REFERENCES qmp_sessions(id),
+        dir TEXT NOT NULL CHECK (dir IN ('out', 'in')),
+        line TEXT NOT NULL,
+        at TEXT NOT NULL,
+        call_id TEXT,
+        event TEXT,
+        qemu_job TEXT,
+        operation INTEGER,
+        job INTEGER,
+        plan INTEGER,
+        step INTEGER
+      );
+      CREATE INDEX qmp_traffic_session ON qmp_traffic(session, id);
+      CREATE INDEX qmp_traffic_operation ON qmp_traffic(operation) WHERE operation IS NOT NULL;
+      CREATE INDEX qmp_traffic_job ON qmp_traffic(job) WHERE job IS NOT NULL;
+      CREATE INDEX qmp_traffic_step ON qmp_traffic(plan, step) WHERE plan IS NOT NULL;
+      CREATE INDEX qmp_traffic_qemu_job ON qmp_traffic(session, qemu_job) WHERE qemu_job IS NOT NULL;
+      -- The session a job ran in (its events are that session's lines about its QEMU id).
+      ALTER TABLE jobs ADD COLUMN session INTEGER;
+    `,
+  },
 ];

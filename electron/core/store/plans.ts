@@ -1,10 +1,17 @@
 // The plan journal. A plan and all its steps are written in one transaction before the first step
 // runs; each step's state is updated as it changes. This is what a restart reads.
 import type { Db } from './db.ts';
-import type { JobPhase, NewPlan, Plan, PlanState, StepState } from '../plans/types.ts';
+import type { JobPhase, NewPlan, Plan, PlanState, StepSpec, StepState } from '../plans/types.ts';
+import { QmpTrafficLog } from './qmp-traffic.ts';
+
+/** The QEMU job a step runs or completes, whose events belong to the step's traffic. */
+const stepJob = (spec: StepSpec): string | null => (spec.kind === 'job' || spec.kind === 'job-complete' ? spec.jobId : null);
 
 export class PlanStore {
-  constructor(private db: Db) {}
+  private traffic: QmpTrafficLog;
+  constructor(private db: Db) {
+    this.traffic = new QmpTrafficLog(db);
+  }
 
   create(p: NewPlan): number {
     const now = new Date().toISOString();
@@ -40,14 +47,10 @@ export class PlanStore {
   get(id: number): Plan | null {
     const r = this.db.prepare('SELECT * FROM plans WHERE id = ?').get(id) as any;
     if (!r) return null;
-    const steps = (this.db.prepare('SELECT * FROM plan_steps WHERE plan = ? ORDER BY idx').all(id) as any[]).map((s) => ({
-      index: s.idx,
-      label: s.label,
-      spec: JSON.parse(s.spec_json),
-      state: s.state,
-      phase: s.phase ?? null,
-      note: s.note,
-    }));
+    const steps = (this.db.prepare('SELECT * FROM plan_steps WHERE plan = ? ORDER BY idx').all(id) as any[]).map((s) => {
+      const spec = JSON.parse(s.spec_json) as StepSpec;
+      return { index: s.idx, label: s.label, spec, state: s.state, phase: s.phase ?? null, note: s.note, qmp: this.traffic.forStep(id, s.idx, stepJob(spec)) };
+    });
     return {
       id: r.id,
       kind: r.kind,

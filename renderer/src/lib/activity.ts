@@ -1,6 +1,6 @@
 // How the History view reads the core's activity feed (history:activity): one row per entry, in the
 // feed's own order (the core sorts it newest first), with the words and tone of its state.
-import type { ActivityEntry, BackupActivityInfo, BackupActivityState, JobRecordInfo } from '../../../electron/core/contract';
+import type { ActivityEntry, BackupActivityInfo, BackupActivityState, JobRecordInfo, QmpLogLine } from '../../../electron/core/contract';
 import { jobTone, jobTypeLabel, operationTone, planTone, STATE_LABEL, type Tone } from './jobs';
 
 /** The filter's and the row's name for a kind ('op' for the feed's 'operation': the e2e tests read it). */
@@ -120,17 +120,13 @@ export function activityRow(e: ActivityEntry): ActivityRow {
   }
 }
 
-/** One line of QMP: what Strata sent ('out') or QEMU answered ('in'). */
-export interface QmpLine {
-  dir: 'out' | 'in';
-  text: string;
-  at: string;
-}
+/** One line of QMP as it was on the wire: what Strata sent ('out') or QEMU said ('in'). */
+export type QmpLine = QmpLogLine;
 
 /**
- * A job's events as state changes, each with the QMP Strata exchanged while the job was in that
- * state. The core journals a job's QMP as events that keep the state, their note "-> command" or
- * "<- reply" (a job record has no separate log, unlike a bitmap operation's `log`).
+ * A job's state changes, each with the QMP of the job (from the core's traffic log) that happened
+ * while it was in that state: a line belongs to the last state change at or before its time, and a
+ * JOB_STATUS_CHANGE event to the state it announces (it arrives a moment before Strata records it).
  */
 export interface JobStateChange {
   state: string;
@@ -139,17 +135,32 @@ export interface JobStateChange {
   qmp: QmpLine[];
 }
 
+function statusOf(line: string): string | null {
+  try {
+    const s = JSON.parse(line)?.data?.status;
+    return typeof s === 'string' ? s : null;
+  } catch {
+    return null;
+  }
+}
+
 export function jobStateChanges(j: JobRecordInfo): JobStateChange[] {
   const out: JobStateChange[] = [];
   for (const e of j.events) {
-    const m = e.note ? /^(->|<-) ([\s\S]*)$/.exec(e.note) : null;
     const last = out[out.length - 1];
-    if (m) {
-      const line: QmpLine = { dir: m[1] === '->' ? 'out' : 'in', text: m[2], at: e.at };
-      if (last && last.state === e.state) last.qmp.push(line);
-      else out.push({ state: e.state, at: e.at, note: null, qmp: [line] });
-    } else if (last && last.state === e.state && !e.note) continue;
-    else out.push({ state: e.state, at: e.at, note: e.note, qmp: [] });
+    if (last && last.state === e.state && !e.note) continue;
+    out.push({ state: e.state, at: e.at, note: e.note, qmp: [] });
+  }
+  if (!out.length) return out;
+  let k = 0;
+  for (const l of j.qmp) {
+    while (k + 1 < out.length && out[k + 1].at <= l.at) k++;
+    const announced = l.event === 'JOB_STATUS_CHANGE' ? statusOf(l.line) : null;
+    if (announced && out[k].state !== announced) {
+      const m = out.findIndex((c, i) => i > k && c.state === announced);
+      if (m > k) k = m;
+    }
+    out[k].qmp.push(l);
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // How jobs read in the UI: names for job types and states, the colour family of a state, and the
 // verbs offered as buttons.
 import type { JobInfo, JobVerbName } from '../../../electron/core/contract';
+import { holdsBlockGraph } from '../../../electron/core/jobs/states';
 
 export const JOB_TYPE_LABEL: Record<string, string> = {
   'block-stream': 'Stream',
@@ -118,15 +119,12 @@ export function isActiveState(state: string): boolean {
 }
 
 /**
- * QEMU 7.2 (qemu-storage-daemon, measured) dies with SIGSEGV when its block nodes are listed
- * (query-named-block-nodes, which the block graph and every bitmap plan use) while a block-stream job
- * that has finished its work is not yet dismissed. Until the core guards this itself, the renderer
- * does not ask for a graph or a bitmap change on such a connection; dismissing the job ends the hazard.
+ * The finished stream job that makes listing this connection's block nodes crash QEMU 7.2 (the
+ * core's rule, holdsBlockGraph; the core refuses such a listing itself). The app asks for no graph
+ * or bitmap plan then, and says what to do instead: dismiss the job.
  */
-export const STREAM_HAZARD_STATES = ['waiting', 'pending', 'aborting', 'concluded'];
-
 export function graphHazard(jobs: JobInfo[], connection: string): JobInfo | null {
-  return jobs.find((j) => j.connection === connection && j.type === 'block-stream' && STREAM_HAZARD_STATES.includes(j.state)) ?? null;
+  return jobs.find((j) => j.connection === connection && holdsBlockGraph(j.type, j.state)) ?? null;
 }
 
 /** A plan's state and its steps' states as badge tones. */

@@ -3,7 +3,7 @@
 // connection:changed events; actions go through the contract.
 import { defineStore } from 'pinia';
 import { computed, reactive, ref } from 'vue';
-import type { BlockGraph, ConnectionInfo } from '../../../electron/core/contract';
+import type { BlockGraph, ConnectionInfo, QmpLogLine } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useJobsStore } from './jobs';
@@ -24,6 +24,8 @@ export const useQemuConnectionsStore = defineStore('qemu-connections', () => {
   const loaded = ref(false);
   /** the connection whose graph the Connections view shows */
   const selectedId = ref<string | null>(null);
+  /** the newest lines of each connection's QMP traffic log, as last read */
+  const traffic = reactive<Record<string, { lines: QmpLogLine[]; loading: boolean; error: ApiError | null }>>({});
 
   const byId = computed(() => Object.fromEntries(list.value.map((c) => [c.id, c])));
   const connected = computed(() => list.value.filter((c) => c.state === 'connected'));
@@ -120,6 +122,16 @@ export const useQemuConnectionsStore = defineStore('qemu-connections', () => {
     }
   }
 
+  /** Reads the newest lines of a connection's QMP traffic (what Strata sent and QEMU said, raw). */
+  async function loadTraffic(id: string, limit = 200): Promise<void> {
+    traffic[id] = { lines: traffic[id]?.lines ?? [], loading: true, error: null };
+    try {
+      traffic[id] = { lines: await call('connection:traffic', { id, limit }), loading: false, error: null };
+    } catch (e) {
+      traffic[id] = { lines: traffic[id]?.lines ?? [], loading: false, error: ApiError.from(e) };
+    }
+  }
+
   function graphStatusOf(id: string): GraphStatus {
     return graphStatus[id] ?? { loading: false, error: null, heldBy: null };
   }
@@ -147,5 +159,7 @@ export const useQemuConnectionsStore = defineStore('qemu-connections', () => {
     close,
     loadGraph,
     graphStatusOf,
+    traffic,
+    loadTraffic,
   };
 });
