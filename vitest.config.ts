@@ -39,6 +39,8 @@ export default defineConfig({
       include: ['electron/core/**'],
       reporter: ['text-summary', 'text', 'json-summary', 'html'],
       reportsDirectory: 'test-output/coverage',
+      // the figure is reported even when a test fails (the failure still fails the run)
+      reportOnFailure: true,
     },
     projects: [
       { extends: true, test: { name: 'unit', include: unit } },

@@ -9,6 +9,7 @@ import type { Page } from 'playwright-core';
 import { startBrowserServer } from '../../electron/core/server/browser-server.ts';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { addImage, buildSeed, e2eSuite, staticDir } from './e2e-helpers.ts';
+import { crashWhileOpen } from '../repair/scenarios.ts';
 
 const KiB = 1024;
 const suite = e2eSuite('strata-e2e-');
@@ -391,13 +392,7 @@ test('actions that cannot work are not offered: an in-use bitmap offers only Rem
   const img = path.join(dir, 'crashed.qcow2');
   qemuImg('create', '-q', '-f', 'qcow2', img, '1M');
   qemuImg('bitmap', '--add', img, 'good');
-  const { spawn } = await import('node:child_process');
-  const sock = path.join(dir, 'q.sock');
-  const qsd = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m', '--blockdev', `driver=qcow2,node-name=n,file.driver=file,file.filename=${img}`], { stdio: 'ignore' });
-  for (let i = 0; i < 500 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 10));
-  await new Promise((r) => setTimeout(r, 100));
-  qsd.kill('SIGKILL');
-  await new Promise((r) => qsd.once('exit', r));
+  await crashWhileOpen(img, 0);
   const raw = path.join(dir, 'disk.raw');
   fs.writeFileSync(raw, Buffer.alloc(1024 * 1024));
 

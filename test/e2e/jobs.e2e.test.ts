@@ -109,7 +109,7 @@ test('a daemon opened read-write: graph, bitmap add through plan/confirm, a rate
   await page.getByTestId('connection-traffic').locator('summary').click();
   const trafficLines = page.getByTestId('connection-traffic-line');
   await trafficLines.first().waitFor();
-  const sent = await trafficLines.evaluateAll((els) => els.map((e) => [e.getAttribute('data-dir'), e.textContent ?? '']));
+  const sent = await trafficLines.evaluateAll((els) => els.map((e) => [e.getAttribute('data-dir') ?? '', e.textContent ?? ''] as const));
   const tx = sent.find(([dir, text]) => dir === 'out' && text.includes('"execute":"transaction"') && text.includes('"nightly"'));
   assert.ok(tx, sent.map((x) => x.join(' ')).join('\n'));
   const txId = /"id":"(strata-\d+)"/.exec(tx[1])![1];
