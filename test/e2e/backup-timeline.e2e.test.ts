@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
+import { flipByteAt } from '../backup/helpers.ts';
 import { addImage, backUp, buildSeed, e2eSuite, restoreFromForm } from './e2e-helpers.ts';
 
 const suite = e2eSuite('strata-e2e-timeline-');
@@ -147,6 +148,16 @@ test('the demo chain backed up at every level: the timeline by day, readable wid
   await page.locator('[data-testid="backup-point"][data-id="inc-3"][data-verified="ok"]').waitFor({ timeout: 60_000 });
   assert.deepEqual(await attrs(page, 'data-verified'), ['never', 'never', 'ok', 'never', 'never']);
   assert.match(await page.getByTestId('backup-point-verify').innerText(), /^OK, /);
+
+  // A byte of diff-4's data flipped, every point verified: diff-4 reads damaged, the others OK.
+  const diff4 = manifest.backups.find((b: { id: string }) => b.id === 'diff-4');
+  flipByteAt(path.join(repo, diff4.file), diff4.digests.runs[0].offset + 100);
+  await page.getByTestId('backup-verify').click();
+  await page.locator('[data-testid="backup-point"][data-id="diff-4"][data-verified="damaged"]').waitFor({ timeout: 60_000 });
+  assert.deepEqual(await attrs(page, 'data-verified'), ['ok', 'ok', 'ok', 'damaged', 'ok']);
+  await page.locator('[data-testid="backup-point"][data-id="diff-4"]').click();
+  assert.match(await page.getByTestId('backup-point-verify').innerText(), /^damaged, .*diff-4\.qcow2: .*sha256 mismatch/);
+  await shotTimeline(app, 'timeline-damaged');
 
   // A narrow window: the timeline scrolls instead of crowding, still without overlaps.
   await page.setViewportSize({ width: 900, height: 800 });

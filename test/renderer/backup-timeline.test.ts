@@ -142,12 +142,12 @@ test('the activity history gives this repository\'s failed and cancelled backups
     { ...base, id: 3, action: 'backup', repo: '/repo', level: 'inc', state: 'cancelled', points: [{ id: 'inc-2', what: 'cancelled', note: null }], createdAt: at(1, 3), note: 'cancelled by the user' },
     { ...base, id: 2, action: 'backup', repo: '/repo', level: 'inc', state: 'ok', points: [{ id: 'inc-2', what: 'taken', note: null }], createdAt: at(1, 2) },
     { ...base, id: 4, action: 'backup', repo: '/other', level: 'full', state: 'failed', points: [{ id: 'full-1', what: 'failed', note: null }], createdAt: at(1, 2) },
-    { ...base, id: 1, action: 'verify', repo: '/repo/', state: 'damaged', points: [{ id: 'full-1', what: 'verified', note: null }, { id: 'inc-2', what: 'damaged', note: 'bad' }], createdAt: at(1, 4), finishedAt: at(1, 5) },
+    { ...base, id: 1, action: 'verify', repo: '/repo/', state: 'damaged', points: [{ id: 'full-1', what: 'verified', note: null }, { id: 'inc-2', what: 'damaged', note: '/repo/inc-2.qcow2: /repo/inc-2.qcow2: bad' }], createdAt: at(1, 4), finishedAt: at(1, 5) },
     { ...base, id: 5, action: 'verify', repo: '/repo', state: 'failed', points: [], createdAt: at(1, 6) },
   ];
   const r = fromActivity(entries, '/repo');
   assert.deepEqual(r.attempts, [{ key: 'attempt-3', id: 'inc-2', level: 'inc', state: 'cancelled', createdAt: at(1, 3), finishedAt: null, note: 'cancelled by the user' }]);
-  assert.deepEqual(r.verifies, [{ at: at(1, 5), points: [{ id: 'full-1', ok: true, note: null }, { id: 'inc-2', ok: false, note: 'bad' }] }]);
+  assert.deepEqual(r.verifies, [{ at: at(1, 5), points: [{ id: 'full-1', ok: true, note: null }, { id: 'inc-2', ok: false, note: '/repo/inc-2.qcow2: bad' }] }], 'the file named once');
 });
 
 test('keys move the focus along time, to the ends, and to the nearest mark of the lane above or below', () => {

@@ -187,8 +187,14 @@ export function fromActivity(entries: BackupActivityInfo[], repo: string): { att
     });
   const verifies = mine
     .filter((e) => e.action === 'verify' && (e.state === 'ok' || e.state === 'damaged'))
-    .map((e) => ({ at: e.finishedAt ?? e.createdAt, points: e.points.filter((p) => p.what === 'verified' || p.what === 'damaged').map((p) => ({ id: p.id, ok: p.what === 'verified', note: p.note })) }));
+    .map((e) => ({ at: e.finishedAt ?? e.createdAt, points: e.points.filter((p) => p.what === 'verified' || p.what === 'damaged').map((p) => ({ id: p.id, ok: p.what === 'verified', note: p.note && dropRepeatedFile(p.note) })) }));
   return { attempts, verifies };
+}
+
+/** "F: F: what" (the history's note names the file, and so does each problem) as "F: what". */
+function dropRepeatedFile(note: string): string {
+  const m = /^(\S+): (.*)$/s.exec(note);
+  return m && m[2].startsWith(`${m[1]}: `) ? m[2] : note;
 }
 
 /** The newest verify of a point made after the point was (an id can be taken again after a prune). */
