@@ -21,7 +21,13 @@ const suite = e2eSuite('strata-e2e-timeline-');
 function overlappingLabels(page: Page): Promise<string[]> {
   return page.evaluate(() => {
     const sel = ['text', '.tl__id', '.tl__text > span', '.tl__lane-label'].map((s) => `[data-testid="backup-timeline"] ${s}`).join(', ');
-    const boxes = [...document.querySelectorAll(sel)].map((e) => ({ t: (e.textContent ?? '').trim(), r: e.getBoundingClientRect() })).filter((b) => b.r.width > 0 && b.t);
+    // What the timeline's scrolling clips away is not on screen: only the part inside it counts.
+    const view = document.querySelector('[data-testid="backup-timeline"] .tl__scroll')!.getBoundingClientRect();
+    const shown = (e: Element) => {
+      const r = e.getBoundingClientRect();
+      return e.closest('.tl__scroll') ? new DOMRect(Math.max(r.left, view.left), r.top, Math.min(r.right, view.right) - Math.max(r.left, view.left), r.height) : r;
+    };
+    const boxes = [...document.querySelectorAll(sel)].map((e) => ({ t: (e.textContent ?? '').trim(), r: shown(e) })).filter((b) => b.r.width > 0 && b.t);
     const out: string[] = [];
     for (let i = 0; i < boxes.length; i++) {
       for (let j = i + 1; j < boxes.length; j++) {
@@ -159,6 +165,15 @@ test('the demo chain backed up at every level: the timeline by day, readable wid
   assert.match(await page.getByTestId('backup-point-verify').innerText(), /^damaged, .*diff-4\.qcow2: .*sha256 mismatch/);
   await shotTimeline(app, 'timeline-damaged');
 
+  // A prune plan (keep the last 2: copy-5 and diff-4, which needs full-1) marked on the timeline.
+  await page.getByTestId('backup-keepLast').fill('2');
+  await page.getByTestId('backup-prune-plan').click();
+  await page.getByTestId('backup-prune-result').waitFor();
+  assert.deepEqual(await attrs(page, 'data-prune'), ['keep', 'remove', 'remove', 'keep', 'keep']);
+  assert.deepEqual(await page.locator('.tl__link--goes').evaluateAll((els) => els.map((e) => e.getAttribute('data-to'))), ['inc-2', 'inc-3']);
+  assert.deepEqual(await overlappingLabels(page), [], 'with the plan\'s line too');
+  await shotTimeline(app, 'timeline-prune-plan');
+
   // A narrow window: the timeline scrolls instead of crowding, still without overlaps.
   await page.setViewportSize({ width: 900, height: 800 });
   await page.waitForFunction(() => {
@@ -166,6 +181,17 @@ test('the demo chain backed up at every level: the timeline by day, readable wid
     return !!s && s.scrollWidth > s.clientWidth;
   });
   assert.deepEqual(await overlappingLabels(page), [], 'narrow: no label overlaps another');
+  assert.deepEqual(await page.locator('.tl__lane-label:not(.tl__lane-label--size)').allInnerTexts(), ['full', 'inc', 'diff', 'copy'], 'short lane names');
+  const shows = (id: string) =>
+    page.evaluate((x) => {
+      const [s, b] = [document.querySelector('.tl__scroll')!.getBoundingClientRect(), document.querySelector(`[data-testid="backup-point"][data-id="${x}"]`)!.getBoundingClientRect()];
+      return b.left >= s.left - 1 && b.right <= s.right + 1;
+    }, id);
+  assert.ok(await shows('diff-4'), 'the selected point is scrolled into view');
+  assert.ok(!(await shows('full-1')), 'the oldest is scrolled off to the left');
+  await page.locator('[data-testid="backup-point"][data-id="diff-4"]').focus();
+  await page.keyboard.press('Home');
+  assert.ok(await shows('full-1'), 'Home brings the oldest into view');
   await shotTimeline(app, 'timeline-narrow');
 
   // The table is one click away, with the same points.
