@@ -17,6 +17,7 @@ const unit = [
   'test/repair/findings.test.ts',
   'test/renderer/viewport.test.ts',
   'test/core/qmp-traffic.test.ts',
+  'test/renderer/backup-timeline.test.ts',
 ];
 const e2e = ['test/e2e/**/*.test.ts'];
 

@@ -12,7 +12,7 @@ import { Repository } from '../../electron/core/backup/repository.ts';
 import { openDb } from '../../electron/core/store/db.ts';
 import { allocationExtents, withChain } from '../../electron/core/qcow2/chain.ts';
 import { totalBytes } from '../../electron/core/extents.ts';
-import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint } from './helpers.ts';
+import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, flipByteAt } from './helpers.ts';
 
 function opts(dir: string, image: string, extra: Partial<TakeOptions> = {}): TakeOptions {
   return { image, repo: path.join(dir, 'repo'), level: null, since: null, compress: false, dryRun: false, dataDir: path.join(dir, 'home'), ...extra };
@@ -133,12 +133,7 @@ test('verify finds a flipped byte in an inc, a truncated file and a broken backi
 
   const m = Repository.open(repo).find(inc.id);
   const at = m.digests.runs[0].offset + 1000;
-  const fd = fs.openSync(inc.file, 'r+');
-  const b = Buffer.alloc(1);
-  fs.readSync(fd, b, 0, 1, at);
-  b[0] ^= 0xff;
-  fs.writeSync(fd, b, 0, 1, at);
-  fs.closeSync(fd);
+  flipByteAt(inc.file, at);
   r = await strata(home, ['verify', '--repo', repo, '--json']);
   assert.equal(r.code, 2);
   const res = JSON.parse(r.out);

@@ -81,3 +81,16 @@ export function makeDisk(dir: string, size = '64M'): string {
 }
 
 export const truthOf = (image: string, dir: string, name: string) => rawCopy(image, path.join(dir, `truth-${name}.raw`));
+
+/** Inverts one byte of a file in place (a backup's data damaged under the repository's feet). */
+export function flipByteAt(file: string, at: number): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    fs.readSync(fd, b, 0, 1, at);
+    b[0] ^= 0xff;
+    fs.writeSync(fd, b, 0, 1, at);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -10,24 +10,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
-import { addImage, e2eSuite } from './e2e-helpers.ts';
+import { addImage, backUp, e2eSuite, restoreFromForm } from './e2e-helpers.ts';
 import { bitmapNames } from '../backup/helpers.ts';
 import { dispatch } from '../../electron/core/dispatch.ts';
 import type { Page } from 'playwright-core';
 
 const suite = e2eSuite('strata-e2e-backups-');
 
-async function backUp(page: Page, level: string): Promise<string> {
-  await page.getByTestId('backup-level').selectOption(level);
-  await page.getByTestId('backup-take').click();
-  const dialog = page.getByTestId('backup-dialog');
-  await dialog.waitFor();
-  const says = await dialog.innerText();
-  await page.getByTestId('confirm-yes').click();
-  await dialog.waitFor({ state: 'detached' });
-  await page.getByTestId('backup-done').waitFor({ timeout: 60_000 });
-  return says;
-}
+/** The points on the Backups timeline, oldest first: `attr` of each (data-level, data-id, data-verified…). */
+const pointsBy = (page: Page, attr: string) => page.getByTestId('backup-point').evaluateAll((els, a) => els.map((e) => e.getAttribute(a)), attr);
 
 /** A fresh app with a new disk of `size` (written by `writes`) in the workspace, its Backups tab on an empty repository. */
 async function backupsTab(t: Parameters<typeof suite.open>[0], name: string, size: string, writes: string[]) {
@@ -72,21 +63,18 @@ test('back up full and incremental from the Backups tab, restore the incremental
 
   const rows = page.getByTestId('backup-point');
   assert.equal(await rows.count(), 2);
-  assert.deepEqual(await page.getByTestId('backup-point-level').allInnerTexts(), ['full', 'inc']);
+  assert.deepEqual(await pointsBy(page, 'data-level'), ['full', 'inc']);
   const incId = await rows.nth(1).getAttribute('data-id');
   assert.ok(incId);
 
   // Restore the incremental to a raw file: the disk as it is now.
   const truth = rawCopy(disk, path.join(dir, 'now.raw'));
   const to = path.join(dir, 'restored.raw');
-  await rows.nth(1).getByTestId('backup-restore').click();
+  await rows.nth(1).click();
+  await page.locator('[data-testid="backup-point-details"]').and(page.locator(`[data-id="${incId}"]`)).waitFor();
+  await page.getByTestId('backup-restore').click();
   await page.getByTestId('backup-restore-form').waitFor();
-  await page.getByTestId('backup-restore-format').selectOption('raw');
-  await page.getByTestId('backup-restore-to').fill(to);
-  await page.getByTestId('backup-restore-go').click();
-  await page.getByTestId('backup-restore-dialog').waitFor();
-  await page.getByTestId('confirm-yes').click();
-  await page.getByTestId('backup-restored').waitFor({ timeout: 60_000 });
+  await restoreFromForm(page, to, 'raw');
   assert.ok(fs.existsSync(to));
   qemuImg('compare', '-q', '-f', 'raw', '-F', 'raw', truth, to);
   await app.shot('backups-restored');
@@ -96,7 +84,8 @@ test('back up full and incremental from the Backups tab, restore the incremental
   await verdict.waitFor({ timeout: 60_000 });
   assert.equal(await verdict.getAttribute('data-ok'), 'true');
   assert.match(await verdict.innerText(), /^OK: 2 points checked/);
-  assert.deepEqual(await page.getByTestId('backup-point-verified').allInnerTexts(), ['verified', 'verified']);
+  await page.locator('[data-testid="backup-point"][data-verified="ok"]').nth(1).waitFor();
+  assert.deepEqual(await pointsBy(page, 'data-verified'), ['ok', 'ok']);
   await app.shot('backups-verified');
 
   // The chain view: each checkpoint says which backup it belongs to.
@@ -152,7 +141,11 @@ test('cancel a running backup from its progress bar: not listed, no partial file
   assert.match(await said.innerText(), /removed checkpoint bitmap 'strata-inc-2-/);
   await page.getByTestId('backup-progress').waitFor({ state: 'detached' });
   assert.equal(await page.getByTestId('backup-error').count(), 0, 'a cancel is not shown as an error');
-  assert.deepEqual(await page.getByTestId('backup-point-level').allInnerTexts(), ['full']);
+  assert.deepEqual(await pointsBy(page, 'data-level'), ['full']);
+  // The timeline shows the cancelled backup as what it is: not a point.
+  const attempt = page.getByTestId('backup-attempt');
+  await attempt.waitFor();
+  assert.deepEqual([await attempt.getAttribute('data-id'), await attempt.getAttribute('data-state')], ['inc-2', 'cancelled']);
   assert.deepEqual(fs.readdirSync(repo).filter((n) => n.startsWith('.')), [], 'no partial file left');
   assert.equal(fs.readFileSync(path.join(repo, 'strata-backups.json'), 'utf8'), manifestBefore, 'the manifest is unchanged');
   assert.deepEqual(bitmapNames(disk), bitmapsBefore, 'no new checkpoint bitmap in the disk');
@@ -183,6 +176,9 @@ test('retention: keep last 1 plans which points go and what every remaining one 
   assert.deepEqual(await page.getByTestId('prune-row-from').allInnerTexts(), ['restored from full-1', 'restored from diff-3 ← full-1', 'restored from inc-4 ← diff-3 ← full-1']);
   assert.match(await page.getByTestId('backup-prune-summary').innerText(), /^1 point goes, 3 stay: 384 KiB freed/);
   assert.ok(fs.existsSync(path.join(repo, 'inc-2.qcow2')), 'a plan removes nothing');
+  // The timeline marks the same plan on the points.
+  assert.deepEqual(await pointsBy(page, 'data-prune'), ['keep', 'remove', 'keep', 'keep']);
+  assert.deepEqual(await page.getByTestId('timeline-prune').allInnerTexts(), ['stays', 'goes', 'stays', 'stays']);
   await plan.scrollIntoViewIfNeeded();
   await app.shot('backups-prune-plan');
 
@@ -192,7 +188,7 @@ test('retention: keep last 1 plans which points go and what every remaining one 
   assert.match(await dialog.innerText(), /inc-2 is removed from the manifest/);
   await page.getByTestId('confirm-yes').click();
   await page.getByTestId('backup-pruned').waitFor({ timeout: 30_000 });
-  assert.deepEqual(await page.getByTestId('backup-point').evaluateAll((els) => els.map((e) => e.getAttribute('data-id'))), ['full-1', 'diff-3', 'inc-4']);
+  assert.deepEqual(await pointsBy(page, 'data-id'), ['full-1', 'diff-3', 'inc-4']);
   assert.ok(!fs.existsSync(path.join(repo, 'inc-2.qcow2')));
   await app.shot('backups-pruned');
 

@@ -146,3 +146,26 @@ export async function openInDaemon(page: Page, readWrite: boolean): Promise<{ id
   await page.locator('[data-testid="block-node"][data-name="strata-top"]').waitFor();
   return { id: (await item.getAttribute('data-id'))!, pid: Number(await item.getByTestId('connection-pid').innerText()) };
 }
+
+/** "Back up now" at `level` from an image's Backups tab, confirmed; answers what the confirmation said. */
+export async function backUp(page: Page, level: string): Promise<string> {
+  await page.getByTestId('backup-level').selectOption(level);
+  await page.getByTestId('backup-take').click();
+  const dialog = page.getByTestId('backup-dialog');
+  await dialog.waitFor();
+  const says = await dialog.innerText();
+  await page.getByTestId('confirm-yes').click();
+  await dialog.waitFor({ state: 'detached' });
+  await page.getByTestId('backup-done').waitFor({ timeout: 60_000 });
+  return says;
+}
+
+/** Fills the Backups tab's open restore form (destination, format), confirms, and waits for the restore to be done. */
+export async function restoreFromForm(page: Page, to: string, format: 'qcow2' | 'raw'): Promise<void> {
+  await page.getByTestId('backup-restore-format').selectOption(format);
+  await page.getByTestId('backup-restore-to').fill(to);
+  await page.getByTestId('backup-restore-go').click();
+  await page.getByTestId('backup-restore-dialog').waitFor();
+  await page.getByTestId('confirm-yes').click();
+  await page.getByTestId('backup-restored').waitFor({ timeout: 60_000 });
+}

@@ -27,6 +27,10 @@ export interface BackupPoint {
   bytes: number;
   state: string;
   consistency: Consistency;
+  /** when the backup was complete (finishedAt - createdAt: how long it took) */
+  finishedAt: string;
+  /** the disk data QEMU copied (bytes: the file's size in the repository) */
+  dirtyBytes: number;
 }
 
 /** strata backup --json's object (dryRun: true when nothing was written). */

@@ -206,6 +206,7 @@ export class Repository {
 export function listPoints(repo: Repository) {
   return repo.manifest.backups.map((b) => ({
     id: b.id, level: b.level, parent: b.parent, checkpoint: b.checkpoint, createdAt: b.createdAt, file: repo.fileOf(b), bytes: b.bytes, state: b.state, consistency: b.consistency,
+    finishedAt: b.finishedAt, dirtyBytes: b.dirtyBytes,
   }));
 }
 

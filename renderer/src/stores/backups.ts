@@ -3,10 +3,12 @@
 // (backup:take), a running backup cancelled (backup:cancel), a point restored to a new file
 // (backup:restore), the repository verified (backup:verify), and its retention: the policy (kept per
 // repository in localStorage), the prune plan (backup:prune-plan) and the prune the user confirmed
-// (backup:prune). A running backup's progress comes from backup:progress (event-bridge.ts).
+// (backup:prune). A running backup's progress comes from backup:progress (event-bridge.ts). The
+// repository's backups that failed or were cancelled, and its verifies, come from the activity
+// history (history:activity), read again with the points, for the timeline.
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
-import type { BackupCheckpoint, BackupPrunePlan, BackupPrunePreview, BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
+import type { BackupActivityInfo, BackupCheckpoint, BackupPrunePlan, BackupPrunePreview, BackupCancelled, BackupLevel, BackupPoint, BackupProgress, BackupTaken, BackupVerifyResult, BackupRestoreResult } from '../../../electron/core/contract';
 import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useChainsStore } from './chains';
@@ -21,6 +23,9 @@ export interface Retention {
   keepDaily: number;
   keepWeekly: number;
 }
+
+/** how far back the activity history is read for a repository's failed backups and verifies */
+const ACTIVITY_LIMIT = 1000;
 
 const DEFAULT_RETENTION: Retention = { keepLast: 7, keepDaily: 0, keepWeekly: 0 };
 
@@ -51,6 +56,8 @@ export const useBackupsStore = defineStore('backups', () => {
   const lastPrune = reactive<Record<string, BackupPrunePlan | null>>({});
   /** per image: the known repositories' backups whose checkpoint is in its chain (for the chain view) */
   const checkpointBackups = reactive<Record<string, BackupCheckpoint[]>>({});
+  /** per image: the activity history's backups, restores, verifies and prunes (of every repository: lib/backup-timeline.ts keeps the image's) */
+  const activity = reactive<Record<string, BackupActivityInfo[]>>({});
   /** Cancel was pressed and the core has not answered yet */
   const cancelling = reactive<Record<string, boolean>>({});
 
@@ -75,6 +82,7 @@ export const useBackupsStore = defineStore('backups', () => {
       /* not remembered, still used */
     }
     points[image] = [];
+    activity[image] = [];
     verified[image] = null;
     lastTaken[image] = null;
     prunePlan[image] = null;
@@ -141,6 +149,17 @@ export const useBackupsStore = defineStore('backups', () => {
         else throw e;
       }
     });
+    await loadActivity(image);
+  }
+
+  /** The repository's records in the activity history; unreadable, the timeline goes without them. */
+  async function loadActivity(image: string): Promise<void> {
+    try {
+      const feed = await call('history:activity', { limit: ACTIVITY_LIMIT });
+      activity[image] = feed.flatMap((e) => (e.kind === 'backup' ? [e.backup] : []));
+    } catch {
+      activity[image] = [];
+    }
   }
 
   /** what a backup at this level would copy; writes nothing */
@@ -197,17 +216,20 @@ export const useBackupsStore = defineStore('backups', () => {
   async function restore(image: string, id: string, to: string, format: 'qcow2' | 'raw'): Promise<BackupRestoreResult | null> {
     const r = await run(image, 'restoring', () => call('backup:restore', { repo: repoOf(image), id, to, format }));
     if (r) lastRestore[image] = r;
+    await loadActivity(image);
     return r;
   }
 
-  async function verify(image: string): Promise<void> {
-    const r = await run(image, 'verifying', () => call('backup:verify', { repo: repoOf(image) }));
+  /** Every point, or the one named. */
+  async function verify(image: string, id?: string): Promise<void> {
+    const r = await run(image, 'verifying', () => call('backup:verify', { repo: repoOf(image), ...(id ? { id } : {}) }));
     if (r) verified[image] = r;
+    await loadActivity(image);
   }
 
   function onProgress(p: BackupProgress): void {
     if (busy[p.image] === 'taking') progress[p.image] = p;
   }
 
-  return { repos, points, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, checkpointBackups, loadCheckpoints, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
+  return { repos, points, activity, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, checkpointBackups, loadCheckpoints, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
 });
