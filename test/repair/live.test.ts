@@ -8,6 +8,8 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { test, expect, vi, type TestContext } from 'vitest';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
+import { createService } from '../../electron/core/service.ts';
+import { dispatch } from '../../electron/core/dispatch.ts';
 import { startDaemon, type Daemon } from '../helpers/storage-daemon.ts';
 import { qemuImg, qemuIo, waitListening } from '../helpers/qemu.ts';
 import { sinceOf } from '../helpers/truth.ts';
@@ -207,3 +209,24 @@ for (const at of ['after-step-0', 'after-step-1', 'running-step-2']) {
     qemuCheckAll(l.s);
   });
 }
+
+test('kill -9 of Strata between the bitmap and the fill: the app finishes the live repair at its next start', async (t) => {
+  const l = await liveUntracked(t);
+  const k = child(l, { CRASH_AT: 'after-step-0', WRITES: between(l).writes });
+  expect(k.signal, k.stderr).toBe('SIGKILL');
+  const service = createService({ dataDir: path.join(l.s.dir, 'home'), mode: 'browser' });
+  t.onTestFinished(() => service.close());
+  const r = await dispatch(service, 'history:plans', {});
+  if (!r.ok) throw new Error(r.error.message);
+  const plans = r.result as any[];
+  expect(plans.map((p) => [p.kind, p.state])).toEqual([['repair-live', 'done']]);
+  expect(plans[0].resolution).toMatch(/^resumed after a restart and finished/);
+  expect(plans[0].steps.map((s: any) => s.state)).toEqual(['done', 'done', 'done']);
+  const look = await strataAsync(l.s.dir, args(l));
+  expect(look.code, look.stderr).toBe(0);
+  expect(look.json.before.map((v: any) => [v.name, v.state])).toEqual([['c1', 'ok']]);
+  expect(look.json.recovered).toEqual([]);
+  await stopVm(l);
+  expect(assertTruth(l.s).map((x) => [x.name, x.state, x.missed])).toEqual([['c1', 'ok', 0]]);
+  qemuCheckAll(l.s);
+});
