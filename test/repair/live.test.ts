@@ -148,7 +148,7 @@ test('live repair while a guest writes: the plan alone changes nothing; --yes ma
   await stopVm(l);
   const truth = assertTruth(s);
   expect(truth.map((x) => [x.name, x.state, x.missed])).toEqual([['c1', 'ok', 0]]);
-  expect(truth[0].differing).toBeGreaterThan(4 << 20); // the writer's clusters are among them
+  expect(truth[0].differing).toBeGreaterThanOrEqual(3 << 20); // the writer's 2 MiB before the repair and 1 MiB after it are among them
   qemuCheckAll(s);
 });
 
