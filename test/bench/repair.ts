@@ -3,10 +3,17 @@
 // and interleaved in one run. Between runs the bitmap the repair created is removed again (not
 // timed), so every run repairs the same chain.
 //
+// Then the live repair of a copy of that overlay held by a qemu-storage-daemon (node disk0) while a
+// guest writes 64 MiB into it at 4 MiB/s (a backup job, test/repair/live-guest.ts): the whole
+// `strata repair --socket --node disk0 --yes` process, c1 removed again between runs (not timed).
+//
 //   node --import tsx test/bench/repair.ts [--runs=5]     (benchmark 9 of `npm run bench`)
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { QmpClient } from '../../electron/core/qmp/client.ts';
+import { startGuestJob, endGuestJob } from '../repair/live-guest.ts';
+import { waitListening } from '../helpers/qemu.ts';
 import { CACHE, ROOT, fmtMs, median, round, timedRun, toolVersion } from './util.ts';
 
 const RUNS = Math.max(3, Number(process.argv.find((a) => a.startsWith('--runs='))?.slice(7) ?? 5));
@@ -63,4 +70,47 @@ const ratio = median(s) / median(q);
 log(`strata repair --yes (whole process): median ${fmtMs(median(s))}  [${s.map((x) => fmtMs(x)).join(', ')}]`);
 log(`qemu-img map --output=json:          median ${fmtMs(median(q))}  [${q.map((x) => fmtMs(x)).join(', ')}]`);
 log(`ratio ${round(ratio)} (target <= 1.0): ${ratio <= 1 ? 'PASS' : 'MISS'}`);
-if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify({ strata: s, qemu: q }));
+
+/** The live repair, on a copy of the overlay held by a daemon, while a guest writes. */
+async function liveRuns(): Promise<number[]> {
+  const liveTop = path.join(dir, 'live-top.qcow2');
+  fs.copyFileSync(top, liveTop);
+  const guestSrc = path.join(dir, 'guest-64m.qcow2');
+  if (!fs.existsSync(guestSrc)) {
+    timedRun('qemu-img', ['create', '-q', '-f', 'qcow2', guestSrc, String(SIZE)]);
+    timedRun('qemu-io', ['-t', 'unsafe', '-f', 'qcow2', '-c', `write -q -P 7 ${SIZE / 2 + 65536 * 3} ${64 << 20}`, guestSrc]);
+  }
+  const sock = path.join(dir, 'live.qmp');
+  const lookSock = path.join(dir, 'look.qmp');
+  for (const f of [sock, lookSock]) fs.rmSync(f, { force: true });
+  const qsd = spawn('qemu-storage-daemon', [
+    '--chardev', `socket,id=m,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m',
+    '--chardev', `socket,id=l,path=${lookSock},server=on,wait=off`, '--monitor', 'chardev=l',
+    '--blockdev', `driver=qcow2,node-name=disk0,file.driver=file,file.filename=${liveTop}`,
+  ], { stdio: 'ignore' });
+  try {
+    await waitListening(lookSock, qsd, () => 'qemu-storage-daemon');
+    const look = await QmpClient.connect(lookSock);
+    const out: number[] = [];
+    for (let i = 0; i < RUNS + 1; i++) {
+      const job = await startGuestJob(look, 'disk0', guestSrc, { sync: 'top', speed: 4 << 20 });
+      const t = timedRun(process.execPath, [path.join(ROOT, 'bin/strata.cjs'), 'repair', '--socket', sock, '--node', 'disk0', '--yes', '--json'], { env: { ...process.env, STRATA_HOME: path.join(dir, 'home-live') } });
+      const j = JSON.parse(t.stdout.toString('utf8'));
+      if (!j.applied || j.outcomes[0]?.state !== 'done') throw new Error(`live repair did not repair: ${JSON.stringify(j.outcomes)}`);
+      const jobs = await look.execute<{ id: string; status: string }[]>('query-jobs');
+      if (jobs.find((x) => x.id === job)?.status !== 'running') throw new Error(`the guest stopped writing (${JSON.stringify(jobs)}) before the repair ended (${fmtMs(t.ms)}): the run did not measure a repair under writes`);
+      await endGuestJob(look, job, true);
+      await look.execute('block-dirty-bitmap-remove', { node: 'disk0', name: 'c1' });
+      if (i > 0) out.push(t.ms); // the first run warms up
+    }
+    await look.close();
+    return out;
+  } finally {
+    qsd.kill('SIGTERM');
+    await new Promise((r) => qsd.once('exit', r));
+    fs.rmSync(liveTop, { force: true });
+  }
+}
+const live = await liveRuns();
+log(`strata repair --socket --yes while a guest writes 4 MiB/s (whole process): median ${fmtMs(median(live))}  [${live.map((x) => fmtMs(x)).join(', ')}]`);
+if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify({ strata: s, qemu: q, live }));

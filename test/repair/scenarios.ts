@@ -32,15 +32,29 @@ export function tmp(prefix = 'strata-repair-'): string {
 /** Runs the built CLI with its data in DIR/home. */
 export function strata(dir: string, args: string[]): { code: number; stdout: string; stderr: string; json: any } {
   const r = spawnSync(process.execPath, [path.join(root, 'bin/strata.cjs'), ...args], { encoding: 'utf8', env: { ...process.env, STRATA_HOME: path.join(dir, 'home') }, maxBuffer: 256 << 20 });
+  return answer(args, r.status ?? -1, r.stdout, r.stderr);
+}
+
+function answer(args: string[], code: number, stdout: string, stderr: string): { code: number; stdout: string; stderr: string; json: any } {
   let json: any = null;
   if (args.includes('--json')) {
     try {
-      json = JSON.parse(r.stdout);
+      json = JSON.parse(stdout);
     } catch {
       json = null;
     }
   }
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json };
+  return { code, stdout, stderr, json };
+}
+
+/** strata() without blocking this process (a writer or a QEMU it talks to keeps running meanwhile). */
+export function strataAsync(dir: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string; json: any }> {
+  const p = spawn(process.execPath, [path.join(root, 'bin/strata.cjs'), ...args], { env: { ...process.env, STRATA_HOME: path.join(dir, 'home') }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  p.stdout.on('data', (d) => (stdout += d));
+  p.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => p.once('close', (code) => resolve(answer(args, code ?? -1, stdout, stderr))));
 }
 
 export function sums(files: string[]): Record<string, string> {

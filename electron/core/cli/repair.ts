@@ -13,6 +13,7 @@ import { openDb } from '../store/db.ts';
 import { StrataError } from '../errors.ts';
 
 export const REPAIR_HELP = `Usage: strata repair IMAGE [--backing PATH] [--yes] [--json]
+       strata repair --socket PATH --node NODE [--yes] [--json]
 
 Finds what breaks the checkpoints of IMAGE's chain and repairs what can be repaired:
   untracked-overlay, gap   a layer without the checkpoint bitmaps of the layers below it (made
@@ -33,11 +34,18 @@ Finds what breaks the checkpoints of IMAGE's chain and repairs what can be repai
                            from the scan history; reported, never repaired silently
 
 Prints every finding, "changes since" each checkpoint before and after, and the exact tool
-invocations. Without --yes nothing is written. Exit 2 when something found cannot be repaired.`;
+invocations. Without --yes nothing is written. Exit 2 when something found cannot be repaired.
+
+With --socket and --node, the layer a running QEMU writes (NODE, its qcow2 node) is repaired live,
+without pausing the guest: the missing checkpoint bitmaps are added recording first, then the node's
+own allocation is read over NBD and merged into them through QEMU from a scratch image Strata
+writes. Only that finding (untracked-overlay, or a gap in that layer) is repaired live; the others
+are reported and need the VM stopped. Without --yes only queries are sent.`;
 
 export async function cmdRepair(argv: string[], out: Out): Promise<void> {
-  const a = parseArgs(argv, { flags: ['yes'], options: ['backing'] });
+  const a = parseArgs(argv, { flags: ['yes'], options: ['backing', 'socket', 'node'] });
   if (a.flags.has('help')) return out.write(REPAIR_HELP + '\n');
+  if (a.options.has('socket') || a.options.has('node')) return (await import('./repair-live.ts')).cmdRepairLive(a, out);
   if (a.positionals.length !== 1) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata repair --help');
   const image = path.resolve(a.positionals[0]);
   const apply = a.flags.has('yes');
@@ -58,13 +66,13 @@ export async function cmdRepair(argv: string[], out: Out): Promise<void> {
   }
 }
 
-function shortCommand(c: string[]): string {
+export function shortCommand(c: string[]): string {
   // qemu-io gets thousands of -c commands for a big allocation: the text shows a few (--json has all).
   const shown = c[0] === 'qemu-io' && c.length > 14 ? [...c.slice(0, 11), `… ${(c.length - 12) / 2} more -c commands …`, c[c.length - 1]] : c;
   return shown.map((x) => (/^[\w@%+=:,./-]+$/.test(x) ? x : `'${x.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
-function writeViews(out: Out, title: string, vs: CheckpointView[]): void {
+export function writeViews(out: Out, title: string, vs: CheckpointView[]): void {
   out.write(`${title}\n`);
   const w = Math.max(4, ...vs.map((v) => v.name.length));
   for (const v of vs) out.write(`  ${v.name.padEnd(w)}  ${v.drawing ?? (v.state === 'gone' ? 'gone' : 'unknown')}${v.state === 'ok' ? `  ${v.dirtyBytes} bytes` : ''}\n`);

@@ -10,6 +10,7 @@ import { stepCommands, type NewPlan, type Plan, type PlanTarget } from './types.
 import type { PlanInfo, PlanKind, PlanPreview, PlanRequest } from '../contract.ts';
 import { recoverPlan, runPlan } from './runner.ts';
 import { recoverRepairPlan } from '../repair/run.ts';
+import { LIVE_REPAIR_KIND, recoverLiveRepairPlan } from '../repair/live.ts';
 import { planCommitWithBitmaps } from './commit-with-bitmaps.ts';
 import { TOP_NODE } from '../daemon/storage-daemon.ts';
 
@@ -96,7 +97,7 @@ export class ServicePlans {
     const out: PlanInfo[] = [];
     // Repair, snapshot and stream plans run QEMU tools on offline files: the step that was running is
     // read back from the files, and the plan goes on (or is rolled back), as `strata repair` does.
-    for (const p of this.store.unfinished().filter((x) => x.steps.some((s) => s.spec.kind === 'tool'))) {
+    for (const p of this.store.unfinished().filter((x) => x.kind !== LIVE_REPAIR_KIND && x.steps.some((s) => s.spec.kind === 'tool'))) {
       try {
         out.push(planInfo((await recoverRepairPlan({ store: this.store }, p.id)).plan));
       } catch (e) {
@@ -106,12 +107,13 @@ export class ServicePlans {
       }
       this.emit(out[out.length - 1]);
     }
-    for (const p of this.store.unfinished().filter((x) => !x.steps.some((s) => s.spec.kind === 'tool'))) {
+    for (const p of this.store.unfinished().filter((x) => x.kind === LIVE_REPAIR_KIND || !x.steps.some((s) => s.spec.kind === 'tool'))) {
       let qmp: QmpClient | null = null;
       const traffic = this.opts.traffic?.open(`recovery of plan ${p.id}`, p.target.socket);
       try {
         qmp = await QmpClient.connect(p.target.socket, { connectTimeoutMs: 3000, onTraffic: traffic?.sink });
-        const r = await recoverPlan({ qmp, store: this.store }, p.id);
+        // A live repair (its fill steps are Strata's own, over QMP and NBD) is finished or rolled back by its own runner.
+        const r = p.kind === LIVE_REPAIR_KIND ? await recoverLiveRepairPlan({ qmp, store: this.store, runtimeDir: this.opts.runtimeDir }, p.id) : await recoverPlan({ qmp, store: this.store }, p.id);
         out.push(planInfo(r.plan));
       } catch (e) {
         const why = `after a restart QEMU could not be reached at ${p.target.socket} (${(e as Error).message}); nothing more was done`;

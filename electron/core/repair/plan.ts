@@ -177,9 +177,15 @@ export function synthEntry(name: string, granularity: number, auto: boolean, ind
 const qi = (...a: string[]) => ['qemu-img', ...a];
 
 /** The steps, their exact invocations, and the before/after of every checkpoint. */
-export function planRepair(contents: ChainContents, facts: RepairFacts, runtimeDir: string, tag: string): RepairPlan {
+export function planRepair(contents: ChainContents, facts: RepairFacts, runtimeDir: string, tag: string, only?: (a: RepairAction) => boolean): RepairPlan {
   const chain = contents.chain;
-  const { found, actions, after: remaining } = decideRepairs(facts);
+  const decided = decideRepairs(facts);
+  const found = decided.found;
+  // `only`: the actions this route can take (the live repair takes one kind); the findings whose
+  // repair it leaves out stay in `remaining`, and the views after count only what is done.
+  const actions = only ? decided.actions.filter(only) : decided.actions;
+  const left = only ? found.filter((x) => x.repair && !only(x.repair)) : [];
+  const remaining = [...decided.after.filter((x) => !left.includes(x)), ...left];
   const grans = chain.layers.flatMap((l) => l.bitmaps.map((b) => b.granularity));
   const g = grans.length ? Math.min(...grans) : 65536;
   const before = views(contents, g);

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { imageLockState } from '../daemon/image-lock.ts';
 import { openForRepair, gatherFacts } from './facts.ts';
 import { planRepair, toNewPlan, REPAIR_KIND, type RepairPlan, type CheckpointView } from './plan.ts';
-import { unrepairable, type PrevLayer } from './findings.ts';
+import { unrepairable, type Finding, type PrevLayer } from './findings.ts';
 import { runRepairPlan, recoverRepairPlan } from './run.ts';
 import type { Db } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
@@ -32,6 +32,15 @@ export interface Result {
   plan: RepairPlan;
   applied: boolean;
   outcome: { id: number; state: string; resolution: string } | null;
+}
+
+/** A finding as `strata repair --json` shows it (the offline and the live repair alike). */
+export function findingJson(f: Finding): RepairReport['findings'][number] {
+  return { code: f.code, layers: f.layers, bitmaps: f.bitmaps, message: f.message, repairable: f.repairable, problem: f.problem, ...(f.consequence ? { consequence: f.consequence } : {}) };
+}
+
+export function remainingJson(f: Finding): RepairReport['remaining'][number] {
+  return { code: f.code, layers: f.layers, bitmaps: f.bitmaps, message: f.message };
 }
 
 function previousScan(db: Db | null, image: string): PrevLayer[] | null {
@@ -87,12 +96,12 @@ export async function repairImage(image: string, o: { apply: boolean; backing: s
   const bad = [...unrepairable(first.found), ...unrepairable(r.plan.remaining).filter((x) => !first.found.some((f) => f.code === x.code && f.layers.join() === x.layers.join()))];
   const report: RepairReport = {
     image,
-    findings: first.found.map((f) => ({ code: f.code, layers: f.layers, bitmaps: f.bitmaps, message: f.message, repairable: f.repairable, problem: f.problem, ...(f.consequence ? { consequence: f.consequence } : {}) })),
+    findings: first.found.map(findingJson),
     plan: results.flatMap((x) => x.plan.steps.map((s) => ({ label: s.label, commands: s.spec.commands, undo: s.spec.undo }))),
     before: first.before,
     after: r.plan.after.length ? r.plan.after : r.plan.before,
     consequences: results.flatMap((x) => x.plan.consequences),
-    remaining: r.plan.remaining.map((f) => ({ code: f.code, layers: f.layers, bitmaps: f.bitmaps, message: f.message })),
+    remaining: r.plan.remaining.map(remainingJson),
     applied: results.some((x) => x.applied),
     outcomes: results.map((x) => x.outcome).filter((x): x is NonNullable<typeof x> => x !== null),
     recovered,

@@ -115,26 +115,39 @@ function removeScratch(plan: Plan): void {
 const isTool = (s: PlanStep): s is PlanStep & { spec: { kind: 'tool' } } => s.spec.kind === 'tool';
 
 async function rollBack(ctx: RepairRunContext, plan: Plan, why: string): Promise<RepairOutcome> {
+  return rollBackSteps(ctx.store, plan, why, (s) => {
+    if (!isTool(s)) return null;
+    const spec = s.spec as Extract<PlanStep['spec'], { kind: 'tool' }>;
+    if (spec.undo === null) return null;
+    return spec.undo === 'nothing-to-undo' ? Promise.resolve() : runAll(spec.undo);
+  });
+}
+
+/**
+ * Takes back a plan's done steps, newest first, journaling each; `undo` returns null for a step
+ * with nothing to take back (irreversible), else the taking back. A failed undo stops the plan.
+ */
+export async function rollBackSteps(store: PlanStore, plan: Plan, why: string, undo: (s: PlanStep) => Promise<void> | null): Promise<RepairOutcome> {
   const undone: string[] = [];
   for (const s of [...plan.steps].reverse()) {
-    if (s.state !== 'done' || !isTool(s)) continue;
-    const spec = s.spec as Extract<PlanStep['spec'], { kind: 'tool' }>;
-    if (spec.undo === null) continue;
+    if (s.state !== 'done') continue;
     try {
-      if (spec.undo !== 'nothing-to-undo') await runAll(spec.undo);
+      const taking = undo(s);
+      if (!taking) continue;
+      await taking;
     } catch (e) {
       const error = `${why}; undoing "${s.label}" failed too: ${(e as Error).message}`;
-      ctx.store.step(plan.id, s.index, 'failed', (e as Error).message);
-      ctx.store.finish(plan.id, 'failed', error, `stopped while rolling back: ${undone.join('; ') || 'nothing undone'}`);
-      return { plan: ctx.store.get(plan.id)!, resolution: error };
+      store.step(plan.id, s.index, 'failed', (e as Error).message);
+      store.finish(plan.id, 'failed', error, `stopped while rolling back: ${undone.join('; ') || 'nothing undone'}`);
+      return { plan: store.get(plan.id)!, resolution: error };
     }
     s.state = 'undone';
-    ctx.store.step(plan.id, s.index, 'undone');
+    store.step(plan.id, s.index, 'undone');
     undone.push(s.label);
   }
   const resolution = `rolled back (${why}): ${undone.length ? `undid ${undone.join('; ')}` : 'nothing had been changed'}`;
-  ctx.store.finish(plan.id, 'rolled-back', why, resolution);
-  return { plan: ctx.store.get(plan.id)!, resolution };
+  store.finish(plan.id, 'rolled-back', why, resolution);
+  return { plan: store.get(plan.id)!, resolution };
 }
 
 async function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome> {
