@@ -10,6 +10,8 @@ import { test, expect, vi, type TestContext } from 'vitest';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { createService } from '../../electron/core/service.ts';
 import { dispatch } from '../../electron/core/dispatch.ts';
+import { openDb } from '../../electron/core/store/db.ts';
+import { PlanStore } from '../../electron/core/store/plans.ts';
 import { startDaemon, type Daemon } from '../helpers/storage-daemon.ts';
 import { qemuImg, qemuIo, waitListening } from '../helpers/qemu.ts';
 import { sinceOf } from '../helpers/truth.ts';
@@ -138,6 +140,19 @@ test('live repair while a guest writes: the plan alone changes nothing; --yes ma
   expect(wet.applied).toBe(true);
   expect(wet.outcomes.map((o: any) => o.state)).toEqual(['done']);
   expect(await bitmapsOf(l)).toEqual([{ name: 'c1', recording: true, persistent: true, granularity: G }]);
+  // The journal's steps carry what they sent to that QEMU and its replies, raw from the traffic log.
+  {
+    const db = openDb(path.join(s.dir, 'home', 'strata.db'));
+    try {
+      const plan = new PlanStore(db).list(5).find((p) => p.kind === 'repair-live')!;
+      const add = plan.steps[0].qmp;
+      expect(JSON.parse(add[0].line)).toMatchObject({ execute: 'block-dirty-bitmap-add', arguments: { node: 'disk0', name: 'c1' } });
+      expect(add[1].line).toBe(`{"return": {}, "id": "${JSON.parse(add[0].line).id}"}`);
+      expect(plan.steps[2].qmp.some((x) => x.dir === 'out' && JSON.parse(x.line).execute === 'transaction')).toBe(true);
+    } finally {
+      db.close();
+    }
+  }
   // as that QEMU sees it now: nothing left to repair, c1 ok
   const again = await strataAsync(s.dir, args(l));
   expect(again.code, again.stderr).toBe(0);

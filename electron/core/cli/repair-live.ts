@@ -10,6 +10,7 @@ import { QmpClient } from '../qmp/client.ts';
 import { repairLive, type LiveRepairReport } from '../repair/live.ts';
 import { defaultDataDir } from '../paths.ts';
 import { openDb } from '../store/db.ts';
+import { QmpTrafficLog } from '../store/qmp-traffic.ts';
 import { StrataError } from '../errors.ts';
 
 export async function cmdRepairLive(a: Parsed, out: Out): Promise<void> {
@@ -24,12 +25,18 @@ export async function cmdRepairLive(a: Parsed, out: Out): Promise<void> {
   const dbFile = path.join(dataDir, 'strata.db');
   const db = apply || fs.existsSync(dbFile) ? openDb(dbFile) : null;
   try {
-    const qmp = await QmpClient.connect(socket, { connectTimeoutMs: 3000 });
+    // What is sent to that QEMU goes to the traffic log with the history (the plan's steps point at it).
+    const traffic = apply && db ? new QmpTrafficLog(db).open(`strata repair --socket ${socket} --node ${node}`, socket) : null;
     let report: LiveRepairReport;
     try {
-      ({ report } = await repairLive(qmp, { socket, node }, { apply, db, runtimeDir: path.join(dataDir, 'run') }));
+      const qmp = await QmpClient.connect(socket, { connectTimeoutMs: 3000, onTraffic: traffic?.sink });
+      try {
+        ({ report } = await repairLive(qmp, { socket, node }, { apply, db, runtimeDir: path.join(dataDir, 'run') }));
+      } finally {
+        await qmp.close();
+      }
     } finally {
-      await qmp.close();
+      traffic?.close('strata repair ended');
     }
     const { unrepairable: bad, ...shape } = report;
     if (a.flags.has('json')) out.write(JSON.stringify(shape, null, 2) + '\n');
