@@ -19,12 +19,19 @@ import type { PlanTarget } from '../plans/types.ts';
 import { inspect } from '../inspect.ts';
 import { StrataError } from '../errors.ts';
 
-export const COMMIT_HELP = `Usage: strata commit TOP [--base LAYER] [--scheme seed|libvirt] [--yes] [--json]
-       strata commit --socket PATH --node NODE [--scheme seed|libvirt] [--yes] [--json]
+export const COMMIT_HELP = `Usage: strata commit TOP [--top LAYER] [--base LAYER] [--scheme seed|libvirt] [--yes] [--json]
+       strata commit --socket PATH --node NODE [--top LAYER] [--base LAYER] [--scheme seed|libvirt] [--yes] [--json]
 
 Commits the active layer TOP into its backing file and keeps every checkpoint: the top's bitmaps
 are carried into the base (created there when missing, merged from the top's), so "changes since"
 every checkpoint still covers every write. The disk then runs on the base.
+
+  --base LAYER      commit into LAYER, further down TOP's chain: every layer above it leaves the
+                    chain, and their bitmaps are all carried into LAYER
+  --top LAYER       an intermediate commit: LAYER (a layer below TOP) and the layers between it and
+                    the base are committed; TOP stays the active layer, and the layer above LAYER
+                    is rebased onto the base (its backing name kept relative). No switch-over.
+                    With --socket, LAYER may be a node name or a file of the disk's chain.
 
   --scheme seed     (default) the base's recording bitmaps are paused while the commit copies, so
                     they keep exactly what they held; where the top's bitmaps do not cover
@@ -32,7 +39,6 @@ every checkpoint still covers every write. The disk then runs on the base.
                     recording instead, and the plan says so
   --scheme libvirt  the base's bitmaps keep recording through the commit (they also mark what the
                     commit copies)
-  --base LAYER      must be TOP's own backing file (committing further down comes later)
 
 Without --yes the plan is printed and nothing is written. TOP is opened in Strata's own
 qemu-storage-daemon; --socket PATH --node NODE works on a running QEMU's disk instead.`;
@@ -40,7 +46,7 @@ qemu-storage-daemon; --socket PATH --node NODE works on a running QEMU's disk in
 const SCHEMES = ['seed', 'libvirt'];
 
 export async function cmdCommit(argv: string[], out: Out): Promise<void> {
-  const a = parseArgs(argv, { flags: ['yes'], options: ['socket', 'node', 'base', 'scheme'] });
+  const a = parseArgs(argv, { flags: ['yes'], options: ['socket', 'node', 'base', 'top', 'scheme'] });
   if (a.flags.has('help')) return out.write(COMMIT_HELP + '\n');
   const scheme = (a.options.get('scheme') ?? 'seed') as CommitScheme;
   if (!SCHEMES.includes(scheme)) throw new StrataError('E_BAD_INPUT', `--scheme ${scheme}: expected seed or libvirt`);
@@ -58,11 +64,23 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
     // Read the chain first: a bad image is refused with the reader's error before any QEMU opens it.
     const chain = inspect(image);
     if (chain.layers.length < 2) throw new StrataError('E_BAD_INPUT', `${image}: has no backing file, there is nothing to commit into`, { file: image });
-    const base = a.options.get('base');
-    if (base !== undefined && path.resolve(base) !== chain.layers[1].path) {
-      throw new StrataError('E_UNSUPPORTED', `--base ${path.resolve(base)}: only the top's own backing file (${chain.layers[1].path}) can be committed into so far`, { file: image });
-    }
+    // --top and --base are refused here, before any QEMU opens the image, when they are not below.
+    const files = chain.layers.map((l) => l.path);
+    const at = (o: string) => {
+      const v = a.options.get(o);
+      if (v === undefined) return undefined;
+      const i = files.indexOf(path.resolve(v));
+      if (i < 0) throw new StrataError('E_BAD_INPUT', `--${o} ${path.resolve(v)}: not a layer of ${image}'s chain (its layers: ${files.join(', ')})`, { file: path.resolve(v) });
+      return i;
+    };
+    const ti = at('top') ?? 0;
+    const bi = at('base') ?? ti + 1;
+    if (ti === files.length - 1) throw new StrataError('E_BAD_INPUT', `--top ${files[ti]}: has no backing file, there is nothing to commit into`, { file: files[ti] });
+    if (bi <= ti) throw new StrataError('E_BAD_INPUT', `--base ${files[bi]}: not below the commit's top ${files[ti]} in the chain (${files.join(' -> ')})`, { file: files[bi] });
   }
+  const topOpt = a.options.get('top');
+  const baseOpt = a.options.get('base');
+  const resolveLayer = (v: string | undefined) => (v === undefined ? undefined : socket && !v.includes('/') ? v : path.resolve(v));
   const apply = a.flags.has('yes');
   const json = a.flags.has('json');
   const dataDir = defaultDataDir();
@@ -74,7 +92,7 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
   const jobId = `strata-commit-${process.pid}-${Date.now().toString(36)}`;
   let db: ReturnType<typeof openDb> | null = null;
   try {
-    const plan = await planCommitWithBitmaps(qmp, target, node, jobId, { scheme, runtimeDir });
+    const plan = await planCommitWithBitmaps(qmp, target, node, jobId, { scheme, runtimeDir, top: resolveLayer(topOpt), base: resolveLayer(baseOpt) });
     const preview = planPreview(plan);
     if (!apply) {
       if (json) return out.write(JSON.stringify({ applied: false, active: plan.effects.active, plan: preview }, null, 2) + '\n');
@@ -91,7 +109,7 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
     const ok = outcome.plan.state === 'done';
     if (daemon) await daemon.stop();
     if (json) {
-      out.write(JSON.stringify({ applied: true, active: ok ? plan.effects.active : plan.effects.top, plan: preview, id, state: outcome.plan.state, resolution: outcome.resolution }, null, 2) + '\n');
+      out.write(JSON.stringify({ applied: true, active: ok || plan.effects.intermediate ? plan.effects.active : plan.effects.top, plan: preview, id, state: outcome.plan.state, resolution: outcome.resolution }, null, 2) + '\n');
     } else {
       out.write(`Plan #${id}: ${outcome.plan.state}${ok ? '' : ` (${outcome.resolution})`}\n`);
       if (ok) {
@@ -114,7 +132,8 @@ function writePlanText(out: Out, p: ReturnType<typeof planPreview>): void {
   const e = p.effects!;
   out.write(`Plan: ${p.summary}\n\n`);
   out.write(`Checkpoints afterwards: ${e.checkpointsKept.join(', ') || 'none'}; the disk runs on ${e.active}\n`);
-  for (const c of e.carried) out.write(`  carried: ${c.name} (${c.created ? 'created in the base' : "merged into the base's own"}, ${c.recordsAfter ? 'records afterwards' : 'stays disabled'})\n`);
+  if (e.removed && e.removed.length > 1) out.write(`Leaving the chain: ${e.removed.join(', ')}\n`);
+  for (const c of e.carried) out.write(`  carried: ${c.name} (${c.created ? 'created in the base' : "merged into the base's own"}, ${c.recordsAfter ? 'records afterwards' : 'stays disabled'}${c.from && c.from.length ? `; from ${c.from.join(', ')}` : ''})\n`);
   for (const n of e.disabledDuringCommit) out.write(`  paused during the commit: ${n}\n`);
   for (const k of e.keptRecording) out.write(`  recording throughout: ${k.name}: ${k.why}\n`);
   for (const l of e.lost) out.write(`  LOST: ${l.name}: ${l.why}\n`);

@@ -54,7 +54,7 @@ interface KindContext {
 /** Every kind of plan: how it is laid out from its parameters. */
 const KINDS: { [K in PlanKind]: (ctx: KindContext, params: Extract<PlanRequest, { kind: K }>['params']) => Promise<NewPlan> } = {
   'commit-with-bitmaps': (ctx, p) =>
-    planCommitWithBitmaps(ctx.conn.qmp, ctx.conn.target, p.device ?? TOP_NODE, ctx.jobId, { scheme: p.scheme ?? 'seed', speed: p.speed, runtimeDir: ctx.runtimeDir }),
+    planCommitWithBitmaps(ctx.conn.qmp, ctx.conn.target, p.device ?? TOP_NODE, ctx.jobId, { scheme: p.scheme ?? 'seed', speed: p.speed, runtimeDir: ctx.runtimeDir, top: p.topNode, base: p.baseNode }),
 };
 
 export const PLAN_KINDS = Object.keys(KINDS) as PlanKind[];
