@@ -9,34 +9,7 @@ import { test, expect } from 'vitest';
 import path from 'node:path';
 import { qemuImg, run } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
-import { newScenario, overlay, write, addBitmap, checkpoint, assertTruth, qemuCheckAll, strata, sums, G, K, type Scenario } from './scenarios.ts';
-
-type Style = 'seed' | 'libvirt';
-
-/** base (c1, c2) under `layers - 1` overlays, each starting a checkpoint of its own (and, libvirt's style, continuing every older one). */
-function chainOf(layers: 3 | 4, style: Style): Scenario {
-  const s = newScenario();
-  write(s.top, 0x41, 0, 2 * G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x42, 2 * G, G);
-  if (style === 'seed') qemuImg('bitmap', '--disable', s.top, 'c1');
-  addBitmap(s.top, 'c2');
-  checkpoint(s, 'c2');
-  write(s.top, 0x43, 3 * G, G);
-  const names = ['c1', 'c2'];
-  for (let i = 1; i < layers; i++) {
-    overlay(s, i === layers - 1 ? 'top.qcow2' : `mid${i}.qcow2`);
-    if (style === 'libvirt') for (const n of names) addBitmap(s.top, n);
-    const n = `c${i + 2}`;
-    addBitmap(s.top, n);
-    checkpoint(s, n);
-    names.push(n);
-    write(s.top, 0x44 + i, (3 + i) * G + 512, 8 * K); // not aligned: rounded out
-    write(s.top, 0x50 + i, i * G, 4 * K); // over data of the layers below
-  }
-  return s;
-}
+import { layeredChain, write, assertTruth, qemuCheckAll, strata, sums, G, type Scenario } from './scenarios.ts';
 
 const bitmapsOf = (img: string): Record<string, string[]> =>
   Object.fromEntries((JSON.parse(run('qemu-img', ['info', '--output=json', img]))['format-specific'].data.bitmaps ?? []).map((b: any) => [b.name, b.flags]));
@@ -67,7 +40,7 @@ const at = (s: Scenario, name: string) => path.join(s.dir, name);
 for (const scheme of ['seed', 'libvirt'] as const) {
   for (const style of ['seed', 'libvirt'] as const) {
     test(`offline, three layers (${style}'s checkpoints), --scheme ${scheme}: commit top --base base commits both layers into the base, which becomes active`, { timeout: 90000 }, () => {
-      const s = chainOf(3, style);
+      const s = layeredChain(3, style);
       assertAllOk(s, 'before');
       const top = s.top;
       const base = at(s, 'base.qcow2');
@@ -87,7 +60,7 @@ for (const scheme of ['seed', 'libvirt'] as const) {
     });
 
     test(`offline, four layers (${style}'s checkpoints), --scheme ${scheme}: --top mid2 --base base, the top stays active and is rebased onto the base`, { timeout: 90000 }, () => {
-      const s = chainOf(4, style);
+      const s = layeredChain(4, style);
       assertAllOk(s, 'before');
       const top = s.top;
       const base = at(s, 'base.qcow2');
@@ -111,7 +84,7 @@ for (const scheme of ['seed', 'libvirt'] as const) {
 }
 
 test('offline, four layers: --top mid2 alone commits it into its own backing (mid1); the rest of the chain is kept', { timeout: 90000 }, () => {
-  const s = chainOf(4, 'seed');
+  const s = layeredChain(4, 'seed');
   const top = s.top;
   const r = strata(s.dir, ['commit', top, '--top', at(s, 'mid2.qcow2'), '--yes', '--json']);
   expect(r.code, r.stderr).toBe(0);
@@ -127,7 +100,7 @@ for (const [layers, scheme, style, mode] of [
   [4, 'seed', 'libvirt', 'intermediate'],
 ] as const) {
   test(`live (a daemon standing in for the VM), ${layers} layers, --scheme ${scheme}, ${mode} commit into the base`, { timeout: 90000 }, async (t) => {
-    const s = chainOf(layers, style);
+    const s = layeredChain(layers, style);
     const top = s.top;
     const base = at(s, 'base.qcow2');
     const d = await startDaemon(t, s.dir, ['--blockdev', `driver=qcow2,node-name=vm0,file.driver=file,file.filename=${top}`]);
@@ -144,7 +117,7 @@ for (const [layers, scheme, style, mode] of [
 }
 
 test('refusals are typed, name the file and write nothing: a base not below the top, a layer not in the chain', { timeout: 60000 }, () => {
-  const s = chainOf(3, 'seed');
+  const s = layeredChain(3, 'seed');
   const top = s.top;
   const mid = at(s, 'mid1.qcow2');
   const base = at(s, 'base.qcow2');
@@ -167,7 +140,7 @@ test('refusals are typed, name the file and write nothing: a base not below the 
 });
 
 test('live refusals: a base above the top, a node not in the chain; nothing is sent that changes anything', { timeout: 60000 }, async (t) => {
-  const s = chainOf(3, 'libvirt');
+  const s = layeredChain(3, 'libvirt');
   const top = s.top;
   const mid = at(s, 'mid1.qcow2');
   const d = await startDaemon(t, s.dir, ['--blockdev', `driver=qcow2,node-name=vm0,file.driver=file,file.filename=${top}`]);

@@ -13,6 +13,7 @@ import { QmpClient } from '../qmp/client.ts';
 import { planCommitWithBitmaps, type CommitScheme } from '../plans/commit-with-bitmaps.ts';
 import { planPreview } from '../plans/service-plans.ts';
 import { runPlan, recoverPlan } from '../plans/runner.ts';
+import { recoverOfflineCommit, alive } from '../plans/offline-recovery.ts';
 import { openDb } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import type { PlanTarget } from '../plans/types.ts';
@@ -86,6 +87,7 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
   const dataDir = defaultDataDir();
   const runtimeDir = path.join(dataDir, 'run');
 
+  if (image && apply && (await finishLeft(image, runtimeDir, dataDir, json, out))) return;
   const daemon = image ? await StorageDaemon.start({ image, runtimeDir, readOnly: !apply }) : null;
   const qmp = daemon ? daemon.qmp : await QmpClient.connect(path.resolve(socket!));
   const target: PlanTarget = daemon ? { socket: daemon.socket, image, daemonPid: daemon.pid ?? null } : { socket: qmp.path, image: null, daemonPid: null };
@@ -142,4 +144,39 @@ function writePlanText(out: Out, p: ReturnType<typeof planPreview>): void {
     out.write(`${i + 1}. ${s.label}\n`);
     for (const c of s.commands) out.write(`     ${JSON.stringify(c)}\n`);
   });
+}
+
+/**
+ * A commit plan on this image that a killed Strata, or a killed daemon, left unfinished is finished
+ * (or undone) first, and that is all: through its daemon when that still runs, else from the files.
+ */
+async function finishLeft(image: string, runtimeDir: string, dataDir: string, json: boolean, out: Out): Promise<boolean> {
+  const db = openDb(path.join(dataDir, 'strata.db'));
+  try {
+    const store = new PlanStore(db);
+    const left = store.unfinished().filter((p) => p.kind === 'commit-with-bitmaps' && p.target.image === image);
+    for (const p of left) {
+      let resolution: string | null = null;
+      if (alive(p.target.daemonPid)) {
+        const qmp = await QmpClient.connect(p.target.socket, { connectTimeoutMs: 3000 }).catch(() => null);
+        if (qmp) {
+          try {
+            resolution = (await recoverPlan({ qmp, store }, p.id)).resolution;
+          } finally {
+            await qmp.close().catch(() => {});
+          }
+          // that daemon outlived the Strata that started it: SIGTERM stores its bitmaps
+          process.kill(p.target.daemonPid!, 'SIGTERM');
+          while (alive(p.target.daemonPid)) await new Promise((r) => setTimeout(r, 20));
+        }
+      } else resolution = await recoverOfflineCommit(store, p.id, runtimeDir);
+      const now = store.get(p.id)!;
+      if (resolution === null) throw new StrataError('E_BUSY', `${image}: commit plan #${p.id} was interrupted and cannot be finished now (its daemon or another process holds the image); see strata history --plans`, { file: image });
+      const active = now.state === 'done' || now.effects?.intermediate ? now.effects!.active : now.effects!.top;
+      out.write(json ? JSON.stringify({ recovered: p.id, state: now.state, resolution, active }) + '\n' : `commit plan #${p.id} (interrupted): ${resolution}\n`);
+    }
+    return left.length > 0;
+  } finally {
+    db.close();
+  }
 }

@@ -139,6 +139,7 @@ export function decideCommit(f: CommitFacts): CommitDecision {
       base: f.base.file,
       active: f.intermediate ? f.intermediate.active : f.base.file,
       ...(f.between?.length || f.intermediate ? { removed: removed.map((l) => l.file), intermediate: !!f.intermediate } : {}),
+      consistentBefore: [...removed, f.base].map((l) => ({ file: l.file, bitmaps: l.bitmaps.filter((b) => !b.inconsistent).map((b) => b.name) })),
       disabledDuringCommit: disabled,
       keptRecording,
       carried,
@@ -245,6 +246,8 @@ export async function planCommitWithBitmaps(qmp: QmpClient, target: PlanTarget, 
     ...(between.length ? { between } : {}),
     ...(intermediate ? { intermediate: { active: chain[0].file } } : {}),
   });
+  // The active layer of an intermediate commit is open read-write too (its bitmaps in-use meanwhile).
+  if (intermediate) effects.consistentBefore!.unshift({ file: chain[0].file, bitmaps: nodeBitmaps(deviceNode).filter((b) => !b.inconsistent).map((b) => b.name) });
   const sourcesOf = (name: string) => [{ ...chain[ti], bitmaps: topBitmaps }, ...between].filter((l) => l.bitmaps.some((b) => b.name === name && !b.inconsistent)).map((l) => ({ node: l.node, name }));
   const commitArgs: Record<string, unknown> = { device, ...(ti > 0 ? { 'top-node': top } : {}), ...(bi > ti + 1 || ti > 0 ? { 'base-node': base } : {}) };
   if (intermediate) {

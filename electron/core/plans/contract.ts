@@ -15,6 +15,11 @@ export interface CommitEffects {
   intermediate?: boolean;
   /** the image the disk runs on afterwards */
   active: string;
+  /**
+   * every layer's bitmaps that were consistent when the plan was made (removed layers and base): if
+   * Strata's own daemon is killed mid-plan, these are the ones whose stored contents can be kept
+   */
+  consistentBefore?: { file: string; bitmaps: string[] }[];
   /** base bitmaps disabled while the commit copies (they keep exactly what they had) */
   disabledDuringCommit: string[];
   /** base bitmaps that keep recording through the commit, and why */

@@ -186,6 +186,12 @@ async function runFrom(ctx: RunContext, plan: Plan, adoptIndex: number | null): 
     try {
       await runStep(ctx, plan, step, step.index === adoptIndex);
     } catch (e) {
+      if (ctx.qmp.state === 'closed') {
+        // QEMU went away (killed, crashed): nothing can be undone or checked over QMP. The step stays
+        // running and the plan unfinished, for the next start to finish or undo from what is left.
+        ctx.store.step(plan.id, step.index, 'running', `QEMU went away during this step: ${(e as Error).message}`);
+        return { plan: ctx.store.get(plan.id)!, resolution: `QEMU went away during "${step.label}" (${(e as Error).message}); the next start finishes or undoes the plan` };
+      }
       step.state = 'failed';
       ctx.store.step(plan.id, step.index, 'failed', (e as Error).message);
       if (irreversibleDone(plan)) {
@@ -267,6 +273,7 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
   }
   if (!forward && !irreversibleDone(plan)) return rollBack(ctx, plan, 'Strata stopped before the plan could finish');
   const out = await runFrom(ctx, plan, adopt);
+  if ((out.plan.state as string) === 'running') return out; // QEMU went away again: left for the next start
   const resolution = out.plan.state === 'done' ? `resumed after a restart and finished: ${plan.steps.map((s) => s.label).join('; ')}` : out.resolution;
   ctx.store.finish(plan.id, out.plan.state === 'running' ? 'failed' : (out.plan.state as any), out.plan.error, resolution);
   return { plan: ctx.store.get(plan.id)!, resolution };

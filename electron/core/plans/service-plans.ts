@@ -10,6 +10,7 @@ import type { PlanInfo, PlanKind, PlanPreview, PlanRequest } from '../contract.t
 import { recoverPlan, runPlan } from './runner.ts';
 import { recoverRepairPlan } from '../repair/run.ts';
 import { planCommitWithBitmaps } from './commit-with-bitmaps.ts';
+import { recoverOfflineCommit } from './offline-recovery.ts';
 import { TOP_NODE } from '../daemon/storage-daemon.ts';
 
 /** The one mapping of a journaled plan to the wire. */
@@ -112,8 +113,17 @@ export class ServicePlans {
         const r = await recoverPlan({ qmp, store: this.store }, p.id);
         out.push(planInfo(r.plan));
       } catch (e) {
-        const why = `after a restart QEMU could not be reached at ${p.target.socket} (${(e as Error).message}); nothing more was done`;
-        const held = p.target.image ? `; check ${p.target.image}: bitmaps QEMU held read-write read back in-use if it was killed` : '';
+        // Strata's own daemon is gone: the files are all there is (offline-recovery.ts).
+        const offline = await recoverOfflineCommit(this.store, p.id, this.opts.runtimeDir).catch((x: Error) => `the offline recovery failed: ${x.message}`);
+        if (offline !== null && this.store.get(p.id)!.state !== 'running') {
+          out.push(planInfo(this.store.get(p.id)!));
+          this.emit(out[out.length - 1]);
+          continue;
+        }
+        const why = `after a restart QEMU could not be reached at ${p.target.socket} (${(e as Error).message}); nothing more was done${offline ? `; ${offline}` : ''}`;
+        const held = p.target.image
+          ? `; check ${p.target.image}: bitmaps QEMU held read-write read back in-use if it was killed`
+          : `; if that QEMU was killed, the bitmaps it held read-write read back in-use (inconsistent: the guest wrote meanwhile): strata repair on its disk removes them and says what is lost`;
         this.store.finish(p.id, 'failed', why, why + held);
         out.push(planInfo(this.store.get(p.id)!));
       } finally {
