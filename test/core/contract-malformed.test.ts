@@ -55,7 +55,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
     { target: { kind: 'image', image: '/nope/top.qcow2' }, op: { op: 'clear', name: 'b' }, chain: '/nope/top.qcow2' },
   ],
   'bitmap:apply': [{ target: { kind: 'connection', connection: 'nope', node: 'n' }, op: { op: 'remove', name: 'b' } }],
-  'plan:preview': [{ kind: 'commit-with-bitmaps', params: { connection: 'nope', device: 'n', scheme: 'seed', speed: 1 } }],
+  'plan:preview': [{ kind: 'commit-with-bitmaps', params: { connection: 'nope', device: 'n', topNode: 't', baseNode: 'b', scheme: 'seed', speed: 1 } }],
   'plan:start': [{ kind: 'commit-with-bitmaps', params: { connection: 'nope' } }],
   'history:plans': [{ limit: 5 }],
   'history:activity': [{ limit: 5 }],
@@ -222,7 +222,7 @@ test('contract types the renderer relies on', () => {
   expectTypeOf<ResultOf<'history:plans'>>().toEqualTypeOf<PlanInfo[]>();
   expectTypeOf<ArgOf<'plan:preview'>>().toEqualTypeOf<{
     kind: 'commit-with-bitmaps';
-    params: { connection: string; device?: string; scheme?: 'seed' | 'libvirt'; speed?: number };
+    params: { connection: string; device?: string; topNode?: string; baseNode?: string; scheme?: 'seed' | 'libvirt'; speed?: number };
   }>();
   expectTypeOf<ArgOf<'connection:open-image'>>().toEqualTypeOf<{ image: string; readOnly: boolean }>();
   expectTypeOf<ArgOf<'job:verb'>>().toEqualTypeOf<{ connection: string; id: string; verb: JobVerbName; speed?: number }>();

@@ -66,3 +66,25 @@ test("libvirt's scheme never disables; a disabled top bitmap is carried and stay
   );
   assert.deepEqual(d.effects.enabledAfter, [], "'A' never stopped recording; 'old' stays disabled");
 });
+
+test('a middle layer leaving the chain too: its bitmaps are carried with the top\'s, and its uncovered allocation keeps the base recording', () => {
+  const covered = facts([bm('c3')], [bm('c1', { recording: false }), bm('c2')], [5], { c3: [5] });
+  covered.between = [{ node: 'm', file: '/mid.qcow2', bitmaps: [bm('c2'), bm('c4', { recording: false })], contents: { allocation: ext(3, 4), bitmaps: new Map([['c2', ext(3)], ['c4', ext(4)]]) } }];
+  const d = decideCommit(covered);
+  assert.deepEqual(d.effects.disabledDuringCommit, ['c2']);
+  assert.deepEqual(d.effects.removed, ['/top.qcow2', '/mid.qcow2']);
+  assert.deepEqual(d.effects.carried.map((c) => [c.name, c.created, c.from]), [['c2', false, ['/mid.qcow2']], ['c4', true, ['/mid.qcow2']], ['c3', true, ['/top.qcow2']]]);
+
+  const gap = facts([bm('c3')], [bm('c2')], [5], { c3: [5] });
+  gap.between = [{ node: 'm', file: '/mid.qcow2', bitmaps: [], contents: { allocation: ext(3), bitmaps: new Map() } }];
+  const g = decideCommit(gap);
+  assert.deepEqual(g.effects.disabledDuringCommit, []);
+  assert.match(g.effects.keptRecording[0].why, /\/mid\.qcow2 has no bitmap for checkpoint 'c2'/);
+
+  const inter = facts([bm('c3')], [bm('c2')], [5], { c3: [5] });
+  inter.intermediate = { active: '/active.qcow2' };
+  const i = decideCommit(inter);
+  assert.equal(i.effects.active, '/active.qcow2');
+  assert.equal(i.effects.intermediate, true);
+  assert.equal(i.tempGranularity, null, 'no switch-over, no temporary bitmap');
+});

@@ -272,3 +272,30 @@ export function brokenUncovered(): Scenario {
   return s;
 }
 
+
+export type CheckpointStyle = 'seed' | 'libvirt';
+
+/** base (c1, c2) under `layers - 1` overlays, each starting a checkpoint of its own (and, libvirt's style, continuing every older one). */
+export function layeredChain(layers: 3 | 4, style: CheckpointStyle): Scenario {
+  const s = newScenario();
+  write(s.top, 0x41, 0, 2 * G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x42, 2 * G, G);
+  if (style === 'seed') qemuImg('bitmap', '--disable', s.top, 'c1');
+  addBitmap(s.top, 'c2');
+  checkpoint(s, 'c2');
+  write(s.top, 0x43, 3 * G, G);
+  const names = ['c1', 'c2'];
+  for (let i = 1; i < layers; i++) {
+    overlay(s, i === layers - 1 ? 'top.qcow2' : `mid${i}.qcow2`);
+    if (style === 'libvirt') for (const n of names) addBitmap(s.top, n);
+    const n = `c${i + 2}`;
+    addBitmap(s.top, n);
+    checkpoint(s, n);
+    names.push(n);
+    write(s.top, 0x44 + i, (3 + i) * G + 512, 8 * K); // not aligned: rounded out
+    write(s.top, 0x50 + i, i * G, 4 * K); // over data of the layers below
+  }
+  return s;
+}

@@ -13,18 +13,26 @@ import { QmpClient } from '../qmp/client.ts';
 import { planCommitWithBitmaps, type CommitScheme } from '../plans/commit-with-bitmaps.ts';
 import { planPreview } from '../plans/service-plans.ts';
 import { runPlan, recoverPlan } from '../plans/runner.ts';
+import { recoverOfflineCommit, alive } from '../plans/offline-recovery.ts';
 import { openDb } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import type { PlanTarget } from '../plans/types.ts';
 import { inspect } from '../inspect.ts';
 import { StrataError } from '../errors.ts';
 
-export const COMMIT_HELP = `Usage: strata commit TOP [--base LAYER] [--scheme seed|libvirt] [--yes] [--json]
-       strata commit --socket PATH --node NODE [--scheme seed|libvirt] [--yes] [--json]
+export const COMMIT_HELP = `Usage: strata commit TOP [--top LAYER] [--base LAYER] [--scheme seed|libvirt] [--yes] [--json]
+       strata commit --socket PATH --node NODE [--top LAYER] [--base LAYER] [--scheme seed|libvirt] [--yes] [--json]
 
 Commits the active layer TOP into its backing file and keeps every checkpoint: the top's bitmaps
 are carried into the base (created there when missing, merged from the top's), so "changes since"
 every checkpoint still covers every write. The disk then runs on the base.
+
+  --base LAYER      commit into LAYER, further down TOP's chain: every layer above it leaves the
+                    chain, and their bitmaps are all carried into LAYER
+  --top LAYER       an intermediate commit: LAYER (a layer below TOP) and the layers between it and
+                    the base are committed; TOP stays the active layer, and the layer above LAYER
+                    is rebased onto the base (its backing name kept relative). No switch-over.
+                    With --socket, LAYER may be a node name or a file of the disk's chain.
 
   --scheme seed     (default) the base's recording bitmaps are paused while the commit copies, so
                     they keep exactly what they held; where the top's bitmaps do not cover
@@ -32,7 +40,6 @@ every checkpoint still covers every write. The disk then runs on the base.
                     recording instead, and the plan says so
   --scheme libvirt  the base's bitmaps keep recording through the commit (they also mark what the
                     commit copies)
-  --base LAYER      must be TOP's own backing file (committing further down comes later)
 
 Without --yes the plan is printed and nothing is written. TOP is opened in Strata's own
 qemu-storage-daemon; --socket PATH --node NODE works on a running QEMU's disk instead.`;
@@ -40,7 +47,7 @@ qemu-storage-daemon; --socket PATH --node NODE works on a running QEMU's disk in
 const SCHEMES = ['seed', 'libvirt'];
 
 export async function cmdCommit(argv: string[], out: Out): Promise<void> {
-  const a = parseArgs(argv, { flags: ['yes'], options: ['socket', 'node', 'base', 'scheme'] });
+  const a = parseArgs(argv, { flags: ['yes'], options: ['socket', 'node', 'base', 'top', 'scheme'] });
   if (a.flags.has('help')) return out.write(COMMIT_HELP + '\n');
   const scheme = (a.options.get('scheme') ?? 'seed') as CommitScheme;
   if (!SCHEMES.includes(scheme)) throw new StrataError('E_BAD_INPUT', `--scheme ${scheme}: expected seed or libvirt`);
@@ -58,23 +65,36 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
     // Read the chain first: a bad image is refused with the reader's error before any QEMU opens it.
     const chain = inspect(image);
     if (chain.layers.length < 2) throw new StrataError('E_BAD_INPUT', `${image}: has no backing file, there is nothing to commit into`, { file: image });
-    const base = a.options.get('base');
-    if (base !== undefined && path.resolve(base) !== chain.layers[1].path) {
-      throw new StrataError('E_UNSUPPORTED', `--base ${path.resolve(base)}: only the top's own backing file (${chain.layers[1].path}) can be committed into so far`, { file: image });
-    }
+    // --top and --base are refused here, before any QEMU opens the image, when they are not below.
+    const files = chain.layers.map((l) => l.path);
+    const at = (o: string) => {
+      const v = a.options.get(o);
+      if (v === undefined) return undefined;
+      const i = files.indexOf(path.resolve(v));
+      if (i < 0) throw new StrataError('E_BAD_INPUT', `--${o} ${path.resolve(v)}: not a layer of ${image}'s chain (its layers: ${files.join(', ')})`, { file: path.resolve(v) });
+      return i;
+    };
+    const ti = at('top') ?? 0;
+    const bi = at('base') ?? ti + 1;
+    if (ti === files.length - 1) throw new StrataError('E_BAD_INPUT', `--top ${files[ti]}: has no backing file, there is nothing to commit into`, { file: files[ti] });
+    if (bi <= ti) throw new StrataError('E_BAD_INPUT', `--base ${files[bi]}: not below the commit's top ${files[ti]} in the chain (${files.join(' -> ')})`, { file: files[bi] });
   }
+  const topOpt = a.options.get('top');
+  const baseOpt = a.options.get('base');
+  const resolveLayer = (v: string | undefined) => (v === undefined ? undefined : socket && !v.includes('/') ? v : path.resolve(v));
   const apply = a.flags.has('yes');
   const json = a.flags.has('json');
   const dataDir = defaultDataDir();
   const runtimeDir = path.join(dataDir, 'run');
 
+  if (image && apply && (await finishLeft(image, runtimeDir, dataDir, json, out))) return;
   const daemon = image ? await StorageDaemon.start({ image, runtimeDir, readOnly: !apply }) : null;
   const qmp = daemon ? daemon.qmp : await QmpClient.connect(path.resolve(socket!));
   const target: PlanTarget = daemon ? { socket: daemon.socket, image, daemonPid: daemon.pid ?? null } : { socket: qmp.path, image: null, daemonPid: null };
   const jobId = `strata-commit-${process.pid}-${Date.now().toString(36)}`;
   let db: ReturnType<typeof openDb> | null = null;
   try {
-    const plan = await planCommitWithBitmaps(qmp, target, node, jobId, { scheme, runtimeDir });
+    const plan = await planCommitWithBitmaps(qmp, target, node, jobId, { scheme, runtimeDir, top: resolveLayer(topOpt), base: resolveLayer(baseOpt) });
     const preview = planPreview(plan);
     if (!apply) {
       if (json) return out.write(JSON.stringify({ applied: false, active: plan.effects.active, plan: preview }, null, 2) + '\n');
@@ -91,7 +111,7 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
     const ok = outcome.plan.state === 'done';
     if (daemon) await daemon.stop();
     if (json) {
-      out.write(JSON.stringify({ applied: true, active: ok ? plan.effects.active : plan.effects.top, plan: preview, id, state: outcome.plan.state, resolution: outcome.resolution }, null, 2) + '\n');
+      out.write(JSON.stringify({ applied: true, active: ok || plan.effects.intermediate ? plan.effects.active : plan.effects.top, plan: preview, id, state: outcome.plan.state, resolution: outcome.resolution }, null, 2) + '\n');
     } else {
       out.write(`Plan #${id}: ${outcome.plan.state}${ok ? '' : ` (${outcome.resolution})`}\n`);
       if (ok) {
@@ -114,7 +134,8 @@ function writePlanText(out: Out, p: ReturnType<typeof planPreview>): void {
   const e = p.effects!;
   out.write(`Plan: ${p.summary}\n\n`);
   out.write(`Checkpoints afterwards: ${e.checkpointsKept.join(', ') || 'none'}; the disk runs on ${e.active}\n`);
-  for (const c of e.carried) out.write(`  carried: ${c.name} (${c.created ? 'created in the base' : "merged into the base's own"}, ${c.recordsAfter ? 'records afterwards' : 'stays disabled'})\n`);
+  if (e.removed && e.removed.length > 1) out.write(`Leaving the chain: ${e.removed.join(', ')}\n`);
+  for (const c of e.carried) out.write(`  carried: ${c.name} (${c.created ? 'created in the base' : "merged into the base's own"}, ${c.recordsAfter ? 'records afterwards' : 'stays disabled'}${c.from && c.from.length ? `; from ${c.from.join(', ')}` : ''})\n`);
   for (const n of e.disabledDuringCommit) out.write(`  paused during the commit: ${n}\n`);
   for (const k of e.keptRecording) out.write(`  recording throughout: ${k.name}: ${k.why}\n`);
   for (const l of e.lost) out.write(`  LOST: ${l.name}: ${l.why}\n`);
@@ -123,4 +144,39 @@ function writePlanText(out: Out, p: ReturnType<typeof planPreview>): void {
     out.write(`${i + 1}. ${s.label}\n`);
     for (const c of s.commands) out.write(`     ${JSON.stringify(c)}\n`);
   });
+}
+
+/**
+ * A commit plan on this image that a killed Strata, or a killed daemon, left unfinished is finished
+ * (or undone) first, and that is all: through its daemon when that still runs, else from the files.
+ */
+async function finishLeft(image: string, runtimeDir: string, dataDir: string, json: boolean, out: Out): Promise<boolean> {
+  const db = openDb(path.join(dataDir, 'strata.db'));
+  try {
+    const store = new PlanStore(db);
+    const left = store.unfinished().filter((p) => p.kind === 'commit-with-bitmaps' && p.target.image === image);
+    for (const p of left) {
+      let resolution: string | null = null;
+      if (alive(p.target.daemonPid)) {
+        const qmp = await QmpClient.connect(p.target.socket, { connectTimeoutMs: 3000 }).catch(() => null);
+        if (qmp) {
+          try {
+            resolution = (await recoverPlan({ qmp, store }, p.id)).resolution;
+          } finally {
+            await qmp.close().catch(() => {});
+          }
+          // that daemon outlived the Strata that started it: SIGTERM stores its bitmaps
+          process.kill(p.target.daemonPid!, 'SIGTERM');
+          while (alive(p.target.daemonPid)) await new Promise((r) => setTimeout(r, 20));
+        }
+      } else resolution = await recoverOfflineCommit(store, p.id, runtimeDir);
+      const now = store.get(p.id)!;
+      if (resolution === null) throw new StrataError('E_BUSY', `${image}: commit plan #${p.id} was interrupted and cannot be finished now (its daemon or another process holds the image); see strata history --plans`, { file: image });
+      const active = now.state === 'done' || now.effects?.intermediate ? now.effects!.active : now.effects!.top;
+      out.write(json ? JSON.stringify({ recovered: p.id, state: now.state, resolution, active }) + '\n' : `commit plan #${p.id} (interrupted): ${resolution}\n`);
+    }
+    return left.length > 0;
+  } finally {
+    db.close();
+  }
 }

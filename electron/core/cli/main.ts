@@ -35,7 +35,7 @@ Commands:
                               change bitmaps; without --yes only prints the plan (the QMP)
   TARGET is an IMAGE (opened in Strata's own qemu-storage-daemon) or --socket PATH --node NODE
   (a running QEMU).
-  commit TOP [--scheme seed|libvirt] [--yes]
+  commit TOP [--top L] [--base L] [--scheme seed|libvirt] [--yes]
                               commit the top into its backing, keeping every checkpoint
   repair IMAGE [--yes]        what breaks the chain's checkpoints, and the plan that repairs it
   snapshot IMAGE NEW_TOP [--checkpoint NAME] [--yes]

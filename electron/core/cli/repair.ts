@@ -32,6 +32,9 @@ Finds what breaks the checkpoints of IMAGE's chain and repairs what can be repai
                            image are listed; --backing PATH picks one (qemu-img rebase -u)
   layer-disappeared, backing-written-after-overlay
                            from the scan history; reported, never repaired silently
+  backup-checkpoint-missing
+                           a backup repository's latest checkpoint is gone from the chain (or stays
+                           unknown): its next backup will be full; reported, nothing to repair
 
 Prints every finding, "changes since" each checkpoint before and after, and the exact tool
 invocations. Without --yes nothing is written. Exit 2 when something found cannot be repaired.

@@ -10,14 +10,23 @@ export interface CommitEffects {
   /** the layer committed (it leaves the chain) and the one it is committed into */
   top: string;
   base: string;
+  /** every layer that leaves the chain, top first (absent: only `top`) */
+  removed?: string[];
+  /** the top is not the active layer: nothing is pivoted, the disk keeps running on `active` */
+  intermediate?: boolean;
   /** the image the disk runs on afterwards */
   active: string;
+  /**
+   * every layer's bitmaps that were consistent when the plan was made (removed layers and base): if
+   * Strata's own daemon is killed mid-plan, these are the ones whose stored contents can be kept
+   */
+  consistentBefore?: { file: string; bitmaps: string[] }[];
   /** base bitmaps disabled while the commit copies (they keep exactly what they had) */
   disabledDuringCommit: string[];
   /** base bitmaps that keep recording through the commit, and why */
   keptRecording: { name: string; why: string }[];
   /** the top's bitmaps carried into the base (created there when missing), merged from the top's */
-  carried: { name: string; granularity: number; persistent: boolean; created: boolean; recordsAfter: boolean }[];
+  carried: { name: string; granularity: number; persistent: boolean; created: boolean; recordsAfter: boolean; from?: string[] }[];
   /** the top's bitmaps that are not carried, and why */
   lost: { name: string; why: string }[];
   /** base bitmaps disabled for the commit and recording again afterwards */
@@ -38,6 +47,9 @@ const planRequest = v.variant(
       params: obj({
         connection: id(),
         device: v.optional(id()),
+        /** the commit's top and base nodes (default: the device, and its backing) */
+        topNode: v.optional(id()),
+        baseNode: v.optional(id()),
         scheme: v.optional(v.picklist(['seed', 'libvirt'], 'expected seed or libvirt')),
         speed: v.optional(int(1, Number.MAX_SAFE_INTEGER)),
       }),

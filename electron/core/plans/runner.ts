@@ -55,12 +55,15 @@ async function checkEffect(qmp: QmpClient, check: StepCheck | null): Promise<boo
 const readyOrDone = (s: string) => s === 'ready' || s === 'standby' || s === 'concluded';
 
 /** Follows a job to its conclusion (completing it at READY when asked), records its phase, dismisses it. */
-async function concludeJob(ctx: RunContext, plan: Plan, step: PlanStep, jobId: string, complete: boolean): Promise<void> {
+async function concludeJob(ctx: RunContext, plan: Plan, step: PlanStep, jobId: string, complete: boolean, finalize = false): Promise<void> {
   const engine = engineOf(ctx);
-  let j = await engine.waitFor(jobId, (x) => x.state === 'concluded' || (complete && (x.state === 'ready' || x.state === 'standby')));
+  let j = await engine.waitFor(jobId, (x) => x.state === 'concluded' || (complete && (x.state === 'ready' || x.state === 'standby')) || (finalize && x.state === 'pending'));
   if (j.state !== 'concluded') {
-    ctx.hook?.('job-ready');
-    await engine.verb(jobId, 'complete');
+    if (j.state === 'pending') await engine.verb(jobId, 'finalize');
+    else {
+      ctx.hook?.('job-ready');
+      await engine.verb(jobId, 'complete');
+    }
     j = await engine.waitFor(jobId, (x) => x.state === 'concluded');
   }
   // A concluded job's error is only readable before dismiss (auto-dismiss is off).
@@ -85,6 +88,17 @@ async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: bo
   const running = await engine.waitFor(spec.jobId, (j) => j.state !== 'created' && j.state !== 'undefined');
   if (running.state === 'running') ctx.hook?.('job-running');
   const until = jobUntil(spec);
+  if (until === 'pending') {
+    const j = await engine.waitFor(spec.jobId, (x) => x.state === 'pending' || x.state === 'concluded');
+    if (j.state === 'concluded') {
+      ctx.store.phase(plan.id, step.index, 'failed', `job ${spec.jobId} ended before it was PENDING${j.error ? `: ${j.error}` : ''}`);
+      await engine.verb(spec.jobId, 'dismiss').catch(() => {});
+      throw new StrataError('E_QMP_EXECUTE', `${step.label}: the job ended before its copy was complete${j.error ? `: ${j.error}` : ''}`);
+    }
+    ctx.store.phase(plan.id, step.index, 'ready', `job ${spec.jobId} is PENDING`);
+    ctx.hook?.('job-pending');
+    return;
+  }
   if (until === 'ready') {
     const j = await engine.waitFor(spec.jobId, (x) => readyOrDone(x.state));
     if (j.state === 'concluded') {
@@ -99,14 +113,14 @@ async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: bo
   await concludeJob(ctx, plan, step, spec.jobId, until === 'ready-then-complete');
 }
 
-/** The job-complete step: the job an earlier step left READY is completed, concluded, dismissed. */
+/** The job-complete (job-finalize) step: the job an earlier step left READY (PENDING) is completed (finalized), concluded, dismissed. */
 async function runCompleteStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: boolean): Promise<void> {
-  if (step.spec.kind !== 'job-complete') throw new Error('not a job-complete step');
+  if (step.spec.kind !== 'job-complete' && step.spec.kind !== 'job-finalize') throw new Error('not a job-complete step');
   // After a restart the engine has not seen the job yet: adopt it from query-jobs.
   const engine = engineOf(ctx);
   if (adopt || !engine.get(step.spec.jobId)) await engine.sync();
   ctx.hook?.('before-complete');
-  await concludeJob(ctx, plan, step, step.spec.jobId, true);
+  await concludeJob(ctx, plan, step, step.spec.jobId, step.spec.kind === 'job-complete', step.spec.kind === 'job-finalize');
 }
 
 async function runStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt = false): Promise<void> {
@@ -125,7 +139,7 @@ async function undoStep(ctx: RunContext, plan: Plan, s: PlanStep): Promise<boole
     if (s.spec.undo !== 'nothing-to-undo') await send(ctx.qmp, s.spec.undo, { plan: plan.id, step: s.index });
     return true;
   }
-  if (s.spec.kind !== 'job' || jobUntil(s.spec) !== 'ready') return false;
+  if (s.spec.kind !== 'job' || (jobUntil(s.spec) !== 'ready' && jobUntil(s.spec) !== 'pending')) return false;
   const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
   if (!jobs.some((j) => j.id === (s.spec as { jobId: string }).jobId)) return true;
   const engine = engineOf(ctx);
@@ -172,6 +186,12 @@ async function runFrom(ctx: RunContext, plan: Plan, adoptIndex: number | null): 
     try {
       await runStep(ctx, plan, step, step.index === adoptIndex);
     } catch (e) {
+      if (ctx.qmp.state === 'closed') {
+        // QEMU went away (killed, crashed): nothing can be undone or checked over QMP. The step stays
+        // running and the plan unfinished, for the next start to finish or undo from what is left.
+        ctx.store.step(plan.id, step.index, 'running', `QEMU went away during this step: ${(e as Error).message}`);
+        return { plan: ctx.store.get(plan.id)!, resolution: `QEMU went away during "${step.label}" (${(e as Error).message}); the next start finishes or undoes the plan` };
+      }
       step.state = 'failed';
       ctx.store.step(plan.id, step.index, 'failed', (e as Error).message);
       if (irreversibleDone(plan)) {
@@ -206,7 +226,7 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
   const held = plan.steps.filter((x) => x.state === 'done' && x.spec.kind === 'job' && x.phase === 'ready');
   if (held.length) {
     const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
-    forward = held.some((x) => jobs.some((j) => j.id === (x.spec as { jobId: string }).jobId && (j.status === 'ready' || j.status === 'standby')));
+    forward = held.some((x) => jobs.some((j) => j.id === (x.spec as { jobId: string }).jobId && (j.status === 'ready' || j.status === 'standby' || j.status === 'pending')));
   }
   for (const s of plan.steps.filter((x) => x.state === 'running')) {
     if (s.spec.kind === 'qmp') {
@@ -222,11 +242,13 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
     const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
     const j = jobs.find((x) => x.id === jobId);
     const readyStep = s.spec.kind === 'job' && jobUntil(s.spec) === 'ready';
-    if (j && readyStep && (j.status === 'ready' || j.status === 'standby')) {
+    const pendingStep = s.spec.kind === 'job' && jobUntil(s.spec) === 'pending';
+    if (j && ((readyStep && (j.status === 'ready' || j.status === 'standby')) || (pendingStep && j.status === 'pending'))) {
+      const held = j.status.toUpperCase();
       s.state = 'done';
       forward = true;
-      ctx.store.phase(plan.id, s.index, 'ready', `after a restart: job ${jobId} is READY`);
-      ctx.store.step(plan.id, s.index, 'done', 'after a restart: the job is READY');
+      ctx.store.phase(plan.id, s.index, 'ready', `after a restart: job ${jobId} is ${held}`);
+      ctx.store.step(plan.id, s.index, 'done', `after a restart: the job is ${held}`);
     } else if (j) {
       adopt = s.index; // still known to QEMU: follow it to where the step ends
       forward = true;
@@ -241,7 +263,7 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
     } else {
       s.state = 'failed';
       ctx.store.step(plan.id, s.index, 'failed', `after a restart: QEMU no longer knows job ${jobId} (it was ${s.phase}; did QEMU restart?)`);
-      if (irreversibleDone(plan) || s.spec.kind === 'job-complete') {
+      if (irreversibleDone(plan) || s.spec.kind === 'job-complete' || s.spec.kind === 'job-finalize') {
         const error = `the job of "${s.label}" was lost after it was ${s.phase}: check the chain before going on`;
         ctx.store.finish(plan.id, 'failed', error, error);
         return { plan: ctx.store.get(plan.id)!, resolution: error };
@@ -251,6 +273,7 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
   }
   if (!forward && !irreversibleDone(plan)) return rollBack(ctx, plan, 'Strata stopped before the plan could finish');
   const out = await runFrom(ctx, plan, adopt);
+  if ((out.plan.state as string) === 'running') return out; // QEMU went away again: left for the next start
   const resolution = out.plan.state === 'done' ? `resumed after a restart and finished: ${plan.steps.map((s) => s.label).join('; ')}` : out.resolution;
   ctx.store.finish(plan.id, out.plan.state === 'running' ? 'failed' : (out.plan.state as any), out.plan.error, resolution);
   return { plan: ctx.store.get(plan.id)!, resolution };

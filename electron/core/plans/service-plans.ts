@@ -12,6 +12,7 @@ import { recoverPlan, runPlan } from './runner.ts';
 import { recoverRepairPlan } from '../repair/run.ts';
 import { LIVE_REPAIR_KIND, recoverLiveRepairPlan } from '../repair/live.ts';
 import { planCommitWithBitmaps } from './commit-with-bitmaps.ts';
+import { recoverOfflineCommit } from './offline-recovery.ts';
 import { TOP_NODE } from '../daemon/storage-daemon.ts';
 
 /** The one mapping of a journaled plan to the wire. */
@@ -56,7 +57,7 @@ interface KindContext {
 /** Every kind of plan: how it is laid out from its parameters. */
 const KINDS: { [K in PlanKind]: (ctx: KindContext, params: Extract<PlanRequest, { kind: K }>['params']) => Promise<NewPlan> } = {
   'commit-with-bitmaps': (ctx, p) =>
-    planCommitWithBitmaps(ctx.conn.qmp, ctx.conn.target, p.device ?? TOP_NODE, ctx.jobId, { scheme: p.scheme ?? 'seed', speed: p.speed, runtimeDir: ctx.runtimeDir }),
+    planCommitWithBitmaps(ctx.conn.qmp, ctx.conn.target, p.device ?? TOP_NODE, ctx.jobId, { scheme: p.scheme ?? 'seed', speed: p.speed, runtimeDir: ctx.runtimeDir, top: p.topNode, base: p.baseNode }),
 };
 
 export const PLAN_KINDS = Object.keys(KINDS) as PlanKind[];
@@ -116,8 +117,17 @@ export class ServicePlans {
         const r = p.kind === LIVE_REPAIR_KIND ? await recoverLiveRepairPlan({ qmp, store: this.store, runtimeDir: this.opts.runtimeDir }, p.id) : await recoverPlan({ qmp, store: this.store }, p.id);
         out.push(planInfo(r.plan));
       } catch (e) {
-        const why = `after a restart QEMU could not be reached at ${p.target.socket} (${(e as Error).message}); nothing more was done`;
-        const held = p.target.image ? `; check ${p.target.image}: bitmaps QEMU held read-write read back in-use if it was killed` : '';
+        // Strata's own daemon is gone: the files are all there is (offline-recovery.ts).
+        const offline = await recoverOfflineCommit(this.store, p.id, this.opts.runtimeDir).catch((x: Error) => `the offline recovery failed: ${x.message}`);
+        if (offline !== null && this.store.get(p.id)!.state !== 'running') {
+          out.push(planInfo(this.store.get(p.id)!));
+          this.emit(out[out.length - 1]);
+          continue;
+        }
+        const why = `after a restart QEMU could not be reached at ${p.target.socket} (${(e as Error).message}); nothing more was done${offline ? `; ${offline}` : ''}`;
+        const held = p.target.image
+          ? `; check ${p.target.image}: bitmaps QEMU held read-write read back in-use if it was killed`
+          : `; if that QEMU was killed, the bitmaps it held read-write read back in-use (inconsistent: the guest wrote meanwhile): strata repair on its disk removes them and says what is lost`;
         this.store.finish(p.id, 'failed', why, why + held);
         out.push(planInfo(this.store.get(p.id)!));
       } finally {

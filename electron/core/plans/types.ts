@@ -25,12 +25,18 @@ export type StepSpec =
        * 'ready': the step ends when an active commit or mirror is READY; a rollback cancels the
        * job (no pivot), so the step is reversible. A later 'job-complete' step pivots.
        * (Plans journaled before 'until' existed have completeAtReady instead.)
+       *
+       * 'pending': the step ends when a job started with auto-finalize off is PENDING (an
+       * intermediate commit whose copy is complete, nothing dropped yet); a rollback cancels it.
+       * A later 'job-finalize' step finalizes it.
        */
-      until?: 'ready' | 'concluded';
+      until?: 'ready' | 'concluded' | 'pending';
       completeAtReady?: boolean;
     }
   /** job-complete of a READY job started by an earlier step, then its conclusion: irreversible */
   | { kind: 'job-complete'; jobId: string }
+  /** job-finalize of a PENDING job started by an earlier step, then its conclusion: irreversible */
+  | { kind: 'job-finalize'; jobId: string }
   /**
    * QEMU tool invocations (argument arrays, run in order) on an offline image: repair plans, run by
    * repair/run.ts. undo as for qmp; check: how the offline reader tells the step took effect.
@@ -44,7 +50,8 @@ export type ToolCheck = { layer: string; bitmap?: string; present?: boolean; rec
 export type StepState = 'pending' | 'running' | 'done' | 'undone' | 'failed';
 
 /**
- * How far a job step's job has got, journaled at each change (not a note to be parsed): a restart
+ * How far a job step's job has got ('ready': QEMU holds it for the plan's next step, READY for
+ * job-complete or PENDING for job-finalize), journaled at each change (not a note to be parsed): a restart
  * reads it to tell a job that never started from one that concluded and was dismissed.
  */
 export type JobPhase = 'starting' | 'started' | 'ready' | 'concluded' | 'failed' | 'dismissed' | 'cancelled';
@@ -99,7 +106,7 @@ export function stepCommands(spec: StepSpec): QmpCall[] {
   if (spec.kind === 'tool') return spec.commands.map((argv) => ({ execute: argv[0], arguments: { argv: argv.slice(1) } }));
   if (spec.kind === 'job') return [{ execute: spec.start.execute, arguments: { ...spec.start.arguments, 'job-id': spec.jobId, 'auto-dismiss': false } }];
   return [
-    { execute: 'job-complete', arguments: { id: spec.jobId } },
+    { execute: spec.kind, arguments: { id: spec.jobId } },
     { execute: 'job-dismiss', arguments: { id: spec.jobId } },
   ];
 }
@@ -107,11 +114,11 @@ export function stepCommands(spec: StepSpec): QmpCall[] {
 /** Does this step, once done, leave something a rollback cannot take back? */
 export function isIrreversible(spec: StepSpec): boolean {
   if (spec.kind === 'qmp' || spec.kind === 'tool') return spec.undo === null;
-  if (spec.kind === 'job-complete') return true;
+  if (spec.kind === 'job-complete' || spec.kind === 'job-finalize') return true;
   return jobUntil(spec) === 'concluded';
 }
 
-export function jobUntil(spec: Extract<StepSpec, { kind: 'job' }>): 'ready' | 'concluded' | 'ready-then-complete' {
+export function jobUntil(spec: Extract<StepSpec, { kind: 'job' }>): 'ready' | 'pending' | 'concluded' | 'ready-then-complete' {
   if (spec.until) return spec.until;
   return spec.completeAtReady ? 'ready-then-complete' : 'concluded';
 }

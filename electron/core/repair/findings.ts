@@ -195,6 +195,24 @@ export function findings(f: RepairFacts): Finding[] {
           repair: { kind: 'remove-bitmaps', layer: L.path, bitmaps: inUse.map((b) => b.name) },
           consequence: `they are removed; a checkpoint held only there is gone and the next backup from it must be full; where the same checkpoint lives in a lower layer, this layer gets it back filled from its allocation`,
         });
+        // A checkpoint this layer was the lowest to hold (where it was made) loses the writes made
+        // here since it. Copies of it in the layers above would then look like a checkpoint made
+        // when they were, a false clean: they go too, and the checkpoint is gone.
+        const madeHere = inUse.filter((b) => !layers.slice(i + 1).some((l) => l.bitmaps.some((x) => x.name === b.name))).map((b) => b.name);
+        for (const U of layers.slice(0, i)) {
+          const copies = U.bitmaps.filter((b) => madeHere.includes(b.name) && !b.inUse).map((b) => b.name);
+          if (!copies.length || U.bitmapsStale) continue;
+          out.push({
+            code: 'in-use-crashed',
+            layers: [U.path],
+            bitmaps: copies,
+            message: `${base(U.path)}: holds ${copies.join(', ')}, checkpoints made in ${base(L.path)} below, whose bitmaps there are inconsistent (a QEMU crashed while it had that layer open read-write, during a commit or a repair): the writes made in ${base(L.path)} since them are known nowhere`,
+            repairable: true,
+            problem: true,
+            repair: { kind: 'remove-bitmaps', layer: U.path, bitmaps: copies },
+            consequence: `they are removed too, so that no checkpoint looks valid without those writes: ${copies.join(', ')} are gone and the next backup from them must be full`,
+          });
+        }
       }
     }
   }

@@ -12,6 +12,22 @@ import type { Db } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import { History } from '../store/history.ts';
 import { StrataError } from '../errors.ts';
+import { backupExpectations } from './backup-expectations.ts';
+import { openPartialChain } from '../qcow2/chain.ts';
+
+/** The layers that can be read (the image itself at least). */
+function chainFiles(image: string): string[] {
+  try {
+    const c = openPartialChain(image);
+    try {
+      return c.layers.map((l) => l.path);
+    } finally {
+      c.close();
+    }
+  } catch {
+    return [image];
+  }
+}
 
 export interface RepairReport {
   image: string;
@@ -107,5 +123,7 @@ export async function repairImage(image: string, o: { apply: boolean; backing: s
     recovered,
     unrepairable: bad.map((f) => `${f.code} (${f.message})`),
   };
+  // What backup repositories expect of this disk (a fact to act on, never a reason for exit 2).
+  if (o.db) report.findings.push(...backupExpectations(o.db, chainFiles(image), report.after).map(({ repository: _r, backup: _b, ...f }) => f));
   return { report, results };
 }

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { PlanStore } from '../store/plans.ts';
 import type { Plan, PlanStep, ToolCheck } from '../plans/types.ts';
-import { openLayer, allocationExtents } from '../qcow2/chain.ts';
+import { openLayer, allocationExtents, findBitmap, bitmapExtents } from '../qcow2/chain.ts';
 import { writeBitmapScratch } from './scratch.ts';
 import { roundOut, SCRATCH_COMMAND } from './plan.ts';
 import { REMOVE_COMMAND } from './snapshot.ts';
@@ -64,10 +64,37 @@ function writeAllocationScratch(argv: string[], known: Map<string, ExtentList> |
   }
 }
 
+/**
+ * `strata:write-stored-bitmap --layer L --name N SCRATCH`: a new scratch qcow2 holding bitmap N as
+ * L stores it on disk (also when flagged in-use: the contents QEMU last stored, which a QEMU killed
+ * before storing again never replaced). Used only where the journal proves nothing wrote L meanwhile.
+ */
+export const STORED_SCRATCH_COMMAND = 'strata:write-stored-bitmap';
+/** `strata:remove-bitmap-if-present LAYER NAME`: qemu-img bitmap --remove, only while the layer has it (a re-run step). */
+export const REMOVE_IF_PRESENT_COMMAND = 'strata:remove-bitmap-if-present';
+
+function writeStoredScratch(argv: string[]): void {
+  const opt = (k: string) => argv[argv.indexOf(k) + 1];
+  const scratch = argv[argv.length - 1];
+  const layer = openLayer(opt('--layer'), 'qcow2');
+  try {
+    const bm = findBitmap(layer, opt('--name'));
+    if (!bm) throw new StrataError('E_NO_BITMAP', `${layer.path}: no bitmap '${opt('--name')}' to keep`, { file: layer.path });
+    fs.rmSync(scratch, { force: true });
+    fs.mkdirSync(path.dirname(scratch), { recursive: true });
+    writeBitmapScratch(scratch, layer.virtualSize, bm.name, bm.granularity, bitmapExtents(layer, bm));
+  } finally {
+    layer.file.close();
+  }
+}
+
 async function runAll(cmds: string[][], known?: Map<string, ExtentList>): Promise<void> {
   for (const c of cmds) {
     if (c[0] === SCRATCH_COMMAND) writeAllocationScratch(c, known);
-    else if (c[0] === REMOVE_COMMAND) fs.rmSync(c[1], { force: true });
+    else if (c[0] === STORED_SCRATCH_COMMAND) writeStoredScratch(c);
+    else if (c[0] === REMOVE_IF_PRESENT_COMMAND) {
+      if (checkTool({ layer: c[1], bitmap: c[2], present: true })) await runTool(['qemu-img', 'bitmap', '--remove', '-f', 'qcow2', c[1], c[2]]);
+    } else if (c[0] === REMOVE_COMMAND) fs.rmSync(c[1], { force: true });
     else await runTool(c);
   }
 }
@@ -100,7 +127,7 @@ export function scratchFiles(plan: Plan): string[] {
   const out: string[] = [];
   for (const s of plan.steps) {
     if (s.spec.kind !== 'tool') continue;
-    for (const c of s.spec.commands) if (c[0] === SCRATCH_COMMAND) out.push(c[c.length - 1]);
+    for (const c of s.spec.commands) if (c[0] === SCRATCH_COMMAND || c[0] === STORED_SCRATCH_COMMAND) out.push(c[c.length - 1]);
   }
   return out;
 }

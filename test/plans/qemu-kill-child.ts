@@ -1,0 +1,44 @@
+// Plays `strata commit IMAGE --yes` (offline, Strata's own daemon) for the kill-QEMU tests: starts
+// the daemon read-write, plans the commit (TOP, BASE, SCHEME, SPEED from the environment), journals
+// it in $STRATA_HOME/strata.db and runs it; at the hook point CRASH_AT it SIGKILLs the daemon, not
+// itself, and waits until the kernel shows it dead (a zombie or gone) before the plan goes on. Prints one JSON line.
+import fs from 'node:fs';
+import path from 'node:path';
+import { StorageDaemon, TOP_NODE } from '../../electron/core/daemon/storage-daemon.ts';
+import { openDb } from '../../electron/core/store/db.ts';
+import { PlanStore } from '../../electron/core/store/plans.ts';
+import { planCommitWithBitmaps } from '../../electron/core/plans/commit-with-bitmaps.ts';
+import { runPlan } from '../../electron/core/plans/runner.ts';
+
+const image = path.resolve(process.argv[2]);
+const home = process.env.STRATA_HOME!;
+const runtimeDir = path.join(home, 'run');
+const env = process.env;
+const daemon = await StorageDaemon.start({ image, runtimeDir, readOnly: false });
+const pid = daemon.pid!;
+const plan = await planCommitWithBitmaps(daemon.qmp, { socket: daemon.socket, image, daemonPid: pid }, TOP_NODE, `strata-commit-kill-${process.pid}`, {
+  runtimeDir,
+  top: env.TOP || undefined,
+  base: env.BASE || undefined,
+  scheme: (env.SCHEME as 'seed' | 'libvirt') || 'seed',
+  speed: Number(env.SPEED ?? 0) || undefined,
+});
+const store = new PlanStore(openDb(path.join(home, 'strata.db')));
+const id = store.create(plan);
+const dead = () => {
+  try {
+    return /^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+};
+let killed = false;
+const hook = (p: string) => {
+  if (p !== env.CRASH_AT || killed) return;
+  killed = true;
+  process.kill(pid, 'SIGKILL');
+  while (!dead()); // no QMP command may reach QEMU after this point
+};
+const out = await runPlan({ qmp: daemon.qmp, store, hook }, id);
+await daemon.stop();
+console.log(JSON.stringify({ killed, state: store.get(id)!.state, resolution: out.resolution, steps: out.plan.steps.map((s) => s.label) }));
