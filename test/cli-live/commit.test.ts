@@ -50,6 +50,10 @@ test('strata commit: the plan changes nothing; --yes commits and carries the che
   assert.equal(plans.length, 1);
   assert.equal(plans[0].state, 'done');
   assert.deepEqual(plans[0].effects, done.plan.effects);
+  // Each step's QMP, raw from the CLI daemon's traffic log: the commit job's start and QEMU's events.
+  const job = plans[0].steps.find((s: any) => s.spec.kind === 'job');
+  assert.equal(JSON.parse(job.qmp.find((l: any) => l.dir === 'out').line).execute, 'block-commit');
+  assert.ok(job.qmp.some((l: any) => l.event === 'JOB_STATUS_CHANGE' && JSON.parse(l.line).data.status === 'ready'), JSON.stringify(job.qmp));
   const text = (await strata(home, 'history')).out;
   assert.match(text, /done +commit strata-top into/);
 });

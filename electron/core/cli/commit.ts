@@ -16,6 +16,7 @@ import { runPlan, recoverPlan } from '../plans/runner.ts';
 import { recoverOfflineCommit, alive } from '../plans/offline-recovery.ts';
 import { openDb } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
+import { QmpTrafficLog } from '../store/qmp-traffic.ts';
 import type { PlanTarget } from '../plans/types.ts';
 import { inspect } from '../inspect.ts';
 import { StrataError } from '../errors.ts';
@@ -88,11 +89,21 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
   const runtimeDir = path.join(dataDir, 'run');
 
   if (image && apply && (await finishLeft(image, runtimeDir, dataDir, json, out))) return;
-  const daemon = image ? await StorageDaemon.start({ image, runtimeDir, readOnly: !apply }) : null;
-  const qmp = daemon ? daemon.qmp : await QmpClient.connect(path.resolve(socket!));
+  // Applied, the QMP goes to the traffic log with the history: the plan's steps point at their lines.
+  const db = apply ? openDb(path.join(dataDir, 'strata.db')) : null;
+  const traffic = db ? new QmpTrafficLog(db).open(`strata commit ${image ?? `--socket ${socket} --node ${node}`}`, image ? `qemu-storage-daemon for ${image}` : path.resolve(socket!)) : null;
+  let daemon: StorageDaemon | null = null;
+  let qmp: QmpClient;
+  try {
+    daemon = image ? await StorageDaemon.start({ image, runtimeDir, readOnly: !apply, onTraffic: traffic?.sink }) : null;
+    qmp = daemon ? daemon.qmp : await QmpClient.connect(path.resolve(socket!), { onTraffic: traffic?.sink });
+  } catch (e) {
+    traffic?.close(`could not start: ${(e as Error).message}`);
+    db?.close();
+    throw e;
+  }
   const target: PlanTarget = daemon ? { socket: daemon.socket, image, daemonPid: daemon.pid ?? null } : { socket: qmp.path, image: null, daemonPid: null };
   const jobId = `strata-commit-${process.pid}-${Date.now().toString(36)}`;
-  let db: ReturnType<typeof openDb> | null = null;
   try {
     const plan = await planCommitWithBitmaps(qmp, target, node, jobId, { scheme, runtimeDir, top: resolveLayer(topOpt), base: resolveLayer(baseOpt) });
     const preview = planPreview(plan);
@@ -102,8 +113,7 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
       out.write('\nNothing was changed. Run again with --yes to apply.\n');
       return;
     }
-    db = openDb(path.join(dataDir, 'strata.db'));
-    const store = new PlanStore(db);
+    const store = new PlanStore(db!);
     // Plans a killed Strata left on this same QEMU are finished first (resumed or rolled back).
     for (const p of store.unfinished().filter((x) => x.target.socket === target.socket)) await recoverPlan({ qmp, store }, p.id);
     const id = store.create(plan);
@@ -124,9 +134,10 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
     }
     if (!ok) throw new StrataError('E_QMP_EXECUTE', `${plan.effects.top}: the commit did not finish (${outcome.resolution}); see strata history`, { file: plan.effects.top });
   } finally {
-    db?.close();
     if (daemon) await daemon.stop();
     else await qmp.close();
+    traffic?.close('strata commit ended');
+    db?.close();
   }
 }
 
