@@ -16,6 +16,7 @@ const unit = [
   'test/jobs/progress.test.ts',
   'test/repair/findings.test.ts',
   'test/renderer/viewport.test.ts',
+  'test/renderer/backups-store.test.ts',
 ];
 const e2e = ['test/e2e/**/*.test.ts'];
 
