@@ -18,6 +18,7 @@ const unit = [
   'test/renderer/viewport.test.ts',
   'test/core/qmp-traffic.test.ts',
   'test/renderer/backup-timeline.test.ts',
+  'test/renderer/backups-store.test.ts',
 ];
 const e2e = ['test/e2e/**/*.test.ts'];
 

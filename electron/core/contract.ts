@@ -93,7 +93,7 @@ export const CHANNELS = [
   'backup:prune',
 ] as const satisfies readonly Channel[];
 
-export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress', 'plan:changed', 'backup:progress'] as const satisfies readonly EventName[];
+export const EVENTS = ['workspace:changed', 'chain:scanned', 'demo:progress', 'connection:changed', 'job:changed', 'job:progress', 'plan:changed', 'backup:progress', 'backup:changed'] as const satisfies readonly EventName[];
 
 type Missing<T extends string, L extends readonly string[]> = Exclude<T, L[number]>;
 // Compile-time check: both lists are complete.

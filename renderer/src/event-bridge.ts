@@ -57,6 +57,10 @@ export function startEventBridge(transport: Transport): () => void {
       history.putPlan(p);
     },
     'backup:progress': (p) => backups.onProgress(p),
+    'backup:changed': (c) => {
+      void backups.onRepositoryChanged(c.repo);
+      history.refreshActivity();
+    },
   };
 
   const offs = EVENTS.map((e) => transport.on(e, handlers[e] as (p: unknown) => void));

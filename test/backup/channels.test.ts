@@ -141,28 +141,31 @@ test('backup:prune-plan answers strata prune --json plus what every kept point i
   assert.equal(cli.code, 0, cli.err);
   const { restorable, ...asCli } = plan;
   assert.deepEqual(asCli, JSON.parse(cli.out), 'the plan is strata prune --json');
-  assert.deepEqual(plan.remove.map((r) => r.id), ['inc-2']);
-  assert.deepEqual(plan.keep.map((k) => [k.id, k.why]), [['full-1', ['needed to restore inc-4']], ['diff-3', ['needed to restore inc-4']], ['inc-4', ['keep-last']]]);
-  assert.deepEqual(restorable, [{ id: 'full-1', from: ['full-1'] }, { id: 'diff-3', from: ['diff-3', 'full-1'] }, { id: 'inc-4', from: ['inc-4', 'diff-3', 'full-1'] }]);
+  // diff-3 only carries inc-4: merged into it, inc-4 then builds on full-1.
+  assert.deepEqual(plan.remove.map((r) => [r.id, r.mergedInto]), [['inc-2', null], ['diff-3', 'inc-4']]);
+  assert.deepEqual(plan.merge.map((m) => [m.into, m.from, m.parent]), [['inc-4', ['diff-3'], 'full-1']]);
+  assert.deepEqual(plan.keep.map((k) => [k.id, k.why]), [['full-1', ['needed to restore inc-4']], ['inc-4', ['keep-last']]]);
+  assert.deepEqual(restorable, [{ id: 'full-1', from: ['full-1'] }, { id: 'inc-4', from: ['inc-4', 'full-1'] }]);
   assert.deepEqual(fingerprint(repo), before, 'a plan writes nothing');
 
   // Nothing kept at all, or a plan that is not the one the repository gives now: refused, nothing written.
   const none = await dispatch(service, 'backup:prune', { repo, keepLast: 0, keepDaily: 0, keepWeekly: 0, remove: [] });
   assert.equal(none.ok ? 'accepted' : none.error.code, 'E_BAD_INPUT');
-  const stale = await dispatch(service, 'backup:prune', { repo, ...policy, remove: ['inc-2', 'diff-3'] });
-  assert.match(stale.ok ? 'accepted' : stale.error.message, /changed since the prune plan was made: it would now remove inc-2, not inc-2, diff-3; nothing was removed/);
+  const stale = await dispatch(service, 'backup:prune', { repo, ...policy, remove: ['inc-2'] });
+  assert.match(stale.ok ? 'accepted' : stale.error.message, /changed since the prune plan was made: it would now remove inc-2, diff-3, not inc-2; nothing was removed/);
   assert.deepEqual(fingerprint(repo), before, 'a refused prune writes nothing');
 
-  const applied = await call('backup:prune', { repo, ...policy, remove: ['inc-2'] });
+  const applied = await call('backup:prune', { repo, ...policy, remove: ['inc-2', 'diff-3'] });
   assert.equal(applied.applied, true);
   assert.equal(applied.freedBytes, plan.freedBytes);
-  assert.ok(!fs.existsSync(path.join(repo, 'inc-2.qcow2')), 'the removed point’s file is deleted');
-  assert.deepEqual((await call('backup:list', { repo })).map((b) => b.id), ['full-1', 'diff-3', 'inc-4']);
+  assert.ok(applied.merge[0].grownBytes! > 0, 'inc-4 grew by what it took from diff-3');
+  assert.ok(!fs.existsSync(path.join(repo, 'inc-2.qcow2')) && !fs.existsSync(path.join(repo, 'diff-3.qcow2')), 'the removed points’ files are deleted');
+  assert.deepEqual((await call('backup:list', { repo })).map((b) => [b.id, b.parent]), [['full-1', null], ['inc-4', 'full-1']]);
   // Every remaining point restores: inc-4 is the disk as it is now.
   const to = path.join(dir, 'inc-4.qcow2');
   await call('backup:restore', { repo, id: 'inc-4', to });
   qemuImg('compare', '-q', disk, to);
-  assert.deepEqual((await call('backup:verify', { repo })).map((v) => [v.id, v.ok]), [['full-1', true], ['diff-3', true], ['inc-4', true]]);
+  assert.deepEqual((await call('backup:verify', { repo })).map((v) => [v.id, v.ok]), [['full-1', true], ['inc-4', true]]);
 }, 120_000);
 
 test('history:activity lists every backup (a cancelled one too), restore, verify and prune, tagged, newest first; a database from before migrations 7 and 8 keeps its backups', async () => {

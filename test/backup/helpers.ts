@@ -35,8 +35,13 @@ export interface CliResult {
 
 /** The strata CLI from source, with STRATA_HOME set; `onStart` gets the child (to kill it). */
 export function strata(home: string, args: string[], onStart?: (pid: number) => void): Promise<CliResult> {
+  return tsScript(ENTRY, home, args, {}, onStart);
+}
+
+/** A TypeScript script of the tests run as its own process, with STRATA_HOME set and more of the environment. */
+export function tsScript(script: string, home: string, args: string[], env: Record<string, string> = {}, onStart?: (pid: number) => void): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', TSX, ENTRY, ...args], { env: { ...process.env, STRATA_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', TSX, script, ...args], { env: { ...process.env, STRATA_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));

@@ -54,7 +54,7 @@ test('an unknown or missing checkpoint falls back to full, saying why', () => {
   assert.equal(copy.ok && copy.fallback, null);
 });
 
-test('retention keeps what the kept points need to be restored', () => {
+test('retention keeps the full the kept points need and merges the inc/diffs between into their successor', () => {
   const points = [
     p('full-1', 'full', null, '2026-01-05T10:00:00Z'),
     p('inc-2', 'inc', 'full-1', '2026-01-05T20:00:00Z'),
@@ -65,12 +65,14 @@ test('retention keeps what the kept points need to be restored', () => {
   ];
   assert.deepEqual(ancestry(points, 'inc-6'), ['inc-6', 'diff-5', 'full-4']);
   const last1 = selectRetention(points, { keepLast: 1, keepDaily: 0, keepWeekly: 0 });
-  assert.deepEqual(last1.keep.map((k) => k.id), ['full-4', 'diff-5', 'inc-6']);
-  assert.deepEqual(last1.remove, ['full-1', 'inc-2', 'inc-3']);
+  assert.deepEqual(last1.keep.map((k) => k.id), ['full-4', 'inc-6']);
+  assert.deepEqual(last1.remove, ['full-1', 'inc-2', 'inc-3', 'diff-5']);
+  assert.deepEqual(last1.merge, [{ into: 'inc-6', from: ['diff-5'], parent: 'full-4' }], 'diff-5 is folded into inc-6, which then builds on full-4');
   assert.deepEqual(last1.keep.find((k) => k.id === 'full-4')!.why, ['needed to restore inc-6']);
   const daily = selectRetention(points, { keepLast: 0, keepDaily: 3, keepWeekly: 0 });
   // newest of 2026-01-13 (inc-6), 2026-01-12 (full-4), 2026-01-06 (inc-3) and what they need
-  assert.deepEqual(daily.keep.map((k) => k.id), ['full-1', 'inc-2', 'inc-3', 'full-4', 'diff-5', 'inc-6']);
+  assert.deepEqual(daily.keep.map((k) => k.id), ['full-1', 'inc-3', 'full-4', 'inc-6']);
+  assert.deepEqual(daily.merge, [{ into: 'inc-3', from: ['inc-2'], parent: 'full-1' }, { into: 'inc-6', from: ['diff-5'], parent: 'full-4' }]);
   const weekly = selectRetention(points, { keepLast: 0, keepDaily: 0, keepWeekly: 2 });
   // ISO weeks: 2026-W02 (5..6 Jan: newest inc-3), 2026-W03 (12..13 Jan: newest inc-6)
   assert.deepEqual(weekly.keep.filter((k) => k.why.some((w) => w.startsWith('keep-weekly'))).map((k) => [k.id, k.why[0]]), [
@@ -78,6 +80,32 @@ test('retention keeps what the kept points need to be restored', () => {
     ['inc-6', 'keep-weekly 2026-W03'],
   ]);
   assert.deepEqual(selectRetention(points, { keepLast: 0, keepDaily: 0, keepWeekly: 0 }).remove.length, 6);
+});
+
+test('merges: keep-last 2 of full ← inc ← inc ← inc folds inc-2 into inc-3; a run of two folds into one; a point two kept ones build on stays', () => {
+  const chain = [
+    p('full-1', 'full', null, '2026-02-01T10:00:00Z'),
+    p('inc-2', 'inc', 'full-1', '2026-02-01T11:00:00Z'),
+    p('inc-3', 'inc', 'inc-2', '2026-02-01T12:00:00Z'),
+    p('inc-4', 'inc', 'inc-3', '2026-02-01T13:00:00Z'),
+  ];
+  const last2 = selectRetention(chain, { keepLast: 2, keepDaily: 0, keepWeekly: 0 });
+  assert.deepEqual(last2.keep, [{ id: 'full-1', why: ['needed to restore inc-3'] }, { id: 'inc-3', why: ['keep-last'] }, { id: 'inc-4', why: ['keep-last'] }]);
+  assert.deepEqual(last2.remove, ['inc-2']);
+  assert.deepEqual(last2.merge, [{ into: 'inc-3', from: ['inc-2'], parent: 'full-1' }]);
+  const last1 = selectRetention(chain, { keepLast: 1, keepDaily: 0, keepWeekly: 0 });
+  assert.deepEqual(last1.merge, [{ into: 'inc-4', from: ['inc-3', 'inc-2'], parent: 'full-1' }], 'one merge, newest first: inc-4 is rebased onto full-1 once');
+  assert.deepEqual(last1.keep.map((k) => k.id), ['full-1', 'inc-4']);
+  // inc-3 and diff-4 (--since inc-2's checkpoint) both build on inc-2: merging it into both would copy it twice.
+  const forked = [chain[0], chain[1], chain[2], p('diff-4', 'diff', 'inc-2', '2026-02-01T13:00:00Z')];
+  const f = selectRetention(forked, { keepLast: 2, keepDaily: 0, keepWeekly: 0 });
+  assert.deepEqual(f.keep, [{ id: 'full-1', why: ['needed to restore inc-2'] }, { id: 'inc-2', why: ['needed to restore inc-3', 'needed to restore diff-4'] }, { id: 'inc-3', why: ['keep-last'] }, { id: 'diff-4', why: ['keep-last'] }]);
+  assert.deepEqual(f.merge, []);
+  assert.deepEqual(f.remove, []);
+  // Nothing kept builds on a removed point: removed outright, no merge.
+  const two = [p('full-1', 'full', null, '2026-02-01T10:00:00Z'), p('inc-2', 'inc', 'full-1', '2026-02-01T11:00:00Z'), p('full-3', 'full', null, '2026-02-02T10:00:00Z')];
+  const t = selectRetention(two, { keepLast: 1, keepDaily: 0, keepWeekly: 0 });
+  assert.deepEqual([t.keep.map((k) => k.id), t.remove, t.merge], [['full-3'], ['full-1', 'inc-2'], []]);
 });
 
 test('digests: OpenSSL and Node hash the same ranges alike (Node is the fallback without openssl)', async () => {

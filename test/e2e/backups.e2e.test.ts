@@ -170,25 +170,28 @@ test('retention: keep last 1 plans which points go and what every remaining one 
   await page.getByTestId('backup-prune-plan').click();
   const plan = page.getByTestId('backup-prune-result');
   await plan.waitFor();
-  assert.equal(await plan.getAttribute('data-remove'), 'inc-2');
+  assert.equal(await plan.getAttribute('data-remove'), 'inc-2,diff-3');
   const rows = page.getByTestId('prune-row');
-  assert.deepEqual(await rows.evaluateAll((els) => els.map((e) => `${e.getAttribute('data-id')}:${e.getAttribute('data-plan')}`)), ['full-1:keep', 'inc-2:remove', 'diff-3:keep', 'inc-4:keep']);
-  assert.deepEqual(await page.getByTestId('prune-row-from').allInnerTexts(), ['restored from full-1', 'restored from diff-3 ← full-1', 'restored from inc-4 ← diff-3 ← full-1']);
-  assert.match(await page.getByTestId('backup-prune-summary').innerText(), /^1 point goes, 3 stay: 384 KiB freed/);
+  assert.deepEqual(await rows.evaluateAll((els) => els.map((e) => `${e.getAttribute('data-id')}:${e.getAttribute('data-plan')}`)), ['full-1:keep', 'inc-2:remove', 'diff-3:remove', 'inc-4:keep']);
+  // diff-3 only carries inc-4: merged into it, inc-4 then builds on full-1.
+  assert.match(await page.getByTestId('prune-row-merged').innerText(), /^merged into inc-4/);
+  assert.deepEqual(await page.getByTestId('prune-row-from').allInnerTexts(), ['restored from full-1', 'restored from inc-4 ← full-1']);
+  assert.match(await page.getByTestId('backup-prune-summary').innerText(), /^2 points go, 2 stay/);
   assert.ok(fs.existsSync(path.join(repo, 'inc-2.qcow2')), 'a plan removes nothing');
   // The timeline marks the same plan on the points.
-  assert.deepEqual(await pointsBy(page, 'data-prune'), ['keep', 'remove', 'keep', 'keep']);
-  assert.deepEqual(await page.getByTestId('timeline-prune').allInnerTexts(), ['stays', 'goes', 'stays', 'stays']);
+  assert.deepEqual(await pointsBy(page, 'data-prune'), ['keep', 'remove', 'remove', 'keep']);
+  assert.deepEqual(await page.getByTestId('timeline-prune').allInnerTexts(), ['stays', 'goes', 'goes', 'stays']);
   await plan.scrollIntoViewIfNeeded();
   await app.shot('backups-prune-plan');
 
   await page.getByTestId('backup-prune-apply').click();
   const dialog = page.getByTestId('backup-prune-dialog');
   await dialog.waitFor();
-  assert.match(await dialog.innerText(), /inc-2 is removed from the manifest/);
+  assert.match(await dialog.innerText(), /inc-2, diff-3 are removed from the manifest/);
+  assert.match(await page.getByTestId('backup-prune-merge').innerText(), /diff-3 is merged into inc-4 first, which then builds on full-1/);
   await page.getByTestId('confirm-yes').click();
   await page.getByTestId('backup-pruned').waitFor({ timeout: 30_000 });
-  assert.deepEqual(await pointsBy(page, 'data-id'), ['full-1', 'diff-3', 'inc-4']);
+  assert.deepEqual(await pointsBy(page, 'data-id'), ['full-1', 'inc-4']);
   assert.ok(!fs.existsSync(path.join(repo, 'inc-2.qcow2')));
   await app.shot('backups-pruned');
 
@@ -199,10 +202,10 @@ test('retention: keep last 1 plans which points go and what every remaining one 
   const items = page.locator('[data-testid="activity-item"][data-kind="backup"]');
   await items.first().waitFor();
   const titles = await items.locator('.av__title').allInnerTexts();
-  assert.deepEqual(titles, ['Prune: remove inc-2', 'Backup inc-4 (inc)', 'Backup diff-3 (diff)', 'Backup inc-2 (inc)', 'Backup full-1 (full)']);
+  assert.deepEqual(titles, ['Prune: remove inc-2, diff-3', 'Backup inc-4 (inc)', 'Backup diff-3 (diff)', 'Backup inc-2 (inc)', 'Backup full-1 (full)']);
   await items.first().locator('button').click();
   assert.equal(await page.getByTestId('activity-backup-title').innerText(), 'Prune');
-  assert.deepEqual(await page.getByTestId('activity-backup-point').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-id')}:${e.getAttribute('data-what')}`)), ['full-1:kept', 'diff-3:kept', 'inc-4:kept', 'inc-2:removed']);
+  assert.deepEqual(await page.getByTestId('activity-backup-point').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-id')}:${e.getAttribute('data-what')}`)), ['full-1:kept', 'inc-4:kept', 'inc-2:removed', 'diff-3:removed']);
   await app.shot('backups-history-prune');
   assert.deepEqual(app.problems, []);
 });

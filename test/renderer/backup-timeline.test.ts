@@ -129,7 +129,7 @@ test('verify: the newest verify after the point was taken; one from before it (a
 
 test('the prune plan marks which points go and which stay; a link to a point that goes goes with it', () => {
   const points = [point('full-1', null, at(1, 1)), point('inc-2', 'full-1', at(1, 2)), point('diff-3', 'full-1', at(1, 3))];
-  const prune = { keep: [{ id: 'full-1', why: ['needed by diff-3'] }, { id: 'diff-3', why: ['last 1'] }], remove: [{ id: 'inc-2', file: '/repo/inc-2.qcow2', bytes: 1 }] };
+  const prune = { keep: [{ id: 'full-1', why: ['needed by diff-3'] }, { id: 'diff-3', why: ['last 1'] }], remove: [{ id: 'inc-2', file: '/repo/inc-2.qcow2', bytes: 1, mergedInto: null }] };
   const l = layoutTimeline({ points, prune }, { width: 800 });
   assert.deepEqual(l.marks.map((m) => `${m.id}:${m.prune}`), ['full-1:keep', 'inc-2:remove', 'diff-3:keep']);
   assert.deepEqual(l.links.map((k) => `${k.to}:${k.goes}`), ['inc-2:true', 'diff-3:false']);

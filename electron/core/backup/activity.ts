@@ -9,7 +9,7 @@ import { humanBytes } from '../units.ts';
 import type { BackupActivityInfo, BackupActivityPoint, BackupActivityState } from './contract.ts';
 import { isLevel, keepsSomething, type RetentionPolicy } from './rules.ts';
 import { Repository, syncCatalog } from './repository.ts';
-import { prune, type PrunePlan } from './prune.ts';
+import { prune, recoverInterrupted, rollsForward, PRUNE_STEPS, type PruneJournal, type PrunePlan, type PruneStep } from './prune.ts';
 import type { RestoreResult } from './restore.ts';
 import type { VerifyResult } from './verify.ts';
 
@@ -44,9 +44,15 @@ export class BackupActivityLog {
     }
   }
 
-  /** Prunes of a repository a stopped Strata left running: closed, saying what became of them. */
-  closeInterrupted(repo: string, note: string): void {
-    this.db.prepare("UPDATE backup_activity SET state = 'failed', note = ?, finished_at = ? WHERE repo = ? AND action = 'prune' AND state = 'running'").run(note, new Date().toISOString(), repo);
+  /** A prune's journal as its step begins. */
+  step(id: number, step: PruneStep | null, journal: PruneJournal): void {
+    this.db.prepare('UPDATE backup_activity SET step = ?, journal_json = ? WHERE id = ?').run(step, JSON.stringify(journal), id);
+  }
+
+  /** Prunes a stopped Strata left running (of one repository, or all), with their journals. */
+  interrupted(repo: string | null): { id: number; repo: string; step: PruneStep | null; journal: PruneJournal | null }[] {
+    const rows = this.db.prepare("SELECT id, repo, step, journal_json FROM backup_activity WHERE action = 'prune' AND state = 'running' AND (? IS NULL OR repo = ?) ORDER BY id").all(repo, repo) as any[];
+    return rows.map((r) => ({ id: r.id, repo: r.repo, step: (PRUNE_STEPS as readonly string[]).includes(r.step) ? r.step : null, journal: r.journal_json ? (JSON.parse(r.journal_json) as PruneJournal) : null }));
   }
 
   /** Backups, restores, verifies and prunes, newest first, up to `limit` of them. */
@@ -89,42 +95,81 @@ export function retentionPolicy(p: RetentionPolicy): RetentionPolicy {
 }
 
 /**
- * Applies a retention policy, journaled: under the repository lock, before the manifest is written,
- * a row saying what it removes and keeps (a prune a stopped Strata left running is closed first: its
- * order left at most unlisted files, orphans now). `confirmed`: the ids the user saw in the plan;
- * the prune is refused when the repository would now remove others. The catalog follows the manifest.
+ * Prunes a stopped Strata left unfinished (of one repository, or of every one the history knows):
+ * each is rolled back or finished under the repository's lock (see prune.ts), its row closed saying
+ * which, and the catalog rebuilt. A repository another live process holds, or that cannot be read
+ * now, is left for later. Returns what was done, in words.
  */
-export function journaledPrune(db: Db, dir: string, policy: RetentionPolicy, confirmed: string[] | null): PrunePlan {
+export function recoverPrunes(db: Db, dir: string | null = null): { repo: string; note: string }[] {
   const log = new BackupActivityLog(db);
+  const out: { repo: string; note: string }[] = [];
+  for (const row of log.interrupted(dir === null ? null : repoKey(dir))) {
+    let repo: Repository;
+    try {
+      repo = Repository.open(row.repo);
+      repo.lock();
+    } catch {
+      continue;
+    }
+    try {
+      const r = recoverInterrupted(repo, row.journal, row.step);
+      log.finish(row.id, { state: r.state === 'finished' ? 'ok' : 'failed', note: r.note });
+      syncCatalog(db, repo);
+      out.push({ repo: row.repo, note: `prune #${row.id} of ${row.repo} ${r.note}` });
+    } finally {
+      repo.unlock();
+    }
+  }
+  return out;
+}
+
+/**
+ * Applies a retention policy, journaled: under the repository lock, before the first write, a row
+ * saying what it removes, merges and keeps, then the step each write begins with what finishing it
+ * needs (a prune a stopped Strata left unfinished is finished or rolled back first). `confirmed`: the
+ * ids the user saw in the plan; the prune is refused when the repository would now remove others.
+ * The catalog follows the manifest.
+ */
+export async function journaledPrune(db: Db, dir: string, policy: RetentionPolicy, confirmed: string[] | null, onStep?: (step: PruneStep) => void): Promise<PrunePlan> {
+  const log = new BackupActivityLog(db);
+  const recovered = recoverPrunes(db, dir).map((r) => r.note);
   let row: number | null = null;
+  let reached: PruneStep | null = null;
   try {
-    const plan = prune(dir, policy, true, {
-      beforeWrite: (p, r) => {
+    const plan = await prune(dir, policy, true, {
+      beforeWrite: (p, r, journal) => {
         const now = p.remove.map((x) => x.id);
         if (confirmed && now.join() !== confirmed.join()) {
           throw new StrataError('E_BAD_INPUT', `${r.dir}: the repository changed since the prune plan was made: it would now remove ${now.join(', ') || 'nothing'}, not ${confirmed.join(', ') || 'nothing'}; nothing was removed, plan again`, { file: r.dir });
         }
-        log.closeInterrupted(r.dir, 'interrupted: Strata stopped during this prune; the manifest is written first, so it left at most unlisted files, removed by the next prune');
         row = log.begin('prune', r.dir, pruneSummary(p), null, prunePoints(p));
+        log.step(row, null, journal);
       },
-    });
+      step: (s, journal) => {
+        log.step(row!, s, journal);
+        reached = s;
+        onStep?.(s);
+      },
+    }, recovered);
     syncCatalog(db, Repository.open(dir));
     if (row !== null) log.finish(row, { state: 'ok', points: prunePoints(plan), bytes: plan.freedBytes, note: plan.orphans.length ? `also removed ${plan.orphans.length} file(s) the manifest did not list: ${plan.orphans.join(', ')}` : null });
     return plan;
   } catch (e) {
-    if (row !== null) log.finish(row, { state: 'failed', note: (e as Error).message });
+    // From the swap on, the prune is finished, not undone: its row stays open for the next start.
+    if (row !== null && !rollsForward(reached)) log.finish(row, { state: 'failed', note: `${(e as Error).message}; rolled back, nothing was removed` });
     throw e;
   }
 }
 
 function pruneSummary(p: PrunePlan): string {
-  return p.remove.length ? `prune: remove ${p.remove.map((r) => r.id).join(', ')}, keep ${p.keep.length}` : `prune: nothing to remove, keep ${p.keep.length}`;
+  const merged = p.merge.map((m) => `, merge ${m.from.join(', ')} into ${m.into}`).join('');
+  return p.remove.length ? `prune: remove ${p.remove.map((r) => r.id).join(', ')}${merged}, keep ${p.keep.length}` : `prune: nothing to remove, keep ${p.keep.length}`;
 }
 
 function prunePoints(p: PrunePlan): BackupActivityPoint[] {
   return [
     ...p.keep.map((k) => ({ id: k.id, what: 'kept' as const, note: k.why.join(', ') })),
-    ...p.remove.map((r) => ({ id: r.id, what: 'removed' as const, note: humanBytes(r.bytes) })),
+    ...p.remove.map((r) => ({ id: r.id, what: 'removed' as const, note: r.mergedInto ? `${humanBytes(r.bytes)}, merged into ${r.mergedInto}` : humanBytes(r.bytes) })),
   ];
 }
 

@@ -109,6 +109,12 @@ export interface BackupPrunePreview extends PrunePlan {
   restorable: { id: string; from: string[] }[];
 }
 
+export interface BackupChanged {
+  /** the repository's absolute folder */
+  repo: string;
+  why: 'pruned' | 'recovered';
+}
+
 const MAX_KEEP = 100_000;
 const retention = () => ({ repo: absPath(), keepLast: int(0, MAX_KEEP), keepDaily: int(0, MAX_KEEP), keepWeekly: int(0, MAX_KEEP) });
 
@@ -160,4 +166,6 @@ export type BackupChannels = ChannelsOf<
 export interface BackupEvents {
   /** a running backup's job moved (at most ~5 a second) */
   'backup:progress': BackupProgress;
+  /** a repository's points changed other than by a backup the view took: pruned, or a prune a crash left finished or rolled back */
+  'backup:changed': BackupChanged;
 }

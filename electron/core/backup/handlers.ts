@@ -6,7 +6,7 @@ import type { Db } from '../store/db.ts';
 import type { backupArgs } from './contract.ts';
 import { BackupJournal, Repository, catalogCheckpoints, listPoints } from './repository.ts';
 import { withChain } from '../qcow2/chain.ts';
-import { BackupActivityLog, journaledPrune, repoKey, restoreEnd, retentionPolicy, verifyEnd } from './activity.ts';
+import { BackupActivityLog, journaledPrune, recoverPrunes, repoKey, restoreEnd, retentionPolicy, verifyEnd } from './activity.ts';
 import { prune } from './prune.ts';
 import { ancestry } from './rules.ts';
 
@@ -22,8 +22,17 @@ interface Running {
 export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventListener }): HandlersFor<typeof backupArgs> {
   const running = new Map<string, Running>();
   const log = new BackupActivityLog(d.db);
+  // Prunes a crash left unfinished are finished or rolled back first: at start, and before a
+  // repository is listed or planned (one that could not be reached at start).
+  const recover = (repo: string | null) => {
+    for (const note of recoverPrunes(d.db, repo)) d.emit('backup:changed', { repo: note.repo, why: 'recovered' });
+  };
+  recover(null);
   return {
-    'backup:list': ({ repo }) => listPoints(Repository.open(repo)),
+    'backup:list': ({ repo }) => {
+      recover(repo);
+      return listPoints(Repository.open(repo));
+    },
     'backup:take': async ({ image, repo, level, dryRun, speed }) => {
       const { takeBackup, takenDoc } = await import('./take.ts');
       let last = 0;
@@ -78,11 +87,21 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
       const names = new Set(withChain(image, (c) => c.layers.flatMap((l) => l.bitmaps.map((b) => b.name))));
       return catalogCheckpoints(d.db).filter((c) => names.has(c.checkpoint));
     },
-    'backup:prune-plan': ({ repo, ...policy }) => {
-      const plan = prune(repo, retentionPolicy(policy), false);
-      const points = Repository.open(repo).points;
+    'backup:prune-plan': async ({ repo, ...policy }) => {
+      recover(repo);
+      const plan = await prune(repo, retentionPolicy(policy), false);
+      // Each point that stays as the prune leaves it: a merged one builds on its new parent.
+      const newParent = new Map(plan.merge.map((m) => [m.into, m.parent]));
+      const points = Repository.open(repo).points.map((p) => ({ ...p, parent: newParent.get(p.id) ?? p.parent }));
       return { ...plan, restorable: plan.keep.map((k) => ({ id: k.id, from: ancestry(points, k.id) })) };
     },
-    'backup:prune': ({ repo, remove, ...policy }) => journaledPrune(d.db, repo, retentionPolicy(policy), remove),
+    'backup:prune': async ({ repo, remove, ...policy }) => {
+      try {
+        return await journaledPrune(d.db, repo, retentionPolicy(policy), remove);
+      } finally {
+        // The points, their files and the catalog's checkpoints changed (or may have): every view says so.
+        d.emit('backup:changed', { repo: repoKey(repo), why: 'pruned' });
+      }
+    },
   };
 }

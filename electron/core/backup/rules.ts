@@ -111,8 +111,13 @@ export function keepsSomething(p: RetentionPolicy): boolean {
 export interface RetentionPlan {
   /** ids kept, oldest first, each with why */
   keep: { id: string; why: string[] }[];
-  /** ids removed, oldest first */
+  /** ids removed, oldest first (the merged ones too) */
   remove: string[];
+  /**
+   * Points removed by folding their data into a kept point: `from` (newest first, consecutive
+   * parents of `into`, none kept) go into `into`, whose parent becomes `parent` (the nearest kept one).
+   */
+  merge: { into: string; from: string[]; parent: string }[];
 }
 
 const dayOf = (iso: string) => iso.slice(0, 10);
@@ -129,8 +134,10 @@ function weekOf(iso: string): string {
 
 /**
  * Which points a policy keeps. keep-last: the N newest; keep-daily/weekly: the newest point of each of
- * the N newest days/weeks that have one. A kept point keeps every point it needs to be restored (its
- * parents down to the full), so removing the others never breaks a remaining point.
+ * the N newest days/weeks that have one. Every remaining point stays restorable: an inc or diff a kept
+ * point is restored through is merged into the one point above it on that way (its successor), or
+ * kept when more than one kept point builds on it through different successors (merging it into each
+ * would copy its data twice); the full at the bottom is always kept.
  */
 export function selectRetention(points: PointFacts[], policy: RetentionPolicy): RetentionPlan {
   const why = new Map<string, string[]>();
@@ -153,11 +160,45 @@ export function selectRetention(points: PointFacts[], policy: RetentionPolicy): 
   };
   bucket(Math.max(0, policy.keepDaily), dayOf, 'keep-daily');
   bucket(Math.max(0, policy.keepWeekly), weekOf, 'keep-weekly');
-  for (const id of [...why.keys()]) {
-    for (const a of ancestry(points, id).slice(1)) mark(a, `needed to restore ${id}`);
+  const byId = new Map(points.map((p) => [p.id, p]));
+  const order = new Map(points.map((p, i) => [p.id, i]));
+  const oldestFirst = (ids: Iterable<string>) => [...ids].sort((x, y) => order.get(x)! - order.get(y)!);
+  const parentOf = (id: string) => {
+    const parent = byId.get(id)?.parent;
+    return parent && byId.has(parent) ? parent : null;
+  };
+  // The points a kept one is restored through, up to the next kept one: intermediates with more
+  // than one successor on those ways are kept too, until nothing changes.
+  for (let changed = true; changed; ) {
+    changed = false;
+    const successors = new Map<string, Set<string>>();
+    const users = new Map<string, Set<string>>();
+    for (const id of [...why.keys()]) {
+      for (let below = id, a = parentOf(id); a && !why.has(a); below = a, a = parentOf(a)) {
+        if (parentOf(a) === null) break;
+        (successors.get(a) ?? successors.set(a, new Set()).get(a)!).add(below);
+        (users.get(a) ?? users.set(a, new Set()).get(a)!).add(id);
+      }
+    }
+    for (const [a, s] of successors) {
+      if (s.size < 2) continue;
+      for (const u of oldestFirst(users.get(a)!)) mark(a, `needed to restore ${u}`);
+      changed = true;
+    }
   }
+  // The full at the bottom of each kept point's way is kept; the inc/diffs between are merged.
+  const merge: RetentionPlan['merge'] = [];
+  for (const id of [...why.keys()]) {
+    const from: string[] = [];
+    let a = parentOf(id);
+    for (; a && !why.has(a) && parentOf(a) !== null; a = parentOf(a)) from.push(a);
+    if (a && !why.has(a)) mark(a, `needed to restore ${id}`);
+    if (from.length && a) merge.push({ into: id, from, parent: a });
+  }
+  merge.sort((x, y) => order.get(x.into)! - order.get(y.into)!);
   return {
     keep: points.filter((p) => why.has(p.id)).map((p) => ({ id: p.id, why: why.get(p.id)! })),
     remove: points.filter((p) => !why.has(p.id)).map((p) => p.id),
+    merge,
   };
 }

@@ -10,13 +10,31 @@ import { isLevel, keepsSomething, type Level } from '../backup/rules.ts';
 import { Repository, listPoints } from '../backup/repository.ts';
 import type { JobView } from '../jobs/engine.ts';
 import { openDb, type Db } from '../store/db.ts';
-import { BackupActivityLog, journaledPrune, repoKey, restoreEnd, verifyEnd } from '../backup/activity.ts';
+import fs from 'node:fs';
+import { BackupActivityLog, journaledPrune, recoverPrunes, repoKey, restoreEnd, verifyEnd } from '../backup/activity.ts';
 
 /** Runs `fn` with Strata's history database, where restores, verifies and prunes are recorded for the app's History. */
 async function withHistory<T>(fn: (db: Db) => Promise<T> | T): Promise<T> {
   const db = openDb(path.join(defaultDataDir(), 'strata.db'));
   try {
     return await fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Prunes of `repo` a killed Strata left unfinished, finished or rolled back from the history
+ * database's journal (none when there is no database yet: nothing was journaled). Said on stderr.
+ */
+function recoverLeftPrunes(repo: string): string[] {
+  const file = path.join(defaultDataDir(), 'strata.db');
+  if (!fs.existsSync(file)) return [];
+  const db = openDb(file);
+  try {
+    const notes = recoverPrunes(db, repo).map((r) => r.note);
+    for (const n of notes) process.stderr.write(`strata: ${n}\n`);
+    return notes;
   } finally {
     db.close();
   }
@@ -59,10 +77,13 @@ zero areas stay so. An existing PATH is only overwritten with --force.
   prune: `Usage: strata prune --repo DIR [--keep-last N] [--keep-daily N] [--keep-weekly N] [--yes] [--json]
 
 Removes the backups the policy does not keep: --keep-last N newest, the newest of each of the N newest
-days (--keep-daily) and weeks (--keep-weekly), and every backup a kept one needs to be restored (its
-parents down to the full). Without --yes the plan is printed and nothing is removed. The manifest is
-rewritten first, then the files are deleted. Checkpoint bitmaps of removed backups stay in the disk.
---json: {"applied","keep":[{"id","why"}],"remove":[{"id","file","bytes"}],"orphans":[ABS],"freedBytes"}`,
+days (--keep-daily) and weeks (--keep-weekly). Every remaining backup stays restorable: an inc or diff
+a kept one is restored through is merged into its successor (qemu-img rebase, on a copy swapped in
+whole), the full below is kept. Without --yes the plan is printed and nothing is removed. Journaled:
+a prune a killed Strata left unfinished is finished or rolled back by the next strata prune or
+strata backups. Checkpoint bitmaps of removed backups stay in the disk.
+--json: {"applied","keep":[{"id","why"}],"remove":[{"id","file","bytes","mergedInto"}],
+"merge":[{"into","from","parent","file","grownBytes"}],"orphans":[ABS],"freedBytes","recovered":[S]}`,
   verify: `Usage: strata verify --repo DIR [ID] [--json]
 
 Checks every backup (or only ID): qemu-img check of its file, its backing link (present, relative,
@@ -147,6 +168,7 @@ export function cmdBackups(argv: string[], out: Out): void {
   const a = parseArgs(argv, { options: ['repo'] });
   if (a.flags.has('help')) return out.write(BACKUP_HELP.backups + '\n');
   if (a.positionals.length) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata backups --help');
+  recoverLeftPrunes(repoOption(a, 'backups'));
   const repo = Repository.open(repoOption(a, 'backups'));
   const list = listPoints(repo);
   if (a.flags.has('json')) return out.write(JSON.stringify(list, null, 2) + '\n');
@@ -202,10 +224,15 @@ export async function cmdPrune(argv: string[], out: Out): Promise<void> {
   }
   const { prune } = await import('../backup/prune.ts');
   // Applied, it is journaled in the history database first (a plan writes nothing, not even that).
-  const p = a.flags.has('yes') ? await withHistory((db) => journaledPrune(db, repoOption(a, 'prune'), policy, null)) : prune(repoOption(a, 'prune'), policy, false);
+  // A prune a killed Strata left unfinished is finished or rolled back first (journaled, so a plan too).
+  const p = a.flags.has('yes')
+    ? await withHistory((db) => journaledPrune(db, repoOption(a, 'prune'), policy, null))
+    : await prune(repoOption(a, 'prune'), policy, false, {}, recoverLeftPrunes(repoOption(a, 'prune')));
   if (a.flags.has('json')) return out.write(JSON.stringify(p, null, 2) + '\n');
+  for (const r of p.recovered) out.write(`${r}\n`);
   for (const k of p.keep) out.write(`keep    ${k.id}: ${k.why.join(', ')}\n`);
-  for (const r of p.remove) out.write(`${p.applied ? 'removed' : 'remove '} ${r.id}: ${r.file} (${humanBytes(r.bytes)})\n`);
+  for (const m of p.merge) out.write(`${p.applied ? 'merged ' : 'merge  '} ${m.from.join(', ')} into ${m.into}, which then builds on ${m.parent}${m.grownBytes !== null ? ` (grew ${humanBytes(m.grownBytes)})` : ''}\n`);
+  for (const r of p.remove) out.write(`${p.applied ? 'removed' : 'remove '} ${r.id}: ${r.file} (${humanBytes(r.bytes)})${r.mergedInto ? `, once merged into ${r.mergedInto}` : ''}\n`);
   for (const o of p.orphans) out.write(`${p.applied ? 'removed' : 'remove '} ${o} (not listed in the manifest)\n`);
   if (!p.applied && (p.remove.length || p.orphans.length)) out.write(`\nNothing was removed. Run again with --yes to free ${humanBytes(p.freedBytes)}.\n`);
 }

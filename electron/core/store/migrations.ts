@@ -209,4 +209,14 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       ALTER TABLE jobs ADD COLUMN session INTEGER;
     `,
   },
+  {
+    version: 10,
+    sql: `
+      -- A prune's journal: the step it has begun and what it needs to be finished or rolled back
+      -- after a crash (the points it removes, each merge with its copy and, once digested, its new
+      -- manifest fields). Written before the first write, updated as each step begins.
+      ALTER TABLE backup_activity ADD COLUMN step TEXT;
+      ALTER TABLE backup_activity ADD COLUMN journal_json TEXT;
+    `,
+  },
 ];

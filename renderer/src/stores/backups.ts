@@ -119,9 +119,23 @@ export const useBackupsStore = defineStore('backups', () => {
       lastPrune[image] = done;
       verified[image] = null;
       await list(image);
-      void loadCheckpoints(image);
+      void refreshMarkers();
     }
     return done;
+  }
+
+  /**
+   * The chain view's checkpoint-to-backup markers of every image shown, read again: a prune removes
+   * points of a repository whose checkpoints may mark any image's chain, not only this image's.
+   */
+  async function refreshMarkers(): Promise<void> {
+    await Promise.all(Object.keys(checkpointBackups).map((image) => loadCheckpoints(image)));
+  }
+
+  /** backup:changed: a repository's points changed (a prune, here or in another window, or one a crash left finished). */
+  async function onRepositoryChanged(repo: string): Promise<void> {
+    const listed = Object.keys(points).filter((image) => repos[image] === repo && busy[image] !== 'pruning');
+    await Promise.all([refreshMarkers(), ...listed.map((image) => list(image))]);
   }
 
   async function run<T>(image: string, what: Exclude<BackupBusy, null>, fn: () => Promise<T>): Promise<T | null> {
@@ -231,5 +245,5 @@ export const useBackupsStore = defineStore('backups', () => {
     if (busy[p.image] === 'taking') progress[p.image] = p;
   }
 
-  return { repos, points, activity, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, checkpointBackups, loadCheckpoints, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
+  return { repos, points, activity, errors, busy, progress, lastTaken, lastRestore, verified, lastCancelled, cancelling, prunePlan, lastPrune, checkpointBackups, loadCheckpoints, refreshMarkers, onRepositoryChanged, repoOf, setRepo, retentionOf, list, plan, take, cancel, restore, verify, planPrune, prune, onProgress };
 });
