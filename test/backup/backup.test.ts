@@ -5,18 +5,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
-import { takeBackup, type TakeOptions } from '../../electron/core/backup/take.ts';
+import { takeBackup } from '../../electron/core/backup/take.ts';
 import { restoreBackup } from '../../electron/core/backup/restore.ts';
 import { verifyRepository } from '../../electron/core/backup/verify.ts';
 import { Repository } from '../../electron/core/backup/repository.ts';
 import { openDb } from '../../electron/core/store/db.ts';
 import { allocationExtents, withChain } from '../../electron/core/qcow2/chain.ts';
 import { totalBytes } from '../../electron/core/extents.ts';
-import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint } from './helpers.ts';
-
-function opts(dir: string, image: string, extra: Partial<TakeOptions> = {}): TakeOptions {
-  return { image, repo: path.join(dir, 'repo'), level: null, since: null, compress: false, dryRun: false, dataDir: path.join(dir, 'home'), ...extra };
-}
+import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, opts } from './helpers.ts';
 
 const ownBytes = (file: string) => withChain(file, (c) => totalBytes(allocationExtents(c.layers[0])));
 

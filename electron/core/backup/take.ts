@@ -122,7 +122,7 @@ async function resolveLive(repo: Repository, qmp: QmpClient, node: string, level
     ];
     return problems.length ? { state: 'unknown', problems } : { state: 'ok', dirtyBytes: b.count };
   };
-  const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
+  const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.pointsOf(image), answer });
   if (r.since !== null) {
     const b = bitmaps.find((x) => x.name === r.since);
     return { ...r, image, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: [{ node, bitmap: r.since, granularity: b.granularity }] };
@@ -147,11 +147,17 @@ function resolve(repo: Repository, image: string, level: Level | null, sinceName
       if (s === null) return { state: 'missing' };
       return s.extents ? { state: 'ok', dirtyBytes: totalBytes(s.extents) } : { state: 'unknown', problems: s.problems };
     };
-    const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
+    const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.pointsOf(image), answer });
     const sources = r.since === null ? [] : ask(r.since)!.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name, granularity: x.bitmap.granularity }));
     return { ...r, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources };
   });
   return r.since === null ? { ...r, dirtyBytes: allocatedBytes(image) } : r;
+}
+
+async function bitmapGranularity(qmp: QmpClient, node: string, name: string): Promise<number | null> {
+  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const b = (nodes.find((x) => x['node-name'] === node)?.['dirty-bitmaps'] ?? []).find((x: any) => x.name === name);
+  return typeof b?.granularity === 'number' ? b.granularity : null;
 }
 
 async function fsyncAsync(file: string): Promise<void> {
@@ -342,6 +348,8 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       await engine.verb(jobId, 'dismiss');
       jobStarted = false;
       if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: `strata-bk-tmp-${id}` });
+      // The checkpoint's granularity, recorded so a restore can give its fresh checkpoint the same.
+      const checkpointGranularity = checkpoint ? await bitmapGranularity(qmp, node, checkpoint) : null;
       await qmp.execute('blockdev-del', { 'node-name': target });
       // Durable before it is listed: one fsync of the file and of its folder, then the rename. The
       // digests of what the job wrote are taken meanwhile (hashing is CPU, the fsync is the disk).
@@ -356,7 +364,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       journal.set(jid, 'writing-manifest');
       const entry: BackupEntry = {
         id, level: r.level, parent: r.parent, checkpoint, since: r.since, source: { image }, createdAt, finishedAt: new Date().toISOString(),
-        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, consistency: !liveQmp ? 'offline' : o.live?.qga ? 'frozen' : 'crash', state: 'ok', digests,
+        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, ...(checkpointGranularity ? { granularity: checkpointGranularity } : {}), consistency: !liveQmp ? 'offline' : o.live?.qga ? 'frozen' : 'crash', state: 'ok', digests,
       };
       repo.manifest.disk ??= { image, virtualSize: r.virtualSize };
       repo.manifest.backups.push(entry);
