@@ -42,11 +42,16 @@ transaction that starts the copy.
 the backup is crash-consistent, or, with --qga PATH (the guest agent's socket), taken with the
 guest's filesystems frozen around the transaction (always thawed again).
 
-When the changes since the needed checkpoint cannot be known (an overlay made outside Strata, an
-in-use bitmap, ...), inc and diff fall back to full and say why ("fallback"). A backup that does not
+When the checkpoint's bitmaps cannot say what changed because a layer made outside Strata (qemu-img
+create -b) sits above the layers holding it, the changes are proven from allocation instead: that
+layer was created after the checkpoint, so everything allocated in it was written since; the backup
+stays inc/diff ("changesFrom": "allocation") and IMAGE's bitmaps are not changed. When the changes
+cannot be known at all (an in-use bitmap, a checkpoint disabled in a backing layer, ...), inc and diff
+fall back to full and say why ("fallback"). A backup that does not
 complete is never listed: its partial file and its checkpoint bitmap are removed (after a crash, at
 the next strata backup on the repository). Ctrl-C cancels.
---json: {"id","level","requested","fallback","checkpoint","since","file","bytes","dirtyBytes","seconds"}`,
+--json: {"id","level","requested","fallback","checkpoint","since","file","bytes","dirtyBytes","seconds","changesFrom"}
+(changesFrom: "bitmaps" | "allocation" for an inc or diff, null for a full or copy)`,
   backups: `Usage: strata backups --repo DIR [--json]
 
 Lists the backups of repository DIR, oldest first.
@@ -136,10 +141,12 @@ export async function cmdBackup(argv: string[], out: Out): Promise<void> {
     if (json) return out.write(JSON.stringify(takenDoc(r), null, 2) + '\n');
     if (r.dryRun) {
       out.write(`Would take backup ${r.id}: ${r.level}${r.since ? ` since checkpoint ${r.since}` : ''}, copying ${humanBytes(r.dirtyBytes)} into ${r.file}\n`);
+      if (r.changesFrom === 'allocation') out.write('  changes found from allocation (a layer made outside Strata after the checkpoint)\n');
       if (r.fallback) out.write(`  full because: ${r.fallback}\n`);
       return out.write('Nothing was written.\n');
     }
     out.write(`Backup ${r.id} (${r.level}${r.since ? ` since ${r.since}` : ''}) done in ${r.seconds} s: ${r.file}, ${humanBytes(r.bytes)} (${humanBytes(r.dirtyBytes)} of disk data)\n`);
+    if (r.changesFrom === 'allocation') out.write('  changes found from allocation (a layer made outside Strata after the checkpoint)\n');
     if (r.fallback) out.write(`  full because: ${r.fallback}\n`);
     if (r.checkpoint) out.write(`  new checkpoint: ${r.checkpoint}\n`);
   } finally {
