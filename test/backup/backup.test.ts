@@ -5,18 +5,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
-import { takeBackup, type TakeOptions } from '../../electron/core/backup/take.ts';
+import { takeBackup } from '../../electron/core/backup/take.ts';
 import { restoreBackup } from '../../electron/core/backup/restore.ts';
 import { verifyRepository } from '../../electron/core/backup/verify.ts';
 import { Repository } from '../../electron/core/backup/repository.ts';
 import { openDb } from '../../electron/core/store/db.ts';
 import { allocationExtents, withChain } from '../../electron/core/qcow2/chain.ts';
 import { totalBytes } from '../../electron/core/extents.ts';
-import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, flipByteAt } from './helpers.ts';
-
-function opts(dir: string, image: string, extra: Partial<TakeOptions> = {}): TakeOptions {
-  return { image, repo: path.join(dir, 'repo'), level: null, since: null, compress: false, dryRun: false, dataDir: path.join(dir, 'home'), ...extra };
-}
+import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, flipByteAt, opts } from './helpers.ts';
 
 const ownBytes = (file: string) => withChain(file, (c) => totalBytes(allocationExtents(c.layers[0])));
 
@@ -81,7 +77,7 @@ test('full → inc → inc → diff: each point restores exactly, each inc holds
   assert.deepEqual(bitmapNames(disk), [full.checkpoint, inc1.checkpoint, inc2.checkpoint, diff.checkpoint].map((n) => `disk.qcow2:${n}`));
 }, 60000);
 
-test('checkpoint bitmaps spread over two layers are merged; an overlay made outside Strata falls back to full', async () => {
+test('checkpoint bitmaps spread over two layers are merged; an overlay made outside Strata: an inc from its allocation', async () => {
   const dir = tmp();
   const disk = makeDisk(dir);
   qemuIo(disk, ['write -P 0x11 0 2M']);
@@ -99,13 +95,16 @@ test('checkpoint bitmaps spread over two layers are merged; an overlay made outs
   await restoreBackup({ repo: path.join(dir, 'repo'), id: inc.id, to: path.join(dir, 'inc.raw'), format: 'raw', force: false });
   assert.ok(sameDisk(path.join(dir, 'inc.raw'), truthInc));
 
-  // An overlay made outside Strata: nothing tracks its writes.
+  assert.equal(inc.changesFrom, 'bitmaps');
+  // An overlay made outside Strata: no bitmap tracks its writes, its allocation proves them.
   const top2 = path.join(dir, 'top2.qcow2');
   qemuImg('create', '-q', '-f', 'qcow2', '-b', 'top.qcow2', '-F', 'qcow2', top2);
   qemuIo(top2, ['write -P 0x31 3M 64k']);
   const next = await takeBackup(opts(dir, top2));
-  assert.equal(next.level, 'full');
-  assert.match(next.fallback!, /cannot be known: layer top2.qcow2 has no bitmap/);
+  assert.equal(next.level, 'inc');
+  assert.equal(next.fallback, null);
+  assert.equal(next.changesFrom, 'allocation');
+  assert.equal(next.dirtyBytes, 64 << 10);
   const truthNext = truthOf(top2, dir, 'next');
   await restoreBackup({ repo: path.join(dir, 'repo'), id: next.id, to: path.join(dir, 'next.qcow2'), format: 'qcow2', force: false });
   assert.ok(sameDisk(path.join(dir, 'next.qcow2'), truthNext));

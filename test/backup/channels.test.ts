@@ -41,7 +41,7 @@ test('backup:take, backup:list, backup:restore and backup:verify answer what the
   assert.equal(plan.level, 'full');
   assert.equal(plan.dirtyBytes, 1 << 20);
   const full = await call('backup:take', { image: disk, repo, level: 'full' });
-  assert.deepEqual(Object.keys(full), ['id', 'level', 'requested', 'fallback', 'checkpoint', 'since', 'file', 'bytes', 'dirtyBytes', 'seconds']);
+  assert.deepEqual(Object.keys(full), ['id', 'level', 'requested', 'fallback', 'checkpoint', 'since', 'file', 'bytes', 'dirtyBytes', 'seconds', 'changesFrom']);
   assert.ok(progress.length > 0, 'backup:progress was pushed');
   assert.ok(progress.every((p) => p.image === disk && p.repo === repo));
   qemuIo(disk, ['write -P 0x22 2M 64k']);

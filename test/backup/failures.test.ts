@@ -9,15 +9,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { qemuIo } from '../helpers/qemu.ts';
-import { takeBackup, type TakeOptions } from '../../electron/core/backup/take.ts';
+import { takeBackup } from '../../electron/core/backup/take.ts';
 import { restoreBackup } from '../../electron/core/backup/restore.ts';
 import { Repository } from '../../electron/core/backup/repository.ts';
 import { openDb } from '../../electron/core/store/db.ts';
-import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, sha256 } from './helpers.ts';
-
-function opts(dir: string, image: string, extra: Partial<TakeOptions> = {}): TakeOptions {
-  return { image, repo: path.join(dir, 'repo'), level: null, since: null, compress: false, dryRun: false, dataDir: path.join(dir, 'home'), ...extra };
-}
+import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, sha256, opts } from './helpers.ts';
 
 const leftovers = (repo: string) => fs.readdirSync(repo).filter((n) => n.startsWith('.partial') || n.endsWith('.tmp'));
 
@@ -193,7 +189,7 @@ test('bad input: not a repository, a damaged manifest, an unknown id, an image h
   assert.equal(fs.readFileSync(path.join(dir, 'exists.raw'), 'utf8'), 'keep');
   r = await strata(home, ['restore', '--repo', repo2, 'full-1', '--to', path.join(dir, 'exists.raw'), '--format', 'raw', '--force', '--json']);
   assert.equal(r.code, 0, r.err);
-  assert.deepEqual(Object.keys(JSON.parse(r.out)), ['id', 'to', 'bytes']);
+  assert.deepEqual(Object.keys(JSON.parse(r.out)), ['id', 'to', 'bytes', 'checkpoint']);
 
   // An image held by another QEMU (a storage daemon standing in for a VM).
   const before2 = fingerprint(repo2);

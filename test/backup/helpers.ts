@@ -9,6 +9,7 @@ import path from 'node:path';
 import { qemuImg, run } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
 import { withChain } from '../../electron/core/qcow2/chain.ts';
+import type { TakeOptions } from '../../electron/core/backup/take.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const TSX = path.join(ROOT, 'node_modules/tsx/dist/loader.mjs');
@@ -98,4 +99,9 @@ export function flipByteAt(file: string, at: number): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** takeBackup's options for IMAGE into DIR/repo, the data in DIR/home, at the default level unless `extra` says. */
+export function opts(dir: string, image: string, extra: Partial<TakeOptions> = {}): TakeOptions {
+  return { image, repo: path.join(dir, 'repo'), level: null, since: null, compress: false, dryRun: false, dataDir: path.join(dir, 'home'), ...extra };
 }

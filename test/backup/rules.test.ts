@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hashRanges } from '../../electron/core/backup/verify.ts';
-import { BACKUP_STATES, canMove, needsCleanup, resolveLevel, selectRetention, ancestry, type PointFacts, type CheckpointAnswer } from '../../electron/core/backup/rules.ts';
+import { BACKUP_STATES, canMove, needsCleanup, resolveLevel, selectRetention, ancestry, pointsOfDisk, type PointFacts, type CheckpointAnswer } from '../../electron/core/backup/rules.ts';
 
 const ok = (dirtyBytes: number): CheckpointAnswer => ({ state: 'ok', dirtyBytes });
 const p = (id: string, level: PointFacts['level'], parent: string | null, createdAt: string, checkpoint: string | null = `cp-${id}`): PointFacts => ({ id, level, parent, checkpoint, createdAt });
@@ -120,4 +120,26 @@ test('digests: OpenSSL and Node hash the same ranges alike (Node is the fallback
   assert.equal(a[0], createHash('sha256').update(fs.readFileSync(f).subarray(0, 65536)).digest('hex'));
   assert.equal(b[2], null, 'Node reports a range past the end');
   assert.equal(a[2], createHash('sha256').update(Buffer.alloc(0)).digest('hex'), 'OpenSSL hashes what is there: no longer the recorded digest');
+});
+
+test('pointsOfDisk: a restored disk starts from its point (and what that needs), then its own backups; other disks ignore its backups', () => {
+  const at = (id: string, level: PointFacts['level'], parent: string | null, day: string, source: string) => ({ ...p(id, level, parent, `2026-01-${day}T00:00:00Z`), source });
+  const points = [
+    at('full-1', 'full', null, '01', '/d.qcow2'),
+    at('inc-2', 'inc', 'full-1', '02', '/d.qcow2'),
+    at('inc-3', 'inc', 'inc-2', '03', '/d.qcow2'),
+    at('inc-4', 'inc', 'inc-2', '05', '/r.qcow2'),
+    at('inc-5', 'inc', 'inc-3', '06', '/d.qcow2'),
+    at('inc-6', 'inc', 'inc-4', '07', '/r.qcow2'),
+  ];
+  const restored = [{ image: '/r.qcow2', id: 'inc-2', checkpoint: 'cp-inc-2', restoredAt: '2026-01-04T00:00:00Z' }];
+  assert.deepEqual(pointsOfDisk(points, restored, '/r.qcow2').map((x) => x.id), ['full-1', 'inc-2', 'inc-4', 'inc-6']);
+  assert.deepEqual(pointsOfDisk(points, restored, '/d.qcow2').map((x) => x.id), ['full-1', 'inc-2', 'inc-3', 'inc-5']);
+  // a disk moved elsewhere (no record) is the original disk's history, as before
+  assert.deepEqual(pointsOfDisk(points, [], '/moved.qcow2').map((x) => x.id), points.map((x) => x.id));
+  // restored again over the same file: its backups from before that restore no longer count
+  const again = [...restored, { image: '/r.qcow2', id: 'full-1', checkpoint: 'cp-full-1', restoredAt: '2026-01-08T00:00:00Z' }];
+  assert.deepEqual(pointsOfDisk(points, again, '/r.qcow2').map((x) => x.id), ['full-1']);
+  const r = resolveLevel({ requested: null, since: null, points: pointsOfDisk(points, restored, '/r.qcow2'), answer: () => ok(1) });
+  assert.equal(r.ok && r.parent, 'inc-6');
 });

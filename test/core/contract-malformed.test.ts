@@ -74,7 +74,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'backup:list': [{ repo: '/nonexistent-strata-dir/repo' }],
   'backup:take': [{ image: NOWHERE, repo: '/nonexistent-strata-dir/repo' }, { image: NOWHERE, repo: '/nonexistent-strata-dir/repo', level: 'inc', dryRun: true, speed: 1 << 20 }],
   'backup:cancel': [{ repo: '/nonexistent-strata-dir/repo' }],
-  'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }],
+  'backup:restore': [{ repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.raw', format: 'raw' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1', to: '/nonexistent-strata-dir/out.qcow2', format: 'qcow2', checkpoint: true }],
   'backup:verify': [{ repo: '/nonexistent-strata-dir/repo' }, { repo: '/nonexistent-strata-dir/repo', id: 'full-1' }],
   'backup:checkpoints': [{ image: NOWHERE }],
   'backup:prune-plan': [{ repo: '/nonexistent-strata-dir/repo', keepLast: 2, keepDaily: 1, keepWeekly: 0 }],
@@ -84,7 +84,7 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
 /** Channels whose argument may be left out: null, undefined and {} get a normal answer. */
 const OPTIONAL_ARG = new Set<Channel>(['app:info', 'workspace:list', 'demo:create', 'dialog:open-image', 'connection:list', 'job:list', 'history:scans', 'history:jobs', 'history:operations', 'history:plans', 'history:activity']);
 /** Fields that may be left out (by name). */
-const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify', 'chain', 'checkpoint@chain-op:plan', 'checkpoint@chain-op:apply', 'base@chain-op:plan', 'base@chain-op:apply']);
+const OPTIONAL_FIELD = new Set(['limit', 'backing', 'image@history:scans', 'connection@job:list', 'device', 'topNode', 'baseNode', 'speed', 'granularity', 'persistent', 'disabled', 'scheme', 'readOnly', 'where', 'level', 'dryRun', 'format', 'id@backup:verify', 'chain', 'checkpoint@chain-op:plan', 'checkpoint@chain-op:apply', 'checkpoint@backup:restore', 'base@chain-op:plan', 'base@chain-op:apply']);
 /** Fields that hold an absolute path (a relative one is refused). */
 const PATH_FIELD = new Set(['path', 'image', 'layer', 'backing', 'repo', 'to', 'chain', 'newTop', 'base']);
 /** Fields that select a variant (any other string is refused). */

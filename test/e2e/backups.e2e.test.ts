@@ -1,7 +1,7 @@
 // End to end for backups: an image added, a repository folder typed into its Backups tab, a full
 // backup (the confirmation says what it copies), more data written, an incremental, both points
 // listed with their levels, the incremental restored to a raw file that qemu-img compare finds equal
-// to a raw copy of the disk, and Verify saying OK, all of it in History; a running backup cancelled
+// to a raw copy of the disk, the full restored with a fresh checkpoint, and Verify saying OK, all of it in History; a running backup cancelled
 // from its progress bar; retention planned and applied.
 // Screenshots: test-output/screenshots/backups-*.png.
 import { test } from 'vitest';
@@ -79,6 +79,26 @@ test('back up full and incremental from the Backups tab, restore the incremental
   qemuImg('compare', '-q', '-f', 'raw', '-F', 'raw', truth, to);
   await app.shot('backups-restored');
 
+  // Restore the full as qcow2 with a fresh checkpoint: the option is offered for qcow2 only.
+  const withCp = path.join(dir, 'restored-full.qcow2');
+  await rows.nth(0).getByTestId('backup-restore').click();
+  await page.getByTestId('backup-restore-form').waitFor();
+  await page.getByTestId('backup-restore-format').selectOption('raw');
+  assert.equal(await page.getByTestId('backup-restore-checkpoint').isDisabled(), true, 'no checkpoint in a raw file');
+  await page.getByTestId('backup-restore-format').selectOption('qcow2');
+  await page.getByTestId('backup-restore-to').fill(withCp);
+  await page.getByTestId('backup-restore-checkpoint').check();
+  await page.getByTestId('backup-restore-go').click();
+  await page.getByTestId('backup-restore-dialog').waitFor();
+  assert.match(await page.getByTestId('backup-restore-dialog').innerText(), /gets the checkpoint bitmap strata-full-1-/);
+  await app.shot('backups-confirm-restore-checkpoint');
+  await page.getByTestId('confirm-yes').click();
+  await page.getByTestId('backup-restored-checkpoint').waitFor({ timeout: 60_000 });
+  const cp = await page.getByTestId('backup-restored-checkpoint').innerText();
+  assert.match(cp, /^strata-full-1-/);
+  assert.deepEqual(bitmapNames(withCp), [`restored-full.qcow2:${cp}`]);
+  await app.shot('backups-restored-checkpoint');
+
   await page.getByTestId('backup-verify').click();
   const verdict = page.getByTestId('backup-verify-result');
   await verdict.waitFor({ timeout: 60_000 });
@@ -101,8 +121,8 @@ test('back up full and incremental from the Backups tab, restore the incremental
   await page.getByTestId('activity-kind-backup').click();
   const items = page.locator('[data-testid="activity-item"][data-kind="backup"]');
   await items.first().waitFor();
-  assert.deepEqual(await items.locator('.av__title').allInnerTexts(), ['Verify 2 points', `Restore ${incId}`, `Backup ${incId} (inc)`, 'Backup full-1 (full)']);
-  await items.nth(1).locator('button').click();
+  assert.deepEqual(await items.locator('.av__title').allInnerTexts(), ['Verify 2 points', 'Restore full-1', `Restore ${incId}`, `Backup ${incId} (inc)`, 'Backup full-1 (full)']);
+  await items.nth(2).locator('button').click();
   assert.equal(await page.getByTestId('activity-backup-title').innerText(), incId);
   const detail = await page.getByTestId('activity-detail').innerText();
   assert.match(detail, new RegExp(`Restored to\\s+${to.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));

@@ -76,7 +76,7 @@ type End = Parameters<BackupActivityLog['finish']>[1];
 
 /** How a restore is recorded once done. */
 export function restoreEnd(r: RestoreResult, format: string): End {
-  return { state: 'ok', points: [{ id: r.id, what: 'restored', note: format }], bytes: r.bytes };
+  return { state: 'ok', points: [{ id: r.id, what: 'restored', note: r.checkpoint ? `${format}, with checkpoint ${r.checkpoint}` : format }], bytes: r.bytes };
 }
 
 /** How a verify is recorded: damaged when any point is, with what was found. */

@@ -139,6 +139,8 @@ export const backupArgs = {
     id: id(),
     to: absPath(),
     format: v.optional(v.picklist(['qcow2', 'raw'] as const, 'expected qcow2 or raw')),
+    /** a fresh checkpoint in the restored image, recorded in the repository (qcow2 only) */
+    checkpoint: v.optional(v.boolean('expected true or false')),
   }),
   'backup:verify': obj({ repo: absPath(), id: v.optional(id()) }),
   /** the catalog's backups whose checkpoint is a bitmap in this image's chain (reads the chain's metadata only) */

@@ -74,10 +74,10 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
       const row = new BackupJournal(d.db).latest(key);
       return row && row.state === 'cancelled' ? { cancelled: true, id: row.backupId, note: row.note } : { cancelled: false, id: null, note: null };
     },
-    'backup:restore': async ({ repo, id, to, format }) => {
+    'backup:restore': async ({ repo, id, to, format, checkpoint }) => {
       const { restoreBackup } = await import('./restore.ts');
       const f = format ?? 'qcow2';
-      return log.record('restore', repoKey(repo), `restore ${id} to ${to}`, to, () => restoreBackup({ repo, id, to, format: f, force: false }), (r) => restoreEnd(r, f));
+      return log.record('restore', repoKey(repo), `restore ${id} to ${to}`, to, () => restoreBackup({ repo, id, to, format: f, force: false, checkpoint: checkpoint ?? false }), (r) => restoreEnd(r, f));
     },
     'backup:verify': async ({ repo, id }) => {
       const { verifyRepository } = await import('./verify.ts');

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError } from '../errors.ts';
 import type { Db } from '../store/db.ts';
-import { isLevel, type Level, type PointFacts } from './rules.ts';
+import { isLevel, pointsOfDisk, type Level, type PointFacts, type RestoredDisk } from './rules.ts';
 
 export const MANIFEST = 'strata-backups.json';
 export const LOCK = 'strata-backups.lock';
@@ -36,6 +36,8 @@ export interface BackupEntry {
   file: string;
   bytes: number;
   dirtyBytes: number;
+  /** the checkpoint bitmap's granularity in bytes (absent in manifests from before it was recorded) */
+  granularity?: number;
   consistency: Consistency;
   state: 'ok';
   digests: { algorithm: 'sha256'; fileBytes: number; runs: DigestRun[]; unverifiable: { start: number; length: number }[] };
@@ -45,6 +47,8 @@ export interface Manifest {
   version: number;
   disk: { image: string; virtualSize: number } | null;
   backups: BackupEntry[];
+  /** disks restored with a fresh checkpoint (strata restore --checkpoint), one per file, oldest first */
+  restored?: RestoredDisk[];
 }
 
 export function fsyncPath(p: string): void {
@@ -80,6 +84,13 @@ function validate(file: string, doc: unknown): Manifest {
     if (b.parent !== null && !ids.has(b.parent)) throw isDamaged(file, `backup ${b.id} has parent ${JSON.stringify(b.parent)}, not an older backup`);
     if ((b.level === 'inc' || b.level === 'diff') !== (b.parent !== null)) throw isDamaged(file, `backup ${b.id} (${b.level}) ${b.parent ? 'has' : 'lacks'} a parent`);
     if (!b.digests || !Array.isArray(b.digests.runs)) throw isDamaged(file, `backup ${b.id} has no digests`);
+  }
+  if (m.restored !== undefined) {
+    if (!Array.isArray(m.restored)) throw isDamaged(file, '"restored" is not a list');
+    for (const r of m.restored) {
+      const ok = typeof r === 'object' && r !== null && typeof r.image === 'string' && path.isAbsolute(r.image) && typeof r.id === 'string' && typeof r.checkpoint === 'string' && r.checkpoint !== '' && typeof r.restoredAt === 'string';
+      if (!ok) throw isDamaged(file, `a restored disk is not {image: ABS, id, checkpoint, restoredAt}: ${JSON.stringify(r)}`);
+    }
   }
   return m;
 }
@@ -130,7 +141,17 @@ export class Repository {
   }
 
   get points(): PointFacts[] {
-    return this.manifest.backups.map((b) => ({ id: b.id, level: b.level, parent: b.parent, checkpoint: b.checkpoint, createdAt: b.createdAt }));
+    return this.manifest.backups.map((b) => ({ id: b.id, level: b.level, parent: b.parent, checkpoint: b.checkpoint, createdAt: b.createdAt, source: b.source?.image }));
+  }
+
+  /** The points a backup of `image` can start from (rules.ts pointsOfDisk). */
+  pointsOf(image: string): PointFacts[] {
+    return pointsOfDisk(this.points, this.manifest.restored ?? [], image);
+  }
+
+  /** Records a disk restored with a fresh checkpoint, replacing what was recorded for that file. */
+  recordRestored(r: RestoredDisk): void {
+    this.manifest.restored = [...(this.manifest.restored ?? []).filter((x) => x.image !== r.image), r];
   }
 
   find(id: string): BackupEntry {

@@ -1,10 +1,14 @@
 // Restore any point to a new standalone image: qemu-img convert of the backup's chain (the point's
 // file, backed by its parents), thin: unallocated and zero areas stay so. An existing file is never
-// overwritten without `force`.
+// overwritten without `force`. With `checkpoint` (qcow2 only) the restored image gets a fresh,
+// empty, recording persistent bitmap named as the point's own checkpoint (qemu-img bitmap --add),
+// and the manifest records that this file holds it at that point, so the next backup of the restored
+// disk is incremental to the point.
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError } from '../errors.ts';
-import { Repository } from './repository.ts';
+import { withChain } from '../qcow2/chain.ts';
+import { Repository, type BackupEntry } from './repository.ts';
 import { tool } from './tools.ts';
 
 export interface RestoreOptions {
@@ -13,6 +17,8 @@ export interface RestoreOptions {
   to: string;
   format: 'qcow2' | 'raw';
   force: boolean;
+  /** give the restored image a fresh checkpoint (the point's) and record it in the repository */
+  checkpoint?: boolean;
 }
 
 export interface RestoreResult {
@@ -20,12 +26,35 @@ export interface RestoreResult {
   to: string;
   /** bytes of the restored file on disk */
   bytes: number;
+  /** the checkpoint bitmap the restored image holds (restore --checkpoint), else null */
+  checkpoint: string | null;
+}
+
+/** QEMU's own default for a qcow2 of 64 KiB clusters, when nothing says otherwise. */
+const DEFAULT_GRANULARITY = 65536;
+
+/** The granularity the point's checkpoint had: recorded at backup time, else read from the source disk if it still holds it. */
+function granularityOf(b: BackupEntry): number {
+  if (b.granularity) return b.granularity;
+  try {
+    const found = withChain(b.source.image, (c) => c.layers.flatMap((l) => l.bitmaps).find((x) => x.name === b.checkpoint));
+    if (found) return found.granularity;
+  } catch {
+    // the source disk is gone or unreadable: QEMU's default
+  }
+  return DEFAULT_GRANULARITY;
 }
 
 export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
+  if (o.checkpoint && o.format !== 'qcow2') {
+    throw new StrataError('E_BAD_INPUT', `${path.resolve(o.to)}: a checkpoint is a qcow2 bitmap; --checkpoint needs --format qcow2, not ${o.format}; nothing was written`, { file: path.resolve(o.to) });
+  }
   const repo = Repository.open(o.repo);
   const b = repo.find(o.id);
   const to = path.resolve(o.to);
+  if (o.checkpoint && !b.checkpoint) {
+    throw new StrataError('E_BAD_INPUT', `${repo.manifestPath}: backup ${b.id} is a ${b.level} without a checkpoint, so no backup can be incremental to it; restore it without --checkpoint`, { file: repo.manifestPath });
+  }
   if (fs.existsSync(to)) {
     if (!o.force) throw new StrataError('E_BAD_INPUT', `${to}: already exists; pass --force to overwrite it`, { file: to });
     if (fs.statSync(to).isDirectory()) throw new StrataError('E_BAD_INPUT', `${to}: is a folder`, { file: to });
@@ -33,20 +62,45 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
   if (!fs.existsSync(path.dirname(to))) throw new StrataError('E_NOT_FOUND', `${path.dirname(to)}: no such folder`, { file: to });
   const src = repo.fileOf(b);
   if (!fs.existsSync(src)) throw new StrataError('E_NOT_FOUND', `${src}: backup ${b.id} is listed in the manifest but its file is missing`, { file: src });
+  const checkpoint = o.checkpoint ? b.checkpoint : null;
+  // The manifest is written: one Strata process at a time.
+  if (checkpoint) repo.lock();
   // Written under a temporary name and renamed when complete: a failed restore leaves no half image.
   const tmp = path.join(path.dirname(to), `.${path.basename(to)}.strata-restore-${process.pid}`);
+  const recordedBefore = repo.manifest.restored;
+  let recorded = false;
   try {
     await tool('qemu-img', ['convert', '-U', '-f', 'qcow2', '-O', o.format, src, tmp], src);
+    if (checkpoint) await tool('qemu-img', ['bitmap', '--add', '-f', 'qcow2', '-g', String(granularityOf(b)), tmp, checkpoint], tmp);
     const fd = fs.openSync(tmp, 'r');
     try {
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
+    // Recorded before the rename: a failed manifest write leaves an existing `to` as it was.
+    if (checkpoint) {
+      repo.recordRestored({ image: to, id: b.id, checkpoint, restoredAt: new Date().toISOString() });
+      repo.save();
+      recorded = true;
+    }
     fs.renameSync(tmp, to);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
+    if (recorded) undoRecord(repo, recordedBefore);
     throw e;
+  } finally {
+    repo.unlock();
   }
-  return { id: b.id, to, bytes: fs.statSync(to).blocks * 512 };
+  return { id: b.id, to, bytes: fs.statSync(to).blocks * 512, checkpoint };
+}
+
+/** A restore that failed after its record was written: the records as they were (best effort: a record without its bitmap in the file only makes the next backup full). */
+function undoRecord(repo: Repository, before: Repository['manifest']['restored']): void {
+  repo.manifest.restored = before;
+  try {
+    repo.save();
+  } catch {
+    // the checkpoint math still refuses it: the file at `to` does not hold that bitmap
+  }
 }

@@ -39,6 +39,36 @@ export interface PointFacts {
   parent: string | null;
   checkpoint: string | null;
   createdAt: string;
+  /** the disk it was taken of (absolute path), when known */
+  source?: string;
+}
+
+/**
+ * A disk restored from a point with a fresh checkpoint (strata restore --checkpoint): when it was
+ * restored, it was point `id` exactly, and its bitmap `checkpoint` has recorded every write since.
+ */
+export interface RestoredDisk {
+  /** absolute path of the restored file */
+  image: string;
+  id: string;
+  checkpoint: string;
+  restoredAt: string;
+}
+
+/**
+ * The points a backup of `image` can start from, oldest first. A restored disk's history is the point
+ * it was restored from (with the points that point needs) and its own backups since that restore; any
+ * other disk's is every point except those taken of restored disks. The checkpoint math still decides
+ * whether a point's checkpoint is usable: a record never stands in for the bitmap.
+ */
+export function pointsOfDisk(points: PointFacts[], restored: RestoredDisk[], image: string): PointFacts[] {
+  const mine = restored.filter((r) => r.image === image).pop();
+  if (mine) {
+    const from = new Set(ancestry(points, mine.id));
+    return points.filter((p) => from.has(p.id) || (p.source === image && p.createdAt >= mine.restoredAt));
+  }
+  const others = new Set(restored.map((r) => r.image));
+  return points.filter((p) => p.source === undefined || !others.has(p.source));
 }
 
 /** The checkpoint math's answer for one checkpoint of the disk being backed up. */

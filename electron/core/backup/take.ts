@@ -24,6 +24,10 @@ import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
 import { recordDigests } from './verify.ts';
 import { tool } from './tools.ts';
 import type { BackupTaken } from './contract.ts';
+import { proveFromAllocation } from './allocation-proof.ts';
+import { writeBitmapScratch } from '../repair/scratch.ts';
+import { SCRATCH_BITMAP } from '../repair/plan.ts';
+import type { ExtentList } from '../extents.ts';
 
 export interface TakeOptions {
   /** an offline image (opened in Strata's own storage daemon)... */
@@ -48,7 +52,7 @@ export interface TakeOptions {
 
 /** strata backup --json's object (and backup:take's answer); dryRun only when nothing was written */
 export function takenDoc(r: TakeResult): BackupTaken {
-  const doc = { id: r.id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.checkpoint, since: r.since, file: r.file, bytes: r.bytes, dirtyBytes: r.dirtyBytes, seconds: r.seconds };
+  const doc = { id: r.id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.checkpoint, since: r.since, file: r.file, bytes: r.bytes, dirtyBytes: r.dirtyBytes, seconds: r.seconds, changesFrom: r.changesFrom };
   return r.dryRun ? { ...doc, dryRun: true as const } : doc;
 }
 
@@ -63,9 +67,16 @@ export interface TakeResult {
   bytes: number;
   dirtyBytes: number;
   seconds: number;
+  /**
+   * How the changes since the checkpoint were found: its bitmaps, or (an overlay made outside Strata,
+   * a gap) the repair's allocation proof; null for a full or a copy
+   */
+  changesFrom: ChangesFrom | null;
   dryRun: boolean;
   notes: string[];
 }
+
+export type ChangesFrom = 'bitmaps' | 'allocation';
 
 interface Resolved {
   level: Level;
@@ -77,6 +88,8 @@ interface Resolved {
   virtualSize: number;
   /** the bitmaps making up "changes since", each by its layer's file (offline) or node (live) */
   sources: { layer?: string; node?: string; bitmap: string; granularity: number }[];
+  /** the rest of "changes since", proven from the allocation of layers no bitmap tracks (offline only) */
+  fromAllocation: { extents: ExtentList; granularity: number; layers: string[] } | null;
 }
 
 function checkDisk(repo: Repository, image: string, virtualSize: number): void {
@@ -123,12 +136,12 @@ async function resolveLive(repo: Repository, qmp: QmpClient, node: string, level
     ];
     return problems.length ? { state: 'unknown', problems } : { state: 'ok', dirtyBytes: b.count };
   };
-  const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
+  const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.pointsOf(image), answer });
   if (r.since !== null) {
     const b = bitmaps.find((x) => x.name === r.since);
-    return { ...r, image, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: [{ node, bitmap: r.since, granularity: b.granularity }] };
+    return { ...r, image, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: [{ node, bitmap: r.since, granularity: b.granularity }], fromAllocation: null };
   }
-  return { ...r, image, dirtyBytes: allocatedBytes(image), virtualSize, sources: [] };
+  return { ...r, image, dirtyBytes: allocatedBytes(image), virtualSize, sources: [], fromAllocation: null };
 }
 
 /** Reads the chain offline and applies the level rules. */
@@ -143,16 +156,44 @@ function resolve(repo: Repository, image: string, level: Level | null, sinceName
       if (!answers.has(cp)) answers.set(cp, chain.layers.some((l) => l.bitmaps.some((b) => b.name === cp)) ? since(contents, cp) : null);
       return answers.get(cp)!;
     };
+    // Where the bitmaps cannot say, the repair's allocation proof may (one per checkpoint asked).
+    const proofs = new Map<string, ReturnType<typeof proveFromAllocation>>();
+    const proof = (cp: string) => {
+      if (!proofs.has(cp)) proofs.set(cp, proveFromAllocation(contents, cp));
+      return proofs.get(cp)!;
+    };
     const answer = (cp: string): CheckpointAnswer => {
       const s = ask(cp);
       if (s === null) return { state: 'missing' };
-      return s.extents ? { state: 'ok', dirtyBytes: totalBytes(s.extents) } : { state: 'unknown', problems: s.problems };
+      if (s.extents) return { state: 'ok', dirtyBytes: totalBytes(s.extents) };
+      const p = proof(cp);
+      return p ? { state: 'ok', dirtyBytes: totalBytes(p.extents) } : { state: 'unknown', problems: s.problems };
     };
-    const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.points, answer });
-    const sources = r.since === null ? [] : ask(r.since)!.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name, granularity: x.bitmap.granularity }));
-    return { ...r, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources };
+    const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.pointsOf(image), answer });
+    if (r.since === null) return { ...r, dirtyBytes: 0, virtualSize, sources: [], fromAllocation: null };
+    const s = ask(r.since)!;
+    if (s.extents) {
+      return { ...r, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: s.sources.map((x) => ({ layer: x.layer.path, bitmap: x.bitmap.name, granularity: x.bitmap.granularity })), fromAllocation: null };
+    }
+    const p = proof(r.since)!;
+    return { ...r, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: p.sources, fromAllocation: { extents: p.allocation, granularity: p.granularity, layers: p.layers } };
   });
   return r.since === null ? { ...r, dirtyBytes: allocatedBytes(image) } : r;
+}
+
+const changesFromOf = (r: Resolved): ChangesFrom | null => (r.since === null ? null : r.fromAllocation ? 'allocation' : 'bitmaps');
+
+/** Where the changes came from allocation, in words: which layers, and why that is a proof. */
+function allocationNote(r: Resolved): string | null {
+  if (!r.fromAllocation) return null;
+  const names = r.fromAllocation.layers.map((l) => path.basename(l)).join(', ');
+  return `changes since checkpoint '${r.since}' found from allocation: ${names} ${r.fromAllocation.layers.length === 1 ? 'has' : 'have'} no bitmap for it but ${r.fromAllocation.layers.length === 1 ? 'sits' : 'sit'} above the layers that do, so ${r.fromAllocation.layers.length === 1 ? 'it was' : 'they were'} created after it: everything allocated there (rounded out to the granularity) counts as written since; the image's bitmaps are not changed`;
+}
+
+async function bitmapGranularity(qmp: QmpClient, node: string, name: string): Promise<number | null> {
+  const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
+  const b = (nodes.find((x) => x['node-name'] === node)?.['dirty-bitmaps'] ?? []).find((x: any) => x.name === name);
+  return typeof b?.granularity === 'number' ? b.granularity : null;
 }
 
 async function fsyncAsync(file: string): Promise<void> {
@@ -247,10 +288,12 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
   if (o.dryRun) {
     try {
       const r = await decide();
+      const said = allocationNote(r);
+      if (said) note(said);
       const id = repo.nextId(r.level);
       return {
         id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.level === 'copy' ? null : `(new, named at backup time)`, since: r.since,
-        file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, dryRun: true, notes,
+        file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, changesFrom: changesFromOf(r), dryRun: true, notes,
       };
     } finally {
       await liveQmp?.close();
@@ -265,6 +308,8 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null);
     syncCatalog(db, repo);
     const r = await decide();
+    const said = allocationNote(r);
+    if (said) note(said);
     const image = r.image;
     const id = repo.nextId(r.level);
     const final = path.join(repo.dir, `${id}.qcow2`);
@@ -279,6 +324,13 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     const traffic = liveQmp ? null : new QmpTrafficLog(db).open(`backup ${id} of ${image}`, `qemu-storage-daemon for ${image}`);
     const jobId = `strata-backup-${process.pid}-${Date.now().toString(36)}`;
     let jobStarted = false;
+    const allocationScratch = path.join(o.dataDir, 'run', `backup-allocation-${process.pid}-${id}.qcow2`);
+    const allocationNode = `strata-bk-alloc-${id}`;
+    /** the scratch has done its part once merged (in the transaction): its node closed, its file removed */
+    const dropAllocationScratch = async (q: QmpClient | null | undefined) => {
+      if (q) await q.execute('blockdev-del', { 'node-name': allocationNode }).catch(() => {});
+      fs.rmSync(allocationScratch, { force: true });
+    };
     const onAbort = () => {
       if (engine && jobStarted) void (liveQmp ?? daemon?.qmp)?.execute('job-cancel', { id: jobId }).catch(() => {});
     };
@@ -306,7 +358,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
         file: { driver: 'file', filename: partial, cache: { 'no-flush': true } },
       });
       const actions: { type: string; data: Record<string, unknown> }[] = [];
-      const granularity = r.sources[0]?.granularity;
+      const granularity = r.sources[0]?.granularity ?? r.fromAllocation?.granularity;
       if (checkpoint) actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: checkpoint, persistent: true, ...(granularity ? { granularity } : {}) } });
       const backup: Record<string, unknown> = { device: node, target, 'job-id': jobId, 'auto-dismiss': false, sync: 'full' };
       if (r.since !== null) {
@@ -321,9 +373,21 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
           return n['node-name'] as string;
         };
         const tmp = `strata-bk-tmp-${id}`;
-        const g = Math.min(...r.sources.map((s) => s.granularity));
+        const merged: { node: string; name: string }[] = r.sources.map((s) => ({ node: nodeOf(s), name: s.bitmap }));
+        const grans = r.sources.map((s) => s.granularity);
+        if (r.fromAllocation) {
+          // The allocation proof's part: a new scratch qcow2 Strata writes in its own folder, holding
+          // only a bitmap of those extents, opened read-only in the daemon and merged like the others.
+          const a = r.fromAllocation;
+          fs.mkdirSync(path.dirname(allocationScratch), { recursive: true });
+          writeBitmapScratch(allocationScratch, r.virtualSize, SCRATCH_BITMAP, a.granularity, a.extents);
+          await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': allocationNode, 'read-only': true, file: { driver: 'file', filename: allocationScratch } });
+          merged.push({ node: allocationNode, name: SCRATCH_BITMAP });
+          grans.push(a.granularity);
+        }
+        const g = Math.min(...grans);
         actions.push({ type: 'block-dirty-bitmap-add', data: { node, name: tmp, persistent: false, disabled: true, granularity: g } });
-        actions.push({ type: 'block-dirty-bitmap-merge', data: { node, target: tmp, bitmaps: r.sources.map((s) => ({ node: nodeOf(s), name: s.bitmap })) } });
+        actions.push({ type: 'block-dirty-bitmap-merge', data: { node, target: tmp, bitmaps: merged } });
         Object.assign(backup, { sync: 'bitmap', bitmap: tmp, 'bitmap-mode': 'never' });
       }
       if (o.speed) backup.speed = o.speed;
@@ -338,6 +402,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       if (o.live?.qga) await withFrozenGuest(path.resolve(o.live.qga), () => qmp.execute('transaction', { actions }, tag));
       else await qmp.execute('transaction', { actions }, tag);
       jobStarted = true;
+      if (r.fromAllocation) await dropAllocationScratch(qmp);
       if (o.signal?.aborted) onAbort();
       const done = await engine.waitFor(jobId, (j) => j.state === 'concluded', 24 * 3600 * 1000);
       if (done.error) {
@@ -346,6 +411,8 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       await engine.verb(jobId, 'dismiss');
       jobStarted = false;
       if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: `strata-bk-tmp-${id}` });
+      // The checkpoint's granularity, recorded so a restore can give its fresh checkpoint the same.
+      const checkpointGranularity = checkpoint ? await bitmapGranularity(qmp, node, checkpoint) : null;
       await qmp.execute('blockdev-del', { 'node-name': target });
       // Durable before it is listed: one fsync of the file and of its folder, then the rename. The
       // digests of what the job wrote are taken meanwhile (hashing is CPU, the fsync is the disk).
@@ -360,7 +427,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       journal.set(jid, 'writing-manifest');
       const entry: BackupEntry = {
         id, level: r.level, parent: r.parent, checkpoint, since: r.since, source: { image }, createdAt, finishedAt: new Date().toISOString(),
-        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, consistency: !liveQmp ? 'offline' : o.live?.qga ? 'frozen' : 'crash', state: 'ok', digests,
+        file: path.basename(final), bytes: digests.fileBytes, dirtyBytes: r.dirtyBytes, ...(checkpointGranularity ? { granularity: checkpointGranularity } : {}), consistency: !liveQmp ? 'offline' : o.live?.qga ? 'frozen' : 'crash', state: 'ok', digests,
       };
       repo.manifest.disk ??= { image, virtualSize: r.virtualSize };
       repo.manifest.backups.push(entry);
@@ -374,7 +441,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       syncCatalog(db, repo);
       return {
         id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint, since: r.since, file: final, bytes: entry.bytes,
-        dirtyBytes: r.dirtyBytes, seconds: Math.round(performance.now() - t0) / 1000, dryRun: false, notes,
+        dirtyBytes: r.dirtyBytes, seconds: Math.round(performance.now() - t0) / 1000, changesFrom: changesFromOf(r), dryRun: false, notes,
       };
     } catch (e) {
       // Cancel the job (QEMU would on quit too), stop the daemon so the image is free, then remove
@@ -392,6 +459,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
         await liveQmp.execute('blockdev-del', { 'node-name': `strata-bk-${id}` }).catch(() => {});
       }
       if (daemon) await daemon.stop().catch(() => {});
+      if (r.fromAllocation) await dropAllocationScratch(null);
       let said: string[] = [];
       try {
         said = await cleanupLeftovers(repo, { image, partial, final, checkpoint, backupId: id });

@@ -60,20 +60,30 @@ transaction that starts the copy.
 the backup is crash-consistent, or, with --qga PATH (the guest agent's socket), taken with the
 guest's filesystems frozen around the transaction (always thawed again).
 
-When the changes since the needed checkpoint cannot be known (an overlay made outside Strata, an
-in-use bitmap, ...), inc and diff fall back to full and say why ("fallback"). A backup that does not
+When the checkpoint's bitmaps cannot say what changed because a layer made outside Strata (qemu-img
+create -b) sits above the layers holding it, the changes are proven from allocation instead: that
+layer was created after the checkpoint, so everything allocated in it was written since; the backup
+stays inc/diff ("changesFrom": "allocation") and IMAGE's bitmaps are not changed. When the changes
+cannot be known at all (an in-use bitmap, a checkpoint disabled in a backing layer, ...), inc and diff
+fall back to full and say why ("fallback"). A backup that does not
 complete is never listed: its partial file and its checkpoint bitmap are removed (after a crash, at
 the next strata backup on the repository). Ctrl-C cancels.
---json: {"id","level","requested","fallback","checkpoint","since","file","bytes","dirtyBytes","seconds"}`,
+--json: {"id","level","requested","fallback","checkpoint","since","file","bytes","dirtyBytes","seconds","changesFrom"}
+(changesFrom: "bitmaps" | "allocation" for an inc or diff, null for a full or copy)`,
   backups: `Usage: strata backups --repo DIR [--json]
 
 Lists the backups of repository DIR, oldest first.
 --json: [{"id","level","parent","checkpoint","createdAt","file","bytes","state","consistency"}]`,
-  restore: `Usage: strata restore --repo DIR ID --to PATH [--format qcow2|raw] [--force] [--json]
+  restore: `Usage: strata restore --repo DIR ID --to PATH [--format qcow2|raw] [--force] [--checkpoint] [--json]
 
 Restores backup ID to a new standalone image PATH (default format qcow2), thin: unallocated and
 zero areas stay so. An existing PATH is only overwritten with --force.
---json: {"id","to","bytes"} (bytes: space the restored file takes on disk)`,
+
+  --checkpoint   give PATH a fresh checkpoint: a recording bitmap named as ID's own checkpoint, and
+                 record in the repository that PATH holds it at ID, so the next strata backup PATH
+                 --repo DIR is incremental to ID (qcow2 only; not for a copy, which has no checkpoint)
+--json: {"id","to","bytes","checkpoint"} (bytes: space the restored file takes on disk; checkpoint: the
+bitmap PATH holds, or null)`,
   prune: `Usage: strata prune --repo DIR [--keep-last N] [--keep-daily N] [--keep-weekly N] [--yes] [--json]
 
 Removes the backups the policy does not keep: --keep-last N newest, the newest of each of the N newest
@@ -152,10 +162,12 @@ export async function cmdBackup(argv: string[], out: Out): Promise<void> {
     if (json) return out.write(JSON.stringify(takenDoc(r), null, 2) + '\n');
     if (r.dryRun) {
       out.write(`Would take backup ${r.id}: ${r.level}${r.since ? ` since checkpoint ${r.since}` : ''}, copying ${humanBytes(r.dirtyBytes)} into ${r.file}\n`);
+      if (r.changesFrom === 'allocation') out.write('  changes found from allocation (a layer made outside Strata after the checkpoint)\n');
       if (r.fallback) out.write(`  full because: ${r.fallback}\n`);
       return out.write('Nothing was written.\n');
     }
     out.write(`Backup ${r.id} (${r.level}${r.since ? ` since ${r.since}` : ''}) done in ${r.seconds} s: ${r.file}, ${humanBytes(r.bytes)} (${humanBytes(r.dirtyBytes)} of disk data)\n`);
+    if (r.changesFrom === 'allocation') out.write('  changes found from allocation (a layer made outside Strata after the checkpoint)\n');
     if (r.fallback) out.write(`  full because: ${r.fallback}\n`);
     if (r.checkpoint) out.write(`  new checkpoint: ${r.checkpoint}\n`);
   } finally {
@@ -177,7 +189,7 @@ export function cmdBackups(argv: string[], out: Out): void {
 }
 
 export async function cmdRestore(argv: string[], out: Out): Promise<void> {
-  const a = parseArgs(argv, { flags: ['force'], options: ['repo', 'to', 'format'] });
+  const a = parseArgs(argv, { flags: ['force', 'checkpoint'], options: ['repo', 'to', 'format'] });
   if (a.flags.has('help')) return out.write(BACKUP_HELP.restore + '\n');
   if (a.positionals.length !== 1) throw new StrataError('E_BAD_INPUT', 'wrong arguments: name one backup ID; see strata restore --help');
   const to = a.options.get('to');
@@ -187,9 +199,10 @@ export async function cmdRestore(argv: string[], out: Out): Promise<void> {
   const { restoreBackup } = await import('../backup/restore.ts');
   const repo = repoOption(a, 'restore');
   const id = a.positionals[0];
-  const r = await withHistory((db) => new BackupActivityLog(db).record('restore', repoKey(repo), `restore ${id} to ${path.resolve(to)}`, path.resolve(to), () => restoreBackup({ repo, id, to, format, force: a.flags.has('force') }), (x) => restoreEnd(x, format)));
+  const r = await withHistory((db) => new BackupActivityLog(db).record('restore', repoKey(repo), `restore ${id} to ${path.resolve(to)}`, path.resolve(to), () => restoreBackup({ repo, id, to, format, force: a.flags.has('force'), checkpoint: a.flags.has('checkpoint') }), (x) => restoreEnd(x, format)));
   if (a.flags.has('json')) return out.write(JSON.stringify(r, null, 2) + '\n');
   out.write(`Restored ${r.id} to ${r.to} (${format}, ${humanBytes(r.bytes)} on disk)\n`);
+  if (r.checkpoint) out.write(`  new checkpoint: ${r.checkpoint} (the next strata backup of ${r.to} into ${repo} is incremental to ${r.id})\n`);
 }
 
 export async function cmdVerify(argv: string[], out: Out): Promise<void> {

@@ -103,6 +103,10 @@ export class PlannedContents extends ChainContents {
   override bitmap(layer: Layer, bm: BitmapEntry): ExtentList {
     return this.synth.get(`${layer.path}\0${bm.name}`) ?? super.bitmap(layer, bm);
   }
+  /** The contents of a bitmap the plan creates or changes, or undefined when the file's own is used. */
+  planned(layer: Layer, name: string): ExtentList | undefined {
+    return this.synth.get(`${layer.path}\0${name}`);
+  }
   /** the plan changes no allocation: the real chain's, read once */
   override allocation(layer: Layer): ExtentList {
     const real = this.real.chain.layers.find((l) => l.path === layer.path);
@@ -139,6 +143,8 @@ export interface RepairPlan {
   consequences: string[];
   /** the allocations the scratch steps need, as read while planning (the runner in the same process uses them) */
   allocations: Map<string, ExtentList>;
+  /** the chain as the repair leaves it (the files plus the bitmaps it creates or changes), for the checkpoint math */
+  planned: PlannedContents;
 }
 
 function draw(marked: ExtentList, size: number, g: number): string {
@@ -289,10 +295,11 @@ export function planRepair(contents: ChainContents, facts: RepairFacts, runtimeD
   }
   const simChain: Chain = { image: chain.image, layers: chain.layers.map((l) => sim.get(l.path)!), close() {} };
   const known = before.map((v) => v.name);
-  const after = actions.some((a) => a.kind === 'rebase-unsafe') ? [] : views(new PlannedContents(simChain, synth, contents), g, known);
+  const planned = new PlannedContents(simChain, synth, contents);
+  const after = actions.some((a) => a.kind === 'rebase-unsafe') ? [] : views(planned, g, known);
   const consequences = found.filter((x) => x.repairable && x.consequence).map((x) => `${x.code}: ${x.consequence}`);
   for (const v of after) if (v.state === 'gone') consequences.push(`checkpoint '${v.name}' is gone after the repair: the next backup from it must be full`);
-  return { image: chain.image, found, actions, remaining, steps, scratch, before, after, consequences, allocations };
+  return { image: chain.image, found, actions, remaining, steps, scratch, before, after, consequences, allocations, planned };
 }
 
 export function summaryOf(p: RepairPlan): string {

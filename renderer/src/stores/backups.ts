@@ -227,8 +227,9 @@ export const useBackupsStore = defineStore('backups', () => {
     await list(image);
   }
 
-  async function restore(image: string, id: string, to: string, format: 'qcow2' | 'raw'): Promise<BackupRestoreResult | null> {
-    const r = await run(image, 'restoring', () => call('backup:restore', { repo: repoOf(image), id, to, format }));
+  /** `checkpoint`: a fresh checkpoint in the restored image (qcow2), so its next backup is incremental to `id` */
+  async function restore(image: string, id: string, to: string, format: 'qcow2' | 'raw', checkpoint = false): Promise<BackupRestoreResult | null> {
+    const r = await run(image, 'restoring', () => call('backup:restore', { repo: repoOf(image), id, to, format, ...(checkpoint ? { checkpoint: true } : {}) }));
     if (r) lastRestore[image] = r;
     await loadActivity(image);
     return r;
