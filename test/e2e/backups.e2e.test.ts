@@ -81,7 +81,10 @@ test('back up full and incremental from the Backups tab, restore the incremental
 
   // Restore the full as qcow2 with a fresh checkpoint: the option is offered for qcow2 only.
   const withCp = path.join(dir, 'restored-full.qcow2');
-  await rows.nth(0).getByTestId('backup-restore').click();
+  const fullId = await rows.nth(0).getAttribute('data-id');
+  await rows.nth(0).click();
+  await page.locator('[data-testid="backup-point-details"]').and(page.locator(`[data-id="${fullId}"]`)).waitFor();
+  await page.getByTestId('backup-restore').click();
   await page.getByTestId('backup-restore-form').waitFor();
   await page.getByTestId('backup-restore-format').selectOption('raw');
   assert.equal(await page.getByTestId('backup-restore-checkpoint').isDisabled(), true, 'no checkpoint in a raw file');
