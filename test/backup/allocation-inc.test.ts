@@ -14,12 +14,9 @@ import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { takeBackup } from '../../electron/core/backup/take.ts';
 import { restoreBackup } from '../../electron/core/backup/restore.ts';
 import { Repository } from '../../electron/core/backup/repository.ts';
-import { allocationExtents, withChain } from '../../electron/core/qcow2/chain.ts';
-import { totalBytes } from '../../electron/core/extents.ts';
-import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, sha256, opts } from './helpers.ts';
+import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, sha256, opts, ownBytes } from './helpers.ts';
 
 const K = 1024;
-const ownBytes = (file: string) => withChain(file, (c) => totalBytes(allocationExtents(c.layers[0])));
 
 test('an overlay made outside Strata after the checkpoint: inc from its allocation plus the base bitmap, restores exactly, the chain untouched', async () => {
   const dir = tmp();

@@ -10,11 +10,8 @@ import { restoreBackup } from '../../electron/core/backup/restore.ts';
 import { verifyRepository } from '../../electron/core/backup/verify.ts';
 import { Repository } from '../../electron/core/backup/repository.ts';
 import { openDb } from '../../electron/core/store/db.ts';
-import { allocationExtents, withChain } from '../../electron/core/qcow2/chain.ts';
-import { totalBytes } from '../../electron/core/extents.ts';
-import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, flipByteAt, opts } from './helpers.ts';
+import { tmp, makeDisk, truthOf, sameDisk, bitmapNames, strata, fingerprint, flipByteAt, opts, ownBytes } from './helpers.ts';
 
-const ownBytes = (file: string) => withChain(file, (c) => totalBytes(allocationExtents(c.layers[0])));
 
 test('full → inc → inc → diff: each point restores exactly, each inc holds only what changed', async () => {
   const dir = tmp();

@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { qemuImg, run } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
-import { withChain } from '../../electron/core/qcow2/chain.ts';
+import { allocationExtents, withChain } from '../../electron/core/qcow2/chain.ts';
+import { totalBytes } from '../../electron/core/extents.ts';
 import type { TakeOptions } from '../../electron/core/backup/take.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -85,6 +86,9 @@ export function makeDisk(dir: string, size = '64M'): string {
   qemuImg('create', '-q', '-f', 'qcow2', disk, size);
   return disk;
 }
+
+/** Bytes allocated in a file's own layer (a backup file: what it holds itself). */
+export const ownBytes = (file: string) => withChain(file, (c) => totalBytes(allocationExtents(c.layers[0])));
 
 export const truthOf = (image: string, dir: string, name: string) => rawCopy(image, path.join(dir, `truth-${name}.raw`));
 
