@@ -4,11 +4,16 @@
 //   node scripts/build.mjs cli && node --import tsx test/bench/backup.ts [--runs=3] [--data-mib=1024]
 // Figures: full copy vs `qemu-img convert -O qcow2` (and convert + one fsync, what a durable copy
 // costs), an incremental after 1% of the data changed vs the full, restore vs `qemu-img convert`
-// of the backup chain, and verify of one incremental vs of the full.
+// of the backup chain (and convert + one fsync: the target compares durable with durable), and
+// verify of one incremental vs of the full.
 // Measured 2026-12-02 on the 2-core test machine (5 runs a side, medians, 1 GiB data on a 4 GiB disk):
 // copy 2.30 s vs convert 0.70 s (3.29x) and vs convert + sync 1.82 s (1.26x); full 2.12 s, inc after
 // 1% changed 0.39 s (18.6% of the full, 10.3 MiB file); restore 1.66 s vs convert 1.39 s (1.19x);
 // verify of the inc 0.24 s, of the full 1.78 s. The machine is shared: runs vary by 2x between runs.
+// Restore with convert -t none (2026-12-02, 3 runs of `npm run bench -- --only=8`, 5 a side each, load
+// 1.4-7): strata restore 728 ms / 1.45 s / 970 ms against convert + sync 796 ms / 1.35 s / 1.67 s
+// (0.91x, 1.08x, 0.58x) and plain convert 387 / 692 / 504 ms (1.88x, 2.09x, 1.93x: it leaves the GiB
+// in the page cache). Before (page-cache convert, then one fsync of the GiB): 1.40x of plain convert.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
