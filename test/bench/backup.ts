@@ -4,11 +4,16 @@
 //   node scripts/build.mjs cli && node --import tsx test/bench/backup.ts [--runs=3] [--data-mib=1024]
 // Figures: full copy vs `qemu-img convert -O qcow2` (and convert + one fsync, what a durable copy
 // costs), an incremental after 1% of the data changed vs the full, restore vs `qemu-img convert`
-// of the backup chain, and verify of one incremental vs of the full.
+// of the backup chain (and convert + one fsync: the target compares durable with durable), and
+// verify of one incremental vs of the full.
 // Measured 2026-12-02 on the 2-core test machine (5 runs a side, medians, 1 GiB data on a 4 GiB disk):
 // copy 2.30 s vs convert 0.70 s (3.29x) and vs convert + sync 1.82 s (1.26x); full 2.12 s, inc after
 // 1% changed 0.39 s (18.6% of the full, 10.3 MiB file); restore 1.66 s vs convert 1.39 s (1.19x);
 // verify of the inc 0.24 s, of the full 1.78 s. The machine is shared: runs vary by 2x between runs.
+// Restore with convert -t none (2026-12-02, 3 runs of `npm run bench -- --only=8`, 5 a side each, load
+// 1.4-7): strata restore 728 ms / 1.45 s / 970 ms against convert + sync 796 ms / 1.35 s / 1.67 s
+// (0.91x, 1.08x, 0.58x) and plain convert 387 / 692 / 504 ms (1.88x, 2.09x, 1.93x: it leaves the GiB
+// in the page cache). Before (page-cache convert, then one fsync of the GiB): 1.40x of plain convert.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,6 +34,17 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
   return ms;
+}
+
+/** `qemu-img convert -O qcow2 SRC OUT` then `sync OUT` (one fsync): what a durable copy by the QEMU tools costs. */
+function convertThenSync(src: string, out: string): number {
+  spawnSync('sync', []);
+  const t0 = performance.now();
+  for (const [c, a] of [['qemu-img', ['convert', '-O', 'qcow2', src, out]], ['sync', [out]]] as const) {
+    const r = spawnSync(c, a, { stdio: 'ignore' });
+    if (r.status !== 0) throw new Error(`${c} failed`);
+  }
+  return performance.now() - t0;
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bench-backup-'));
@@ -52,17 +68,7 @@ try {
     const go = [
       () => strataFull.push(timed(process.execPath, [BIN, 'backup', disk, '--repo', repo, '--level', 'copy', '--json'], env)),
       () => convert.push(timed('qemu-img', ['convert', '-O', 'qcow2', disk, out])),
-      () => {
-        const o2 = `${out}.s`;
-        spawnSync('sync', []);
-        const t0 = performance.now();
-        for (const [c, a] of [['qemu-img', ['convert', '-O', 'qcow2', disk, o2]], ['sync', [o2]]] as const) {
-          const r = spawnSync(c, a, { stdio: 'ignore' });
-          if (r.status !== 0) throw new Error(`${c} failed`);
-        }
-        const t = performance.now() - t0;
-        convertSync.push(t);
-      },
+      () => convertSync.push(convertThenSync(disk, `${out}.s`)),
     ];
     (i % 2 ? go.reverse() : go).forEach((f) => f());
     fs.rmSync(repo, { recursive: true, force: true });
@@ -82,20 +88,25 @@ try {
   const tInc = timed(process.execPath, [BIN, 'backup', disk, '--repo', repo, '--json'], env);
   const incFile = path.join(repo, 'inc-2.qcow2');
   log(`full backup (new checkpoint): ${fmtMs(tFull)}; inc after ${changed} MiB changed (1%): ${fmtMs(tInc)} = ${round((tInc / tFull) * 100)}% of the full; inc file ${round(fs.statSync(incFile).size / 2 ** 20)} MiB`);
+  // Restore against the QEMU tools on the backup chain, three orders rotated so no side always runs first.
   const restore: number[] = [];
   const restoreConvert: number[] = [];
+  const restoreConvertSync: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const a = path.join(dir, `r-${i}.qcow2`);
     const b = path.join(dir, `c-${i}.qcow2`);
     const go = [
       () => restore.push(timed(process.execPath, [BIN, 'restore', '--repo', repo, 'inc-2', '--to', a, '--json'], env)),
       () => restoreConvert.push(timed('qemu-img', ['convert', '-O', 'qcow2', incFile, b])),
+      () => restoreConvertSync.push(convertThenSync(incFile, `${b}.s`)),
     ];
-    (i % 2 ? go.reverse() : go).forEach((f) => f());
-    fs.rmSync(a, { force: true });
-    fs.rmSync(b, { force: true });
+    [...go.slice(i % 3), ...go.slice(0, i % 3)].forEach((f) => f());
+    for (const f of [a, b, `${b}.s`]) fs.rmSync(f, { force: true });
   }
-  log(`restore inc-2 (whole process): ${fmtMs(median(restore))}; qemu-img convert of the chain ${fmtMs(median(restoreConvert))}; ratio ${round(median(restore) / median(restoreConvert))}`);
+  const rs = median(restore);
+  log(`restore inc-2 (strata restore, whole process, durable): ${fmtMs(rs)}`);
+  log(`qemu-img convert of the chain (no flush):              ${fmtMs(median(restoreConvert))}  ratio ${round(rs / median(restoreConvert))}`);
+  log(`qemu-img convert of the chain + sync FILE (durable):   ${fmtMs(median(restoreConvertSync))}  ratio ${round(rs / median(restoreConvertSync))}`);
   const vInc = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'inc-2', '--json'], env)));
   const vFull = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'full-1', '--json'], env)));
   log(`verify inc-2 (${changed} MiB of data): ${fmtMs(vInc)}; verify full-1 (${DATA_MIB} MiB): ${fmtMs(vFull)}`);
@@ -104,7 +115,7 @@ try {
       dataMiB: DATA_MIB,
       copy: { strata: strataFull, convert, convertSync },
       inc: { fullMs: tFull, incMs: tInc, changedMiB: changed, incFileMiB: fs.statSync(incFile).size / 2 ** 20 },
-      restore: { strata: restore, convert: restoreConvert },
+      restore: { strata: restore, convert: restoreConvert, convertSync: restoreConvertSync },
       verify: { incMs: vInc, fullMs: vFull },
     };
     fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify(figures));

@@ -100,6 +100,11 @@ test('back up full and incremental from the Backups tab, restore the incremental
   const cp = await page.getByTestId('backup-restored-checkpoint').innerText();
   assert.match(cp, /^strata-full-1-/);
   assert.deepEqual(bitmapNames(withCp), [`restored-full.qcow2:${cp}`]);
+  // The point's details say where it was restored to with that checkpoint (the catalog's mirror of the manifest).
+  const restoredDisk = page.locator(`[data-testid="backup-point-details"][data-id="${fullId}"] [data-testid="backup-point-restored-disk"]`);
+  await restoredDisk.waitFor();
+  assert.equal(await restoredDisk.getAttribute('data-image'), withCp);
+  assert.match(await restoredDisk.innerText(), new RegExp(`^to .*restored-full\\.qcow2 at .+ with checkpoint ${cp}: its next backup here is incremental to ${fullId}$`));
   await app.shot('backups-restored-checkpoint');
 
   await page.getByTestId('backup-verify').click();

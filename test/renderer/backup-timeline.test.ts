@@ -12,7 +12,7 @@ const at = (day: number, h: number, m = 0, s = 0) => new Date(2026, 11, day, h, 
 function point(id: string, parent: string | null, createdAt: string, bytes = 1 << 20, seconds = 2): BackupPoint {
   return {
     id, level: id.split('-')[0] as BackupLevel, parent, checkpoint: `strata-${id}`, createdAt, finishedAt: new Date(Date.parse(createdAt) + seconds * 1000).toISOString(),
-    file: `/repo/${id}.qcow2`, bytes, state: 'ok', consistency: 'offline', dirtyBytes: bytes,
+    file: `/repo/${id}.qcow2`, bytes, state: 'ok', consistency: 'offline', dirtyBytes: bytes, restored: [],
   };
 }
 

@@ -10,7 +10,7 @@ import type { BackupActivityInfo, BackupActivityPoint, BackupActivityState } fro
 import { isLevel, keepsSomething, type RetentionPolicy } from './rules.ts';
 import { Repository, syncCatalog } from './repository.ts';
 import { prune, recoverInterrupted, rollsForward, PRUNE_STEPS, type PruneJournal, type PrunePlan, type PruneStep } from './prune.ts';
-import type { RestoreResult } from './restore.ts';
+import type { RestoreOptions, RestoreResult } from './restore.ts';
 import type { VerifyResult } from './verify.ts';
 
 type Action = 'restore' | 'verify' | 'prune';
@@ -77,6 +77,17 @@ type End = Parameters<BackupActivityLog['finish']>[1];
 /** How a restore is recorded once done. */
 export function restoreEnd(r: RestoreResult, format: string): End {
   return { state: 'ok', points: [{ id: r.id, what: 'restored', note: r.checkpoint ? `${format}, with checkpoint ${r.checkpoint}` : format }], bytes: r.bytes };
+}
+
+/** A restore recorded in the history; one with a fresh checkpoint changed the manifest's restored list, so the catalog follows it. */
+export async function recordedRestore(db: Db, o: RestoreOptions): Promise<RestoreResult> {
+  const { restoreBackup } = await import('./restore.ts');
+  const to = path.resolve(o.to);
+  return new BackupActivityLog(db).record('restore', repoKey(o.repo), `restore ${o.id} to ${to}`, to, async () => {
+    const r = await restoreBackup(o);
+    if (r.checkpoint) syncCatalog(db, Repository.open(o.repo));
+    return r;
+  }, (r) => restoreEnd(r, o.format));
 }
 
 /** How a verify is recorded: damaged when any point is, with what was found. */

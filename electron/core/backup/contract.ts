@@ -31,6 +31,17 @@ export interface BackupPoint {
   finishedAt: string;
   /** the disk data QEMU copied (bytes: the file's size in the repository) */
   dirtyBytes: number;
+  /** disks restored from this point with a fresh checkpoint (restore --checkpoint), oldest first */
+  restored: BackupRestoredDisk[];
+}
+
+/** A disk restored from a point with a fresh checkpoint: its next backup into the repository is incremental to the point. */
+export interface BackupRestoredDisk {
+  /** absolute path of the restored file */
+  image: string;
+  /** the checkpoint bitmap it was given (the point's own) */
+  checkpoint: string;
+  restoredAt: string;
 }
 
 /** strata backup --json's object (dryRun: true when nothing was written). */

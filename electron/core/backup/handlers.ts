@@ -4,9 +4,9 @@
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { Db } from '../store/db.ts';
 import type { backupArgs } from './contract.ts';
-import { BackupJournal, Repository, catalogCheckpoints, listPoints } from './repository.ts';
+import { BackupJournal, Repository, catalogCheckpoints, catalogRestored, listPoints, syncCatalog } from './repository.ts';
 import { withChain } from '../qcow2/chain.ts';
-import { BackupActivityLog, journaledPrune, recoverPrunes, repoKey, restoreEnd, retentionPolicy, verifyEnd } from './activity.ts';
+import { BackupActivityLog, journaledPrune, recordedRestore, recoverPrunes, repoKey, retentionPolicy, verifyEnd } from './activity.ts';
 import { prune } from './prune.ts';
 import { ancestry } from './rules.ts';
 
@@ -31,7 +31,10 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
   return {
     'backup:list': ({ repo }) => {
       recover(repo);
-      return listPoints(Repository.open(repo));
+      // The catalog is rebuilt from the manifest whenever the repository is opened; the app reads its restored disks from it.
+      const r = Repository.open(repo);
+      syncCatalog(d.db, r);
+      return listPoints(r, catalogRestored(d.db, r.dir));
     },
     'backup:take': async ({ image, repo, level, dryRun, speed }) => {
       const { takeBackup, takenDoc } = await import('./take.ts');
@@ -74,11 +77,7 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
       const row = new BackupJournal(d.db).latest(key);
       return row && row.state === 'cancelled' ? { cancelled: true, id: row.backupId, note: row.note } : { cancelled: false, id: null, note: null };
     },
-    'backup:restore': async ({ repo, id, to, format, checkpoint }) => {
-      const { restoreBackup } = await import('./restore.ts');
-      const f = format ?? 'qcow2';
-      return log.record('restore', repoKey(repo), `restore ${id} to ${to}`, to, () => restoreBackup({ repo, id, to, format: f, force: false, checkpoint: checkpoint ?? false }), (r) => restoreEnd(r, f));
-    },
+    'backup:restore': ({ repo, id, to, format, checkpoint }) => recordedRestore(d.db, { repo, id, to, format: format ?? 'qcow2', force: false, checkpoint: checkpoint ?? false }),
     'backup:verify': async ({ repo, id }) => {
       const { verifyRepository } = await import('./verify.ts');
       return log.record('verify', repoKey(repo), id ? `verify ${id}` : 'verify every point', null, () => verifyRepository(Repository.open(repo), id), verifyEnd);

@@ -223,11 +223,16 @@ export class Repository {
   }
 }
 
-/** The points of a repository as strata backups --json (and backup:list) lists them, oldest first. */
-export function listPoints(repo: Repository) {
+/**
+ * The points of a repository as strata backups --json (and backup:list) lists them, oldest first, each
+ * with the disks restored from it with a fresh checkpoint (`restored`: the manifest's records, or the
+ * catalog's mirror of them).
+ */
+export function listPoints(repo: Repository, restored: RestoredDisk[] = repo.manifest.restored ?? []) {
   return repo.manifest.backups.map((b) => ({
     id: b.id, level: b.level, parent: b.parent, checkpoint: b.checkpoint, createdAt: b.createdAt, file: repo.fileOf(b), bytes: b.bytes, state: b.state, consistency: b.consistency,
     finishedAt: b.finishedAt, dirtyBytes: b.dirtyBytes,
+    restored: restored.filter((r) => r.id === b.id).map((r) => ({ image: r.image, checkpoint: r.checkpoint, restoredAt: r.restoredAt })),
   }));
 }
 
@@ -240,7 +245,7 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** The SQLite catalog for one repository, rebuilt from its manifest (the manifest is the truth). */
+/** The SQLite catalog for one repository, rebuilt from its manifest (the manifest is the truth): its backups and its restored disks. */
 export function syncCatalog(db: Db, repo: Repository): void {
   db.transaction(() => {
     db.prepare('DELETE FROM backup_catalog WHERE repo = ?').run(repo.dir);
@@ -250,7 +255,17 @@ export function syncCatalog(db: Db, repo: Repository): void {
     for (const b of repo.manifest.backups) {
       ins.run(repo.dir, b.id, b.level, b.parent, b.checkpoint, b.source.image, b.createdAt, b.finishedAt, repo.fileOf(b), b.bytes, b.dirtyBytes, b.state, b.consistency);
     }
+    db.prepare('DELETE FROM backup_restored WHERE repo = ?').run(repo.dir);
+    const restored = db.prepare('INSERT INTO backup_restored (repo, image, id, checkpoint, restored_at) VALUES (?, ?, ?, ?, ?)');
+    for (const r of repo.manifest.restored ?? []) restored.run(repo.dir, r.image, r.id, r.checkpoint, r.restoredAt);
   })();
+}
+
+/** The catalog's restored disks of one repository, oldest first (as the manifest lists them). */
+export function catalogRestored(db: Db, repo: string): RestoredDisk[] {
+  return (db.prepare('SELECT image, id, checkpoint, restored_at FROM backup_restored WHERE repo = ? ORDER BY restored_at, image').all(repo) as any[]).map((r) => ({
+    image: r.image, id: r.id, checkpoint: r.checkpoint, restoredAt: r.restored_at,
+  }));
 }
 
 /** Every backup of the catalog that has a checkpoint, oldest first, with its repository. */

@@ -11,7 +11,7 @@ import { Repository, listPoints } from '../backup/repository.ts';
 import type { JobView } from '../jobs/engine.ts';
 import { openDb, type Db } from '../store/db.ts';
 import fs from 'node:fs';
-import { BackupActivityLog, journaledPrune, recoverPrunes, repoKey, restoreEnd, verifyEnd } from '../backup/activity.ts';
+import { BackupActivityLog, journaledPrune, recordedRestore, recoverPrunes, verifyEnd } from '../backup/activity.ts';
 
 /** Runs `fn` with Strata's history database, where restores, verifies and prunes are recorded for the app's History. */
 async function withHistory<T>(fn: (db: Db) => Promise<T> | T): Promise<T> {
@@ -186,6 +186,7 @@ export function cmdBackups(argv: string[], out: Out): void {
   if (a.flags.has('json')) return out.write(JSON.stringify(list, null, 2) + '\n');
   if (!list.length) return out.write(`${repo.dir}: no backups yet\n`);
   out.write(table(['id', 'level', 'parent', 'created', 'size', 'state', 'checkpoint'], list.map((b) => [b.id, b.level, b.parent ?? '-', b.createdAt, humanBytes(b.bytes), b.state, b.checkpoint ?? '-'])) + '\n');
+  for (const b of list) for (const r of b.restored) out.write(`${b.id} restored to ${r.image} at ${r.restoredAt} with checkpoint ${r.checkpoint}\n`);
 }
 
 export async function cmdRestore(argv: string[], out: Out): Promise<void> {
@@ -196,10 +197,8 @@ export async function cmdRestore(argv: string[], out: Out): Promise<void> {
   if (!to) throw new StrataError('E_BAD_INPUT', 'strata restore needs --to PATH');
   const format = a.options.get('format') ?? 'qcow2';
   if (format !== 'qcow2' && format !== 'raw') throw new StrataError('E_BAD_INPUT', `--format ${format}: expected qcow2 or raw`);
-  const { restoreBackup } = await import('../backup/restore.ts');
   const repo = repoOption(a, 'restore');
-  const id = a.positionals[0];
-  const r = await withHistory((db) => new BackupActivityLog(db).record('restore', repoKey(repo), `restore ${id} to ${path.resolve(to)}`, path.resolve(to), () => restoreBackup({ repo, id, to, format, force: a.flags.has('force'), checkpoint: a.flags.has('checkpoint') }), (x) => restoreEnd(x, format)));
+  const r = await withHistory((db) => recordedRestore(db, { repo, id: a.positionals[0], to, format, force: a.flags.has('force'), checkpoint: a.flags.has('checkpoint') }));
   if (a.flags.has('json')) return out.write(JSON.stringify(r, null, 2) + '\n');
   out.write(`Restored ${r.id} to ${r.to} (${format}, ${humanBytes(r.bytes)} on disk)\n`);
   if (r.checkpoint) out.write(`  new checkpoint: ${r.checkpoint} (the next strata backup of ${r.to} into ${repo} is incremental to ${r.id})\n`);

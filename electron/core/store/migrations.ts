@@ -219,4 +219,19 @@ export const MIGRATIONS: { version: number; sql: string }[] = [
       ALTER TABLE backup_activity ADD COLUMN journal_json TEXT;
     `,
   },
+  {
+    version: 11,
+    sql: `
+      -- The manifest's restored list mirrored for the app (rebuilt from it with backup_catalog): a
+      -- disk restored from point id with a fresh checkpoint, one per file and repository.
+      CREATE TABLE backup_restored (
+        repo TEXT NOT NULL,
+        image TEXT NOT NULL,
+        id TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        restored_at TEXT NOT NULL,
+        PRIMARY KEY (repo, image)
+      );
+    `,
+  },
 ];

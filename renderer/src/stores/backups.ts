@@ -231,7 +231,9 @@ export const useBackupsStore = defineStore('backups', () => {
   async function restore(image: string, id: string, to: string, format: 'qcow2' | 'raw', checkpoint = false): Promise<BackupRestoreResult | null> {
     const r = await run(image, 'restoring', () => call('backup:restore', { repo: repoOf(image), id, to, format, ...(checkpoint ? { checkpoint: true } : {}) }));
     if (r) lastRestore[image] = r;
-    await loadActivity(image);
+    // A fresh checkpoint is recorded with the point (its details say where it was restored to): list again.
+    if (r?.checkpoint) await list(image);
+    else await loadActivity(image);
     return r;
   }
 
