@@ -32,18 +32,24 @@ export interface RepairOutcome {
   resolution: string;
 }
 
+/** The image an invocation works on: its last absolute path (qemu-img bitmap ... FILE NAME, check/rebase ... FILE). */
+function fileOf(argv: string[]): string {
+  return [...argv].reverse().find((a) => path.isAbsolute(a)) ?? argv[argv.length - 1];
+}
+
 function runTool(argv: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(argv[0], argv.slice(1), { maxBuffer: 16 << 20, timeout: 30 * 60_000 }, (err, out, stderr) => {
+      const file = fileOf(argv);
       // qemu-io exits 0 even when a command fails; its commands are all -q, so any output is an error.
       if (!err && argv[0] === 'qemu-io' && (String(out) + String(stderr)).trim()) {
-        return reject(new StrataError('E_TOOL', `qemu-io failed on ${argv[argv.length - 1]}: ${(String(stderr) + String(out)).trim().split('\n').slice(0, 2).join(' ')}`, { file: argv[argv.length - 1] }));
+        return reject(new StrataError('E_TOOL', `qemu-io failed on ${file}: ${(String(stderr) + String(out)).trim().split('\n').slice(0, 2).join(' ')}`, { file }));
       }
       if (!err) return resolve();
-      const e = err as NodeJS.ErrnoException;
-      const file = argv[argv.length - 1];
+      const e = err as NodeJS.ErrnoException & { signal?: string | null };
       if (e.code === 'ENOENT') return reject(new StrataError('E_TOOL', `${argv[0]} is not installed (Debian/Ubuntu: qemu-utils; Fedora: qemu-img)`));
-      reject(new StrataError('E_TOOL', `${argv[0]} ${argv[1]} failed on ${file}: ${String(stderr).trim().split('\n').slice(-2).join(' ') || e.message}`, { file }));
+      const why = e.signal ? `killed by ${e.signal} (it may have written part of its change)` : String(stderr).trim().split('\n').slice(-2).join(' ') || e.message;
+      reject(new StrataError('E_TOOL', `${argv[0]} ${argv[1]} failed on ${file}: ${why}`, { file }));
     });
   });
 }
@@ -188,23 +194,32 @@ async function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome
       ctx.store.step(plan.id, step.index, 'running');
       // A bitmap this step creates that exists already was made by someone else since the plan was
       // laid out: the step fails, and its undo (which would remove it) must not run.
-      let ownUndo = Array.isArray(spec.undo);
+      let appeared = false;
       try {
         ctx.hook?.(`running-step-${step.index}`);
         const c = spec.check;
         if (c?.bitmap !== undefined && c.present === true && checkTool({ layer: c.layer, bitmap: c.bitmap, present: true }) === true) {
-          ownUndo = false;
+          appeared = true;
           throw new StrataError('E_BUSY', `${c.layer}: a bitmap named '${c.bitmap}' appeared since the plan was made; look again`, { file: c.layer });
         }
         await runAll(spec.commands, ctx.allocations);
         ctx.hook?.(`ran-step-${step.index}`);
         if (checkTool(spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${spec.check!.layer} does not show the change`, { file: spec.check!.layer });
       } catch (e) {
+        // A tool killed after it wrote its change (or most of it): an irreversible step the file shows
+        // done is journaled done, so the plan says what happened instead of "nothing changed".
+        if (spec.undo === null && !appeared && checkTool(spec.check) === true) {
+          step.state = 'done';
+          ctx.store.step(plan.id, step.index, 'done', `the tool failed (${(e as Error).message}) but the file shows the change`);
+          const error = `${step.label}: ${(e as Error).message}; the file shows the change was made, so it stays`;
+          ctx.store.finish(plan.id, 'failed', error, 'the steps after it were not run; run strata repair again to see the chain as it is');
+          return { plan: ctx.store.get(plan.id)!, resolution: error };
+        }
         step.state = 'failed';
         ctx.store.step(plan.id, step.index, 'failed', (e as Error).message);
         // One invocation may have done part of its work (qemu-img bitmap --add then a failed --merge
         // stores an empty bitmap): its own undo runs too, where it has one.
-        if (ownUndo) await runAll(spec.undo as string[][]).catch(() => {});
+        if (Array.isArray(spec.undo) && !appeared) await runAll(spec.undo).catch(() => {});
         const irreversible = plan.steps.some((s) => s.state === 'done' && s.spec.kind === 'tool' && s.spec.undo === null);
         if (irreversible) {
           const error = `${step.label} failed after an irreversible step: ${(e as Error).message}`;
