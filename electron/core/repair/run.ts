@@ -183,60 +183,111 @@ export async function rollBackSteps(store: PlanStore, plan: Plan, why: string, u
   return { plan: store.get(plan.id)!, resolution };
 }
 
-async function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome> {
+/** One kind of tool plan's steps, for the shared loop (runSteps): this run's, the offline's or the live repair's. */
+export interface StepRunner {
+  store: PlanStore;
+  /** crash injection for tests: before-step-N, running-step-N, after-step-N */
+  hook?: (point: string) => void | Promise<void>;
+  /** runs one step; throws when it fails */
+  run(step: PlanStep): Promise<void>;
+  /** a step failed: journal it and end the plan (rolled back, or stopped and saying so) */
+  failed(step: PlanStep, e: Error): Promise<RepairOutcome>;
+  /** always, at the end: scratch files removed */
+  cleanup(): void;
+}
+
+/**
+ * The loop every tool plan runs: each pending step journaled running before it runs and done after
+ * it; the first failure ends the plan (the runner's `failed` rolls back or stops); done at the end.
+ */
+export async function runSteps(plan: Plan, r: StepRunner): Promise<RepairOutcome> {
   try {
     for (const step of plan.steps) {
       if (step.state !== 'pending') continue;
-      const spec = step.spec;
-      if (spec.kind !== 'tool') throw new StrataError('E_INTERNAL', `plan #${plan.id}: step ${step.index} is not a tool step`);
-      ctx.hook?.(`before-step-${step.index}`);
+      await r.hook?.(`before-step-${step.index}`);
       step.state = 'running';
-      ctx.store.step(plan.id, step.index, 'running');
-      // A bitmap this step creates that exists already was made by someone else since the plan was
-      // laid out: the step fails, and its undo (which would remove it) must not run.
-      let appeared = false;
+      r.store.step(plan.id, step.index, 'running');
       try {
-        ctx.hook?.(`running-step-${step.index}`);
-        const c = spec.check;
-        if (c?.bitmap !== undefined && c.present === true && checkTool({ layer: c.layer, bitmap: c.bitmap, present: true }) === true) {
-          appeared = true;
-          throw new StrataError('E_BUSY', `${c.layer}: a bitmap named '${c.bitmap}' appeared since the plan was made; look again`, { file: c.layer });
-        }
-        await runAll(spec.commands, ctx.allocations);
-        ctx.hook?.(`ran-step-${step.index}`);
-        if (checkTool(spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${spec.check!.layer} does not show the change`, { file: spec.check!.layer });
+        await r.hook?.(`running-step-${step.index}`);
+        await r.run(step);
       } catch (e) {
-        // A tool killed after it wrote its change (or most of it): an irreversible step the file shows
-        // done is journaled done, so the plan says what happened instead of "nothing changed".
-        if (spec.undo === null && !appeared && checkTool(spec.check) === true) {
-          step.state = 'done';
-          ctx.store.step(plan.id, step.index, 'done', `the tool failed (${(e as Error).message}) but the file shows the change`);
-          const error = `${step.label}: ${(e as Error).message}; the file shows the change was made, so it stays`;
-          ctx.store.finish(plan.id, 'failed', error, 'the steps after it were not run; run strata repair again to see the chain as it is');
-          return { plan: ctx.store.get(plan.id)!, resolution: error };
-        }
-        step.state = 'failed';
-        ctx.store.step(plan.id, step.index, 'failed', (e as Error).message);
-        // One invocation may have done part of its work (qemu-img bitmap --add then a failed --merge
-        // stores an empty bitmap): its own undo runs too, where it has one.
-        if (Array.isArray(spec.undo) && !appeared) await runAll(spec.undo).catch(() => {});
-        const irreversible = plan.steps.some((s) => s.state === 'done' && s.spec.kind === 'tool' && s.spec.undo === null);
-        if (irreversible) {
-          const error = `${step.label} failed after an irreversible step: ${(e as Error).message}`;
+        return await r.failed(step, e as Error);
+      }
+      step.state = 'done';
+      r.store.step(plan.id, step.index, 'done');
+      await r.hook?.(`after-step-${step.index}`);
+    }
+    r.store.finish(plan.id, 'done', null, 'done');
+    return { plan: r.store.get(plan.id)!, resolution: 'done' };
+  } finally {
+    r.cleanup();
+  }
+}
+
+/** A step journaled failed, then the plan rolled back from it. */
+export function failAndRollBack(store: PlanStore, plan: Plan, step: PlanStep, e: Error, rollBack: (why: string) => Promise<RepairOutcome>): Promise<RepairOutcome> {
+  step.state = 'failed';
+  store.step(plan.id, step.index, 'failed', e.message);
+  return rollBack(`${step.label} failed: ${e.message}`);
+}
+
+/** The end of a recovery: the plan finished with what its run did, the resolution saying it was resumed. */
+export function finishRecovered(store: PlanStore, plan: Plan, out: RepairOutcome): RepairOutcome {
+  const resolution = out.plan.state === 'done' ? `resumed after a restart and finished: ${plan.steps.map((s) => s.label).join('; ')}` : out.resolution;
+  store.finish(plan.id, out.plan.state === 'running' ? 'failed' : (out.plan.state as 'done' | 'rolled-back' | 'failed'), out.plan.error, resolution);
+  return { plan: store.get(plan.id)!, resolution };
+}
+
+function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome> {
+  // A bitmap a step creates that exists already was made by someone else since the plan was laid
+  // out: the step fails, and its undo (which would remove it) must not run.
+  let appeared = false;
+  const toolSpec = (step: PlanStep) => {
+    if (step.spec.kind !== 'tool') throw new StrataError('E_INTERNAL', `plan #${plan.id}: step ${step.index} is not a tool step`);
+    return step.spec;
+  };
+  return runSteps(plan, {
+    store: ctx.store,
+    hook: ctx.hook,
+    run: async (step) => {
+      appeared = false;
+      const spec = toolSpec(step);
+      const c = spec.check;
+      if (c?.bitmap !== undefined && c.present === true && checkTool({ layer: c.layer, bitmap: c.bitmap, present: true }) === true) {
+        appeared = true;
+        throw new StrataError('E_BUSY', `${c.layer}: a bitmap named '${c.bitmap}' appeared since the plan was made; look again`, { file: c.layer });
+      }
+      await runAll(spec.commands, ctx.allocations);
+      ctx.hook?.(`ran-step-${step.index}`);
+      if (checkTool(spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${spec.check!.layer} does not show the change`, { file: spec.check!.layer });
+    },
+    failed: async (step, e) => {
+      if (step.spec.kind !== 'tool') return failAndRollBack(ctx.store, plan, step, e, (why) => rollBack(ctx, plan, why));
+      const spec = step.spec;
+      // A tool killed after it wrote its change (or most of it): an irreversible step the file shows
+      // done is journaled done, so the plan says what happened instead of "nothing changed".
+      if (spec.undo === null && !appeared && checkTool(spec.check) === true) {
+        step.state = 'done';
+        ctx.store.step(plan.id, step.index, 'done', `the tool failed (${e.message}) but the file shows the change`);
+        const error = `${step.label}: ${e.message}; the file shows the change was made, so it stays`;
+        ctx.store.finish(plan.id, 'failed', error, 'the steps after it were not run; run strata repair again to see the chain as it is');
+        return { plan: ctx.store.get(plan.id)!, resolution: error };
+      }
+      // One invocation may have done part of its work (qemu-img bitmap --add then a failed --merge
+      // stores an empty bitmap): its own undo runs too, where it has one.
+      const undoOwn = Array.isArray(spec.undo) && !appeared ? spec.undo : null;
+      return failAndRollBack(ctx.store, plan, step, e, async (why) => {
+        if (undoOwn) await runAll(undoOwn).catch(() => {});
+        if (plan.steps.some((s) => s.state === 'done' && s.spec.kind === 'tool' && s.spec.undo === null)) {
+          const error = `${step.label} failed after an irreversible step: ${e.message}`;
           ctx.store.finish(plan.id, 'failed', error, 'the steps after the failure were not run; run strata repair again to see the chain as it is');
           return { plan: ctx.store.get(plan.id)!, resolution: error };
         }
-        return await rollBack(ctx, plan, `${step.label} failed: ${(e as Error).message}`);
-      }
-      step.state = 'done';
-      ctx.store.step(plan.id, step.index, 'done');
-      ctx.hook?.(`after-step-${step.index}`);
-    }
-    ctx.store.finish(plan.id, 'done', null, 'done');
-    return { plan: ctx.store.get(plan.id)!, resolution: 'done' };
-  } finally {
-    removeScratch(plan);
-  }
+        return rollBack(ctx, plan, why);
+      });
+    },
+    cleanup: () => removeScratch(plan),
+  });
 }
 
 export function runRepairPlan(ctx: RepairRunContext, planId: number): Promise<RepairOutcome> {
@@ -256,8 +307,5 @@ export async function recoverRepairPlan(ctx: RepairRunContext, planId: number): 
     s.state = took === true ? 'done' : 'pending';
     ctx.store.step(plan.id, s.index, s.state, `after a restart: ${took === true ? 'the file shows it took effect' : took === false ? 'the file shows no effect: run again' : 'run again'}`);
   }
-  const out = await runFrom(ctx, plan);
-  const resolution = out.plan.state === 'done' ? `resumed after a restart and finished: ${plan.steps.map((s) => s.label).join('; ')}` : out.resolution;
-  ctx.store.finish(plan.id, out.plan.state === 'running' ? 'failed' : (out.plan.state as 'done' | 'rolled-back' | 'failed'), out.plan.error, resolution);
-  return { plan: ctx.store.get(plan.id)!, resolution };
+  return finishRecovered(ctx.store, plan, await runFrom(ctx, plan));
 }
