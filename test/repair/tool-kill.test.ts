@@ -23,7 +23,7 @@ function shimEnv(s: Scenario, nth: number, mode: 'before' | 'after' | 'mid', wri
   return { PATH: `${bin}:${process.env.PATH}`, SHIM_REAL: REAL, SHIM_COUNT: path.join(s.dir, 'shim-count'), SHIM_NTH: String(nth), SHIM_MODE: mode, SHIM_WRITE: String(writeAt) };
 }
 
-type Case = { name: string; make: () => Scenario | Promise<Scenario>; nth: number; mode: 'before' | 'after' | 'mid'; writeAt?: number; kind: string };
+type Case = { name: string; make: () => Scenario | Promise<Scenario>; nth: number; mode: 'before' | 'after' | 'mid'; writeAt?: number; kind: string; restores?: string };
 
 // The image-writing invocations of each repair, in order (from its plan):
 //   untracked overlay, gap: 1 bitmap --add (after the scratch Strata writes itself)
@@ -39,11 +39,15 @@ const CASES: Case[] = [
   { name: 'gap', make: brokenGap, nth: 1, mode: 'mid', writeAt: 2, kind: 'bitmap --add' },
   { name: 'uncovered allocation', make: brokenUncovered, nth: 1, mode: 'before', kind: 'bitmap --merge' },
   { name: 'uncovered allocation', make: brokenUncovered, nth: 1, mode: 'after', kind: 'bitmap --merge' },
+  { name: 'uncovered allocation', make: brokenUncovered, nth: 1, mode: 'mid', writeAt: 1, kind: 'bitmap --merge' },
+  { name: 'uncovered allocation', make: brokenUncovered, nth: 1, mode: 'mid', writeAt: 2, kind: 'bitmap --merge', restores: 'c2' },
   { name: 'disabled newest', make: brokenDisabledNewest, nth: 1, mode: 'after', kind: 'bitmap --merge' },
+  { name: 'disabled newest', make: brokenDisabledNewest, nth: 1, mode: 'mid', writeAt: 2, kind: 'bitmap --merge', restores: 'c1' },
   { name: 'in-use after a crash', make: brokenInUseCrashed, nth: 1, mode: 'after', kind: 'bitmap --remove' },
   { name: 'in-use after a crash', make: brokenInUseCrashed, nth: 2, mode: 'before', kind: 'bitmap --remove' },
   { name: 'in-use after a crash', make: brokenInUseCrashed, nth: 3, mode: 'after', kind: 'bitmap --add' },
   { name: 'stale bitmaps', make: brokenStale, nth: 1, mode: 'after', kind: 'check -q' },
+  { name: 'stale bitmaps', make: brokenStale, nth: 1, mode: 'mid', writeAt: 1, kind: 'check -q' },
   { name: 'stale bitmaps', make: brokenStale, nth: 2, mode: 'before', kind: 'bitmap --add' },
 ];
 
@@ -51,8 +55,12 @@ for (const c of CASES) {
   const at = c.mode === 'mid' ? `at its write ${c.writeAt}` : `${c.mode} it ran`;
   test(`${c.name}: qemu-img ${c.kind} (invocation ${c.nth}) killed ${at}: a clear failure, no false clean, the next repair --yes heals the chain`, async () => {
     const s = await c.make();
+    // what the repair promises, to be delivered in the end despite the kill
+    const promised = strata(s.dir, ['repair', s.top, '--json']).json.after.map((v: any) => [v.name, v.state, v.dirtyBytes]);
     const fail = strata(s.dir, ['repair', s.top, '--yes', '--json'], shimEnv(s, c.nth, c.mode, c.writeAt));
     const killed = fs.readFileSync(path.join(s.dir, 'shim-count.killed'), 'utf8').trim();
+    // killed with the layer open: the bitmaps it left in-use are put back from their stored contents (or none were hit)
+    expect(/in-use restored from their stored contents: ([\w, ]+)/.exec(fail.stderr)?.[1] ?? null).toBe(c.restores ?? null);
     expect(killed.startsWith(c.kind), killed).toBe(true);
     // the failure names the tool, its subcommand and the file, and points at the journal
     expect(fail.code, fail.stderr).not.toBe(0);
@@ -78,6 +86,9 @@ for (const c of CASES) {
     expect(again.code, again.stderr).toBe(0);
     const after = strata(s.dir, ['repair', s.top, '--json']);
     expect(after.json.findings.filter((f: any) => f.problem)).toEqual([]);
+    // no checkpoint lost to the kill: the chain is what the first plan promised (a killed qemu-img's
+    // in-use bitmaps are restored from their stored contents, not dropped)
+    expect(after.json.before.map((v: any) => [v.name, v.state, v.dirtyBytes])).toEqual(promised.filter((v: any) => v[1] !== 'gone'));
     const healed = assertTruth(s);
     // every checkpoint the chain still has is ok (the in-use case's c2 lived only in the crashed layer: gone, as in a clean repair)
     expect(healed.length).toBeGreaterThan(0);

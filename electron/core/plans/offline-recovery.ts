@@ -20,7 +20,7 @@ import type { Plan, NewPlan, StepSpec } from './types.ts';
 import type { PlanStore } from '../store/plans.ts';
 import { imageLockState } from '../daemon/image-lock.ts';
 import { runRepairPlan } from '../repair/run.ts';
-import { STORED_SCRATCH_COMMAND, REMOVE_IF_PRESENT_COMMAND } from '../repair/run.ts';
+import { STORED_SCRATCH_COMMAND, restoreBitmapCommands } from '../repair/run.ts';
 import { runPlan, type RunContext, type PlanOutcome } from './runner.ts';
 import type { StorageDaemon } from '../daemon/storage-daemon.ts';
 
@@ -70,8 +70,7 @@ export function offlineRecoverySteps(plan: Plan, forward: boolean, runtimeDir: s
     for (const b of bitmapsOf(layer.file).filter((x) => x.inUse && layer.bitmaps.includes(x.name))) {
       const scratch = path.join(runtimeDir, `repair-restore-${plan.id}-${keep.length}.qcow2`);
       keep.push([STORED_SCRATCH_COMMAND, '--layer', layer.file, '--name', b.name, scratch]);
-      const commands = [[REMOVE_IF_PRESENT_COMMAND, layer.file, b.name], qi('--add', '-g', String(b.granularity), '--merge', b.name, '-b', scratch, '-F', 'qcow2', '-f', 'qcow2', layer.file, b.name)];
-      if (!b.auto) commands.push(qi('--disable', '-f', 'qcow2', layer.file, b.name));
+      const commands = restoreBitmapCommands(layer.file, b, scratch);
       restore.push({
         label: `restore '${b.name}' in ${layer.file} from its stored contents (left in-use by the killed QEMU; nothing but the plan wrote the layer)`,
         spec: { kind: 'tool', commands, undo: null, check: { layer: layer.file, bitmap: b.name, recording: b.auto } } satisfies StepSpec,

@@ -6,6 +6,7 @@
 // `qemu-img create` starts the scratch over, a merge sets bits already set), and the plan goes on.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { PlanStore } from '../store/plans.ts';
 import type { Plan, PlanStep, ToolCheck } from '../plans/types.ts';
@@ -37,6 +38,9 @@ function fileOf(argv: string[]): string {
   return [...argv].reverse().find((a) => path.isAbsolute(a)) ?? argv[argv.length - 1];
 }
 
+/** Errors of a tool that a signal ended (it may have left the image half written). */
+const killedTools = new WeakSet<Error>();
+
 function runTool(argv: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(argv[0], argv.slice(1), { maxBuffer: 16 << 20, timeout: 30 * 60_000 }, (err, out, stderr) => {
@@ -49,7 +53,9 @@ function runTool(argv: string[]): Promise<void> {
       const e = err as NodeJS.ErrnoException & { signal?: string | null };
       if (e.code === 'ENOENT') return reject(new StrataError('E_TOOL', `${argv[0]} is not installed (Debian/Ubuntu: qemu-utils; Fedora: qemu-img)`));
       const why = e.signal ? `killed by ${e.signal} (it may have written part of its change)` : String(stderr).trim().split('\n').slice(-2).join(' ') || e.message;
-      reject(new StrataError('E_TOOL', `${argv[0]} ${argv[1]} failed on ${file}: ${why}`, { file }));
+      const failure = new StrataError('E_TOOL', `${argv[0]} ${argv[1]} failed on ${file}: ${why}`, { file });
+      if (e.signal) killedTools.add(failure);
+      reject(failure);
     });
   });
 }
@@ -183,6 +189,75 @@ export async function rollBackSteps(store: PlanStore, plan: Plan, why: string, u
   return { plan: store.get(plan.id)!, resolution };
 }
 
+/**
+ * Bitmap B of LAYER put back from SCRATCH (written by STORED_SCRATCH_COMMAND): the copy there removed
+ * first when `removeFirst`, then added again merged from the scratch, disabled if it was. Removing and
+ * adding puts it at the end of the directory: restore in directory order to keep the order.
+ */
+export function restoreBitmapCommands(layer: string, b: { name: string; granularity: number; auto: boolean }, scratch: string, removeFirst = true): string[][] {
+  const qi = (...a: string[]) => ['qemu-img', 'bitmap', ...a];
+  const cmds = removeFirst ? [[REMOVE_IF_PRESENT_COMMAND, layer, b.name]] : [];
+  cmds.push(qi('--add', '-g', String(b.granularity), '--merge', b.name, '-b', scratch, '-F', 'qcow2', '-f', 'qcow2', layer, b.name));
+  if (!b.auto) cmds.push(qi('--disable', '-f', 'qcow2', layer, b.name));
+  return cmds;
+}
+
+/** A layer's bitmaps as a step found them: the consistent ones, which a killed tool must not cost. */
+interface KeptBitmaps {
+  layer: string;
+  bitmaps: { name: string; granularity: number; auto: boolean }[];
+}
+
+/** The layer a tool step writes, and its consistent bitmaps before it runs (null: a stale or unreadable layer, nothing to keep). */
+function keptBefore(spec: Extract<PlanStep['spec'], { kind: 'tool' }>): KeptBitmaps | null {
+  const tool = spec.commands.find((c) => c[0] === 'qemu-img');
+  if (!tool) return null;
+  const layer = spec.check?.layer ?? fileOf(tool);
+  try {
+    const l = openLayer(layer, 'qcow2');
+    try {
+      if (l.bitmapsStale) return null;
+      return { layer, bitmaps: l.bitmaps.filter((b) => !b.inUse).map((b) => ({ name: b.name, granularity: b.granularity, auto: b.auto })) };
+    } finally {
+      l.file.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * After a qemu-img killed while it had the layer open read-write: the bitmaps that were consistent
+ * before it and now read in-use (or the whole directory stale) are put back from their stored
+ * contents. Nothing but that tool wrote the layer meanwhile (the repair runs on an offline image),
+ * and a killed qemu-img never replaced a bitmap's stored data, so those are its contents before the
+ * step. Stale: `qemu-img check -r leaks` drops the directory, then every bitmap is added back.
+ * Answers the names restored; throws when a restore fails (the next repair then sees them in-use).
+ */
+async function restoreKept(kept: KeptBitmaps): Promise<string[]> {
+  const l = openLayer(kept.layer, 'qcow2');
+  let stale: boolean;
+  let damaged: KeptBitmaps['bitmaps'];
+  try {
+    stale = l.bitmapsStale;
+    damaged = kept.bitmaps.filter((b) => stale || l.bitmaps.some((x) => x.name === b.name && x.inUse));
+  } finally {
+    l.file.close();
+  }
+  if (!damaged.length) return [];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-restore-'));
+  try {
+    const cmds: string[][] = [];
+    damaged.forEach((b, i) => cmds.push([STORED_SCRATCH_COMMAND, '--layer', kept.layer, '--name', b.name, path.join(dir, `repair-restore-${i}.qcow2`)]));
+    if (stale) cmds.push(['qemu-img', 'check', '-q', '-r', 'leaks', '-f', 'qcow2', kept.layer]);
+    damaged.forEach((b, i) => cmds.push(...restoreBitmapCommands(kept.layer, b, path.join(dir, `repair-restore-${i}.qcow2`), !stale)));
+    await runAll(cmds);
+    return damaged.map((b) => b.name);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** One kind of tool plan's steps, for the shared loop (runSteps): this run's, the offline's or the live repair's. */
 export interface StepRunner {
   store: PlanStore;
@@ -242,6 +317,7 @@ function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome> {
   // A bitmap a step creates that exists already was made by someone else since the plan was laid
   // out: the step fails, and its undo (which would remove it) must not run.
   let appeared = false;
+  let kept: KeptBitmaps | null = null;
   const toolSpec = (step: PlanStep) => {
     if (step.spec.kind !== 'tool') throw new StrataError('E_INTERNAL', `plan #${plan.id}: step ${step.index} is not a tool step`);
     return step.spec;
@@ -257,6 +333,7 @@ function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome> {
         appeared = true;
         throw new StrataError('E_BUSY', `${c.layer}: a bitmap named '${c.bitmap}' appeared since the plan was made; look again`, { file: c.layer });
       }
+      kept = keptBefore(spec);
       await runAll(spec.commands, ctx.allocations);
       ctx.hook?.(`ran-step-${step.index}`);
       if (checkTool(spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${spec.check!.layer} does not show the change`, { file: spec.check!.layer });
@@ -264,6 +341,16 @@ function runFrom(ctx: RepairRunContext, plan: Plan): Promise<RepairOutcome> {
     failed: async (step, e) => {
       if (step.spec.kind !== 'tool') return failAndRollBack(ctx.store, plan, step, e, (why) => rollBack(ctx, plan, why));
       const spec = step.spec;
+      // A qemu-img killed with the layer open read-write leaves its bitmaps in-use (or the directory
+      // stale): those that were consistent before the step get their stored contents back first.
+      let restored = '';
+      if (killedTools.has(e) && kept) {
+        restored = await restoreKept(kept).then(
+          (names) => (names.length ? `; the bitmaps it left in-use restored from their stored contents: ${names.join(', ')}` : ''),
+          (x: Error) => `; restoring the bitmaps it left in-use failed too (${x.message}): strata repair will remove them`,
+        );
+        if (restored) e = new StrataError('E_TOOL', e.message + restored, { file: (e as StrataError).file });
+      }
       // A tool killed after it wrote its change (or most of it): an irreversible step the file shows
       // done is journaled done, so the plan says what happened instead of "nothing changed".
       if (spec.undo === null && !appeared && checkTool(spec.check) === true) {
