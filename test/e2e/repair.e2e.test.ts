@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { rawCopy, differingBlocks, sinceOf, missedBytes } from '../helpers/truth.ts';
-import { addImage, e2eSuite } from './e2e-helpers.ts';
+import { addImage, backUp, e2eSuite } from './e2e-helpers.ts';
 
 const suite = e2eSuite('strata-e2e-repair-');
 
@@ -59,5 +59,58 @@ test('an untracked overlay: the finding, the preview, Repair, and then a healthy
   qemuIo(top, ['write -P 0x45 0 64k']);
   const later = differingBlocks(atMonday, rawCopy(top, path.join(dir, 'later.raw')));
   assert.equal(missedBytes(later, sinceOf(top, 'monday').extents), 0);
+  assert.deepEqual(app.problems, []);
+});
+
+test("a backup repository's checkpoint removed outside Strata: the card says the next backup is full, and opens the repository to take it", async (t) => {
+  const app = await suite.open(t, 'repair-backup');
+  const { page } = app;
+  const dir = path.join(app.dataDir, 'disk');
+  fs.mkdirSync(dir, { recursive: true });
+  const img = path.join(dir, 'vm.qcow2');
+  const repo = path.join(app.dataDir, 'nightly');
+  qemuImg('create', '-q', '-f', 'qcow2', img, '1M');
+  qemuIo(img, ['write -P 0x41 0 128k']);
+
+  await page.getByTestId('welcome-panel').waitFor();
+  await addImage(page, img);
+  await page.getByTestId('chain-view').waitFor();
+  // The first backup into the repository, from the app: full, with a checkpoint in the image.
+  await page.getByTestId('tab-backups').click();
+  await page.getByTestId('backup-repo').fill(repo);
+  await page.getByTestId('backup-repo-use').click();
+  assert.match(await backUp(page, 'auto'), /full/i);
+  const bitmaps = () => (JSON.parse(qemuImg('info', '--output=json', img))['format-specific'].data.bitmaps ?? []).map((b: any) => b.name);
+  const [cp] = bitmaps();
+  assert.ok(cp, 'the backup left its checkpoint in the image');
+
+  // Someone removes that checkpoint outside Strata.
+  qemuImg('bitmap', '--remove', img, cp);
+  await page.getByTestId('tab-chain').click();
+  await page.getByTestId('rescan').click();
+  const panel = page.getByTestId('repair-panel');
+  const card = panel.locator('[data-testid="repair-finding"][data-code="backup-checkpoint-missing"]');
+  await card.waitFor();
+  assert.equal(await card.getAttribute('data-repairable'), 'false');
+  const says = await card.innerText();
+  assert.match(says, /cannot be repaired/);
+  assert.ok(says.includes(repo), says);
+  assert.match(says, new RegExp(`expects checkpoint '${cp}'.*the chain no longer has checkpoint '${cp}'`));
+  assert.match(says, /next backup into .* will be full/);
+  assert.match(await card.getByTestId('repair-finding-todo').innerText(), /take that full backup now/);
+  // nothing in the chain can bring it back: no plan, no Repair button
+  assert.equal(await panel.getByTestId('repair-apply').count(), 0);
+  await app.shot('repair-backup-checkpoint-missing');
+
+  // What the user can do: the repository opens in the Backups tab, and its next backup is full.
+  await card.getByTestId('repair-open-backups').click();
+  await page.getByTestId('backup-level').waitFor();
+  assert.equal(await page.getByTestId('backup-repo').inputValue(), repo);
+  assert.match(await backUp(page, 'auto'), /full/i);
+  assert.equal(bitmaps().length, 1, 'a new checkpoint for the repository');
+  await page.getByTestId('tab-chain').click();
+  await page.getByTestId('rescan').click();
+  await page.getByTestId('chain-view').waitFor();
+  await panel.waitFor({ state: 'detached', timeout: 30_000 });
   assert.deepEqual(app.problems, []);
 });

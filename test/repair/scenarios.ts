@@ -30,8 +30,8 @@ export function tmp(prefix = 'strata-repair-'): string {
 }
 
 /** Runs the built CLI with its data in DIR/home. */
-export function strata(dir: string, args: string[]): { code: number; stdout: string; stderr: string; json: any } {
-  const r = spawnSync(process.execPath, [path.join(root, 'bin/strata.cjs'), ...args], { encoding: 'utf8', env: { ...process.env, STRATA_HOME: path.join(dir, 'home') }, maxBuffer: 256 << 20 });
+export function strata(dir: string, args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string; json: any } {
+  const r = spawnSync(process.execPath, [path.join(root, 'bin/strata.cjs'), ...args], { encoding: 'utf8', env: { ...process.env, STRATA_HOME: path.join(dir, 'home'), ...env }, maxBuffer: 256 << 20 });
   return answer(args, r.status ?? -1, r.stdout, r.stderr);
 }
 

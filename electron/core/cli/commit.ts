@@ -3,7 +3,7 @@
 // nothing is written: an offline image is looked at through a read-only daemon, because QEMU
 // rewrites bitmap metadata on any read-write open. With --yes the plan is journaled in SQLite
 // before its first step and run; an offline image's daemon is then stopped with SIGTERM, which
-// makes QEMU store the bitmaps.
+// makes QEMU store the bitmaps, and only then is the plan journaled done.
 import path from 'node:path';
 import { parseArgs } from './args.ts';
 import type { Out } from './output.ts';
@@ -13,7 +13,7 @@ import { QmpClient } from '../qmp/client.ts';
 import { planCommitWithBitmaps, type CommitScheme } from '../plans/commit-with-bitmaps.ts';
 import { planPreview } from '../plans/service-plans.ts';
 import { runPlan, recoverPlan } from '../plans/runner.ts';
-import { recoverOfflineCommit, alive } from '../plans/offline-recovery.ts';
+import { recoverOfflineCommit, runOfflineCommit, alive } from '../plans/offline-recovery.ts';
 import { openDb } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import { QmpTrafficLog } from '../store/qmp-traffic.ts';
@@ -117,9 +117,9 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
     // Plans a killed Strata left on this same QEMU are finished first (resumed or rolled back).
     for (const p of store.unfinished().filter((x) => x.target.socket === target.socket)) await recoverPlan({ qmp, store }, p.id);
     const id = store.create(plan);
-    const outcome = await runPlan({ qmp, store }, id);
+    // An offline commit ends when Strata's daemon has stored the bitmaps, not before (offline-recovery.ts).
+    const outcome = daemon ? await runOfflineCommit({ store }, id, daemon, runtimeDir) : await runPlan({ qmp, store }, id);
     const ok = outcome.plan.state === 'done';
-    if (daemon) await daemon.stop();
     if (json) {
       out.write(JSON.stringify({ applied: true, active: ok || plan.effects.intermediate ? plan.effects.active : plan.effects.top, plan: preview, id, state: outcome.plan.state, resolution: outcome.resolution }, null, 2) + '\n');
     } else {

@@ -13,24 +13,31 @@
 // The restoring is itself a journaled tool plan (kind commit-recovery), recovered like a repair.
 // A VM's QEMU (no image of Strata's own) is never treated this way: the guest wrote its disk while
 // it ran, so its in-use bitmaps miss writes; that plan is marked failed and strata repair removes them.
+import fs from 'node:fs';
 import path from 'node:path';
 import { openLayer, withChain } from '../qcow2/chain.ts';
 import type { Plan, NewPlan, StepSpec } from './types.ts';
 import type { PlanStore } from '../store/plans.ts';
 import { imageLockState } from '../daemon/image-lock.ts';
 import { runRepairPlan } from '../repair/run.ts';
-import { STORED_SCRATCH_COMMAND, REMOVE_IF_PRESENT_COMMAND } from '../repair/run.ts';
+import { STORED_SCRATCH_COMMAND, restoreBitmapCommands } from '../repair/run.ts';
+import { runPlan, type RunContext, type PlanOutcome } from './runner.ts';
+import type { StorageDaemon } from '../daemon/storage-daemon.ts';
 
 export const COMMIT_RECOVERY_KIND = 'commit-recovery';
 
-/** Is a process with this pid alive? */
+/** Is a process with this pid alive? A zombie (killed, not yet reaped by whoever inherited it) is not. */
 export function alive(pid: number | null): boolean {
   if (!pid) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // no /proc (not Linux): the signal test is all there is
   }
 }
 
@@ -63,8 +70,7 @@ export function offlineRecoverySteps(plan: Plan, forward: boolean, runtimeDir: s
     for (const b of bitmapsOf(layer.file).filter((x) => x.inUse && layer.bitmaps.includes(x.name))) {
       const scratch = path.join(runtimeDir, `repair-restore-${plan.id}-${keep.length}.qcow2`);
       keep.push([STORED_SCRATCH_COMMAND, '--layer', layer.file, '--name', b.name, scratch]);
-      const commands = [[REMOVE_IF_PRESENT_COMMAND, layer.file, b.name], qi('--add', '-g', String(b.granularity), '--merge', b.name, '-b', scratch, '-F', 'qcow2', '-f', 'qcow2', layer.file, b.name)];
-      if (!b.auto) commands.push(qi('--disable', '-f', 'qcow2', layer.file, b.name));
+      const commands = restoreBitmapCommands(layer.file, b, scratch);
       restore.push({
         label: `restore '${b.name}' in ${layer.file} from its stored contents (left in-use by the killed QEMU; nothing but the plan wrote the layer)`,
         spec: { kind: 'tool', commands, undo: null, check: { layer: layer.file, bitmap: b.name, recording: b.auto } } satisfies StepSpec,
@@ -120,4 +126,26 @@ export async function recoverOfflineCommit(store: PlanStore, planId: number, run
     : `QEMU went away before the commit's point of no return; rolled back offline (${how}); the chain is as before, the disk is ${e.intermediate ? e.active : e.top}`;
   store.finish(plan.id, forward ? 'done' : 'rolled-back', forward ? null : 'QEMU went away', resolution);
   return resolution;
+}
+
+/**
+ * Runs a commit plan on Strata's own daemon for an offline image. The plan is done only once the
+ * daemon has stopped cleanly (SIGTERM: QEMU stores the bitmaps it holds): until then the journal
+ * says running, so a kill in that window (of Strata or of the daemon) leaves the plan for the next
+ * start, which finishes it through the daemon if it still runs, else from the files. A daemon that
+ * dies before storing is handled here at once, from the files.
+ */
+export async function runOfflineCommit(ctx: Omit<RunContext, 'qmp' | 'holdOpen'>, planId: number, daemon: StorageDaemon, runtimeDir: string): Promise<PlanOutcome> {
+  const out = await runPlan({ ...ctx, qmp: daemon.qmp, holdOpen: true }, planId);
+  const held = out.plan.state === 'running' && out.plan.steps.every((s) => s.state === 'done');
+  ctx.hook?.('before-daemon-stop');
+  const exit = await daemon.stop();
+  if (!held) return out;
+  if (exit.code === 0 && exit.signal === null) {
+    ctx.store.finish(planId, 'done', null, null);
+    return { plan: ctx.store.get(planId)!, resolution: 'done' };
+  }
+  // The daemon died before it stored the bitmaps (they read back in-use): finish from the files.
+  const resolution = (await recoverOfflineCommit(ctx.store, planId, runtimeDir)) ?? `qemu-storage-daemon ended with ${exit.signal ?? `exit ${exit.code}`} before storing the bitmaps; the next strata commit --yes finishes the plan`;
+  return { plan: ctx.store.get(planId)!, resolution };
 }

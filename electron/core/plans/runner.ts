@@ -18,6 +18,11 @@ export interface RunContext {
   engine?: JobEngine;
   /** crash injection for tests: called at named points (after-step-N, job-running, ...) */
   hook?: (point: string) => void;
+  /**
+   * Every step done is not yet the end: the plan stays running for the caller to finish (an offline
+   * commit is done only once Strata's daemon has stored its bitmaps; offline-commit.ts).
+   */
+  holdOpen?: boolean;
 }
 
 export interface PlanOutcome {
@@ -205,6 +210,7 @@ async function runFrom(ctx: RunContext, plan: Plan, adoptIndex: number | null): 
     ctx.store.step(plan.id, step.index, 'done');
     ctx.hook?.(`after-step-${step.index}`);
   }
+  if (ctx.holdOpen) return { plan: ctx.store.get(plan.id)!, resolution: 'every step done; the plan ends when its daemon has stored the bitmaps' };
   ctx.store.finish(plan.id, 'done', null, null);
   return { plan: ctx.store.get(plan.id)!, resolution: 'done' };
 }

@@ -33,7 +33,7 @@ import { findingJson, remainingJson } from './report.ts';
 import type { Db } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import { writeBitmapScratch } from './scratch.ts';
-import { rollBackSteps } from './run.ts';
+import { rollBackSteps, runSteps, failAndRollBack, finishRecovered } from './run.ts';
 import { unrepairable, type Finding, type RepairAction } from './findings.ts';
 import type { NewPlan, Plan, PlanStep, QmpCall, StepSpec } from '../plans/types.ts';
 import { QmpExecuteError } from '../qmp/errors.ts';
@@ -241,30 +241,14 @@ function removeScratch(plan: Plan): void {
   }
 }
 
-async function runFrom(ctx: LiveRunContext, plan: Plan, interrupted: ReadonlySet<number>): Promise<LiveOutcome> {
-  try {
-    for (const step of plan.steps) {
-      if (step.state !== 'pending') continue;
-      await ctx.hook?.(`before-step-${step.index}`);
-      step.state = 'running';
-      ctx.store.step(plan.id, step.index, 'running');
-      try {
-        await ctx.hook?.(`running-step-${step.index}`);
-        await runStep(ctx, plan, step, interrupted.has(step.index));
-      } catch (e) {
-        step.state = 'failed';
-        ctx.store.step(plan.id, step.index, 'failed', (e as Error).message);
-        return await rollBack(ctx, plan, `${step.label} failed: ${(e as Error).message}`);
-      }
-      step.state = 'done';
-      ctx.store.step(plan.id, step.index, 'done');
-      await ctx.hook?.(`after-step-${step.index}`);
-    }
-    ctx.store.finish(plan.id, 'done', null, 'done');
-    return { plan: ctx.store.get(plan.id)!, resolution: 'done' };
-  } finally {
-    removeScratch(plan);
-  }
+function runFrom(ctx: LiveRunContext, plan: Plan, interrupted: ReadonlySet<number>): Promise<LiveOutcome> {
+  return runSteps(plan, {
+    store: ctx.store,
+    hook: ctx.hook,
+    run: (step) => runStep(ctx, plan, step, interrupted.has(step.index)),
+    failed: (step, e) => failAndRollBack(ctx.store, plan, step, e, (why) => rollBack(ctx, plan, why)),
+    cleanup: () => removeScratch(plan),
+  });
 }
 
 export function runLiveRepairPlan(ctx: LiveRunContext, planId: number): Promise<LiveOutcome> {
@@ -288,10 +272,7 @@ export async function recoverLiveRepairPlan(ctx: LiveRunContext, planId: number)
     s.state = 'pending';
     ctx.store.step(plan.id, s.index, 'pending', 'after a restart: run again');
   }
-  const out = await runFrom(ctx, plan, interrupted);
-  const resolution = out.plan.state === 'done' ? `resumed after a restart and finished: ${plan.steps.map((s) => s.label).join('; ')}` : out.resolution;
-  ctx.store.finish(plan.id, out.plan.state === 'running' ? 'failed' : (out.plan.state as 'done' | 'rolled-back' | 'failed'), out.plan.error, resolution);
-  return { plan: ctx.store.get(plan.id)!, resolution };
+  return finishRecovered(ctx.store, plan, await runFrom(ctx, plan, interrupted));
 }
 
 export interface LiveRepairReport {

@@ -31,7 +31,17 @@ function chainFiles(image: string): string[] {
 
 export interface RepairReport {
   image: string;
-  findings: { code: string; layers: string[]; bitmaps: string[]; message: string; repairable: boolean; problem: boolean; consequence?: string }[];
+  findings: {
+    code: string;
+    layers: string[];
+    bitmaps: string[];
+    message: string;
+    repairable: boolean;
+    problem: boolean;
+    consequence?: string;
+    /** backup-checkpoint-missing: the repository whose next backup will be full */
+    repository?: string;
+  }[];
   plan: { label: string; commands: string[][]; undo: unknown }[];
   before: CheckpointView[];
   after: CheckpointView[];
@@ -124,6 +134,6 @@ export async function repairImage(image: string, o: { apply: boolean; backing: s
     unrepairable: bad.map((f) => `${f.code} (${f.message})`),
   };
   // What backup repositories expect of this disk (a fact to act on, never a reason for exit 2).
-  if (o.db) report.findings.push(...backupExpectations(o.db, chainFiles(image), report.after).map(({ repository: _r, backup: _b, ...f }) => f));
+  if (o.db) report.findings.push(...backupExpectations(o.db, chainFiles(image), report.after).map(({ backup: _b, ...f }) => f));
   return { report, results };
 }
