@@ -40,6 +40,13 @@ test('an overlay made outside Strata after the checkpoint: inc from its allocati
   assert.match(dry.out, /changes found from allocation/);
   assert.match(dry.err, /found from allocation: top\.qcow2 has no bitmap for it but sits above the layers that do/);
   assert.equal(sha256(disk), baseFile, 'a dry run writes nothing');
+  // Where it lies: the checkpoint's bitmap in the base, and everything allocated in the overlay.
+  const dryJson = await strata(home, ['backup', top, '--repo', repo, '--dry-run', '--json']);
+  assert.equal(dryJson.code, 0, dryJson.err);
+  assert.deepEqual(JSON.parse(dryJson.out).copies, [
+    { kind: 'bitmap', layer: disk, name: full.checkpoint },
+    { kind: 'allocation', layer: top },
+  ]);
 
   const r = await strata(home, ['backup', top, '--repo', repo, '--json']);
   assert.equal(r.code, 0, r.err);

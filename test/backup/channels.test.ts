@@ -40,6 +40,7 @@ test('backup:take, backup:list, backup:restore and backup:verify answer what the
   assert.equal(plan.dryRun, true);
   assert.equal(plan.level, 'full');
   assert.equal(plan.dirtyBytes, 1 << 20);
+  assert.deepEqual(plan.copies, [{ kind: 'allocation', layer: disk }], 'a full copies what the layers hold');
   const full = await call('backup:take', { image: disk, repo, level: 'full' });
   assert.deepEqual(Object.keys(full), ['id', 'level', 'requested', 'fallback', 'checkpoint', 'since', 'file', 'bytes', 'dirtyBytes', 'seconds', 'changesFrom']);
   assert.ok(progress.length > 0, 'backup:progress was pushed');

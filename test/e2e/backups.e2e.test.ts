@@ -54,6 +54,18 @@ test('back up full and incremental from the Backups tab, restore the incremental
   await page.getByTestId('backup-level').selectOption('inc');
   await page.getByTestId('backup-take').click();
   await page.getByTestId('backup-dialog').waitFor();
+  // Where the incremental's data lies, before it runs: the full's checkpoint bitmap, marked exactly
+  // on the buckets the two writes touched.
+  const strip = page.locator('[data-testid="backup-copies-track"][data-state="ready"]');
+  await strip.waitFor();
+  const bitmaps = bitmapNames(disk);
+  assert.equal(bitmaps.length, 1, 'the full left one checkpoint');
+  assert.equal(await strip.getAttribute('data-lanes'), `${bitmaps[0].replace(/^disk\.qcow2:/, '')} in disk.qcow2`);
+  const marked = (await strip.getAttribute('data-marked'))!;
+  const bucket = Math.ceil((4 << 20) / marked.length);
+  const written = [[256 << 10, 64 << 10], [1 << 20, 128 << 10]];
+  const expected = [...marked].map((_, i) => (written.some(([at, len]) => i * bucket < at + len && at < (i + 1) * bucket) ? '1' : '-')).join('');
+  assert.equal(marked, expected);
   await app.shot('backups-confirm-inc');
   const incSays = await page.getByTestId('backup-dialog').innerText();
   assert.match(incSays, /inc backup of the changes since checkpoint/);

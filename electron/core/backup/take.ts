@@ -28,6 +28,7 @@ import { proveFromAllocation } from './allocation-proof.ts';
 import { writeBitmapScratch } from '../repair/scratch.ts';
 import { SCRATCH_BITMAP } from '../repair/plan.ts';
 import type { ExtentList } from '../extents.ts';
+import type { ContentSource } from '../contents/contract.ts';
 
 export interface TakeOptions {
   /** an offline image (opened in Strata's own storage daemon)... */
@@ -53,7 +54,7 @@ export interface TakeOptions {
 /** strata backup --json's object (and backup:take's answer); dryRun only when nothing was written */
 export function takenDoc(r: TakeResult): BackupTaken {
   const doc = { id: r.id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.checkpoint, since: r.since, file: r.file, bytes: r.bytes, dirtyBytes: r.dirtyBytes, seconds: r.seconds, changesFrom: r.changesFrom };
-  return r.dryRun ? { ...doc, dryRun: true as const } : doc;
+  return r.dryRun ? { ...doc, dryRun: true as const, copies: r.copies ?? null } : doc;
 }
 
 export interface TakeResult {
@@ -73,6 +74,12 @@ export interface TakeResult {
    */
   changesFrom: ChangesFrom | null;
   dryRun: boolean;
+  /**
+   * A dry run's "where": the inspector's sources whose union is what QEMU will copy (the bitmaps of
+   * "changes since", the allocation of layers proven from allocation, every layer's allocation for a
+   * full or a copy); null for a running VM (its bitmaps live in QEMU) and on a real run
+   */
+  copies?: ContentSource[] | null;
   notes: string[];
 }
 
@@ -179,6 +186,15 @@ function resolve(repo: Repository, image: string, level: Level | null, sinceName
     return { ...r, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: p.sources, fromAllocation: { extents: p.allocation, granularity: p.granularity, layers: p.layers } };
   });
   return r.since === null ? { ...r, dirtyBytes: allocatedBytes(image) } : r;
+}
+
+/** What an offline backup copies, as the inspector's sources: their union is the data QEMU reads. */
+function copiesOf(r: Resolved, image: string): ContentSource[] {
+  if (r.since === null) return withChain(image, (chain) => chain.layers.map((l): ContentSource => ({ kind: 'allocation', layer: l.path })));
+  return [
+    ...r.sources.filter((x) => x.layer).map((x): ContentSource => ({ kind: 'bitmap', layer: x.layer!, name: x.bitmap })),
+    ...(r.fromAllocation?.layers ?? []).map((layer): ContentSource => ({ kind: 'allocation', layer })),
+  ];
 }
 
 const changesFromOf = (r: Resolved): ChangesFrom | null => (r.since === null ? null : r.fromAllocation ? 'allocation' : 'bitmaps');
@@ -293,7 +309,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       const id = repo.nextId(r.level);
       return {
         id, level: r.level, requested: r.requested, fallback: r.fallback, checkpoint: r.level === 'copy' ? null : `(new, named at backup time)`, since: r.since,
-        file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, changesFrom: changesFromOf(r), dryRun: true, notes,
+        file: path.join(repo.dir, `${id}.qcow2`), bytes: 0, dirtyBytes: r.dirtyBytes, seconds: 0, changesFrom: changesFromOf(r), dryRun: true, copies: offline ? copiesOf(r, offline) : null, notes,
       };
     } finally {
       await liveQmp?.close();

@@ -69,7 +69,9 @@ fall back to full and say why ("fallback"). A backup that does not
 complete is never listed: its partial file and its checkpoint bitmap are removed (after a crash, at
 the next strata backup on the repository). Ctrl-C cancels.
 --json: {"id","level","requested","fallback","checkpoint","since","file","bytes","dirtyBytes","seconds","changesFrom"}
-(changesFrom: "bitmaps" | "allocation" for an inc or diff, null for a full or copy)`,
+(changesFrom: "bitmaps" | "allocation" for an inc or diff, null for a full or copy); with --dry-run
+also "dryRun": true and "copies": where the data QEMU will copy is, as inspector sources whose union it
+is ([{"kind":"bitmap","layer","name"} | {"kind":"allocation","layer"}], null for a running VM)`,
   backups: `Usage: strata backups --repo DIR [--json]
 
 Lists the backups of repository DIR, oldest first.
