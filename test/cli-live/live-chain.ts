@@ -2,11 +2,12 @@
 // libvirt's style (recording bitmaps of the same names in each layer), served by a
 // qemu-storage-daemon that stands in for the VM, a raw copy of the disk taken when each checkpoint
 // was made, and a guest writer (qemu-io over a writable NBD export of the disk's top node).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { tempDir, qemuImg, qemuIo, run, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon, type Daemon } from '../helpers/storage-daemon.ts';
-import { rawCopy } from '../helpers/truth.ts';
+import assert from 'node:assert/strict';
+import { rawCopy, differingBlocks, sinceOf, missedBytes } from '../helpers/truth.ts';
 import type { QmpClient } from '../../electron/core/qmp/client.ts';
 import { withQmp, waitExit } from './helpers.ts';
 
@@ -25,8 +26,11 @@ export interface LiveChain {
   stop: () => Promise<void>;
 }
 
-/** base (A, b1 from the start) <- mid (b1, b2 recording), mid served as node 'disk'. */
-export async function liveChain(t: Cleanup): Promise<LiveChain> {
+/**
+ * base (A, b1 from the start) <- mid (b1, b2 recording), mid served as node 'disk'. With `seed`, mid
+ * has only b2 (the newest checkpoint continues in the overlay; b1 counts through it).
+ */
+export async function liveChain(t: Cleanup, o: { seed?: boolean } = {}): Promise<LiveChain> {
   const dir = tempDir(t);
   const base = path.join(dir, 'base.qcow2');
   const mid = path.join(dir, 'mid.qcow2');
@@ -36,9 +40,10 @@ export async function liveChain(t: Cleanup): Promise<LiveChain> {
   const truth: Record<string, string> = { b1: rawCopy(base, path.join(dir, 'at-b1.raw')) };
   qemuIo(base, ['write -P 0x42 2M 1M']);
   qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', mid);
-  qemuImg('bitmap', '--add', mid, 'b1');
+  if (!o.seed) qemuImg('bitmap', '--add', mid, 'b1');
+  else qemuImg('bitmap', '--add', mid, 'b2');
   qemuIo(mid, ['write -P 0x43 3M 512K']);
-  qemuImg('bitmap', '--add', mid, 'b2');
+  if (!o.seed) qemuImg('bitmap', '--add', mid, 'b2');
   truth.b2 = rawCopy(mid, path.join(dir, 'at-b2.raw'));
   qemuIo(mid, ['write -P 0x44 4M 1M']);
   const daemon = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=disk,file.driver=file,file.filename=${mid}`]);
@@ -88,4 +93,47 @@ export function backgroundWriter(nbd: string, n: number, p: number): ChildProces
   const cmds: string[] = [];
   for (let i = 0; i < n; i++) cmds.push('-c', `write -P ${p} ${((i * 37) % (SIZE / 65536)) * 65536} 64k`);
   return spawn('qemu-io', ['-f', 'raw', ...cmds, nbdUri(nbd)], { stdio: 'ignore' });
+}
+
+export const total = (l: { length: number }[]) => l.reduce((a, x) => a + x.length, 0);
+
+/** A file's bitmaps as qemu-img info reports them, in directory order: name -> flags. */
+export const flags = (img: string): Record<string, string[]> =>
+  Object.fromEntries((JSON.parse(run('qemu-img', ['info', '-U', '--output=json', img]))['format-specific'].data.bitmaps ?? []).map((b: any) => [b.name, b.flags]));
+
+/**
+ * After the daemon stored everything: each checkpoint ok in `top`'s chain, covering every block that
+ * changed since its copy; `exact` ones (64 KiB-aligned writes of new patterns) mark no more than that.
+ */
+export function assertTruth(c: LiveChain, top: string, truth: Record<string, string>, exact: string[] = Object.keys(truth)) {
+  const now = rawCopy(top, path.join(c.dir, 'now.raw'));
+  for (const [name, copy] of Object.entries(truth)) {
+    const since = sinceOf(top, name);
+    assert.equal(since.state, 'ok', `${name}: ${since.problems.join('; ')}`);
+    const changed = differingBlocks(copy, now);
+    assert.equal(missedBytes(changed, since.extents), 0, `since ${name} covers every changed block`);
+    if (exact.includes(name)) assert.equal(total(since.extents), total(changed), `since ${name} is not larger than what changed`);
+  }
+  run('qemu-img', ['check', '-q', top]);
+}
+
+/** What QEMU shows: named nodes' bitmaps (name:rec|off), every node's file, the backing edges (parent->child). */
+export const graph = (socket: string) =>
+  withQmp(socket, async (q) => {
+    const nodes = await q.execute<any[]>('query-named-block-nodes', { flat: true });
+    const g = await q.execute<any>('x-debug-query-block-graph');
+    const name = new Map(g.nodes.map((n: any) => [n.id, n.name]));
+    return {
+      bitmaps: Object.fromEntries(nodes.filter((n) => !n['node-name'].startsWith('#')).map((n) => [n['node-name'], (n['dirty-bitmaps'] ?? []).map((b: any) => `${b.name}:${b.recording ? 'rec' : 'off'}`).sort()])),
+      files: Object.fromEntries(nodes.map((n) => [n['node-name'], n.file])),
+      backing: g.edges.filter((e: any) => e.name === 'backing').map((e: any) => `${name.get(e.parent)}->${name.get(e.child)}`),
+    };
+  });
+
+
+/** live-child.ts (a Strata running one live plan, killed at CRASH_AT or not) with `args`; its JSON line, exit code or signal. */
+export function liveCore(c: LiveChain, args: string[], env: Record<string, string>) {
+  const child = path.join(import.meta.dirname, 'live-child.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', child, ...args], { encoding: 'utf8', env: { ...process.env, STRATA_HOME: c.home, ...env }, timeout: 60000 });
+  return { signal: r.signal, code: r.status, out: r.stdout.trim() ? JSON.parse(r.stdout.trim().split('\n').pop()!) : null, err: r.stderr };
 }

@@ -6,43 +6,12 @@
 // killed mid-plan is rolled back or finished by the next run.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, qemuMap } from '../helpers/qemu.ts';
-import { rawCopy, differingBlocks, sinceOf, missedBytes } from '../helpers/truth.ts';
-import { strata, withQmp } from './helpers.ts';
-import { liveChain, guestWrites, liveRawCopy, type LiveChain } from './live-chain.ts';
-
-const total = (l: { length: number }[]) => l.reduce((a, x) => a + x.length, 0);
-const flags = (img: string) =>
-  Object.fromEntries((JSON.parse(run('qemu-img', ['info', '-U', '--output=json', img]))['format-specific'].data.bitmaps ?? []).map((b: any) => [b.name, b.flags]));
-
-/** After the daemon stored everything: each checkpoint ok, covering exactly what changed since its copy. */
-function assertTruth(c: LiveChain, top: string, truth: Record<string, string>) {
-  const now = rawCopy(top, path.join(c.dir, 'now.raw'));
-  for (const [name, copy] of Object.entries(truth)) {
-    const since = sinceOf(top, name);
-    assert.equal(since.state, 'ok', `${name}: ${since.problems.join('; ')}`);
-    const changed = differingBlocks(copy, now);
-    assert.equal(missedBytes(changed, since.extents), 0, `since ${name} covers every changed block`);
-    // The writes are 64 KiB-aligned with new patterns: "changes since" is exactly what changed.
-    assert.equal(total(since.extents), total(changed), `since ${name} is not larger than what changed`);
-  }
-  run('qemu-img', ['check', '-q', top]);
-}
-
-const graph = (socket: string) =>
-  withQmp(socket, async (q) => {
-    const nodes = await q.execute<any[]>('query-named-block-nodes', { flat: true });
-    const g = await q.execute<any>('x-debug-query-block-graph');
-    const name = new Map(g.nodes.map((n: any) => [n.id, n.name]));
-    return {
-      bitmaps: Object.fromEntries(nodes.filter((n) => !n['node-name'].startsWith('#')).map((n) => [n['node-name'], (n['dirty-bitmaps'] ?? []).map((b: any) => `${b.name}:${b.recording ? 'rec' : 'off'}`).sort()])),
-      files: Object.fromEntries(nodes.map((n) => [n['node-name'], n.file])),
-      backing: g.edges.filter((e: any) => e.name === 'backing').map((e: any) => `${name.get(e.parent)}->${name.get(e.child)}`),
-    };
-  });
+import { qemuMap } from '../helpers/qemu.ts';
+import { sinceOf } from '../helpers/truth.ts';
+import { strata } from './helpers.ts';
+import { liveChain, guestWrites, liveRawCopy, assertTruth, flags, total, graph, liveCore, type LiveChain } from './live-chain.ts';
 
 test('strata snapshot --socket: the plan changes nothing; --yes takes it in one transaction and every checkpoint stays ok', { timeout: 120000 }, async (t) => {
   const c = await liveChain(t);
@@ -96,6 +65,7 @@ test('strata snapshot --socket: the plan changes nothing; --yes takes it in one 
   await guestWrites(c, 'top', ['write -P 0x61 8M 512k', 'write -P 0x62 0 64k']);
   await c.stop();
   assert.deepEqual(flags(newTop), { b1: ['auto'], b2: ['auto'], c3: ['auto'] });
+  assert.deepEqual(Object.keys(flags(newTop)), ['b1', 'b2', 'c3'], 'stored in creation order');
   assertTruth(c, newTop, truth);
   assert.equal(total(sinceOf(newTop, 'c3').extents), 576 * 1024, 'since c3: just the two writes after it');
 });
@@ -128,11 +98,7 @@ test('strata snapshot --socket: bad input exits 2 with one line naming what is w
   assert.deepEqual((await graph(s)).bitmaps.disk, ['b1:rec', 'b2:rec']);
 });
 
-const child = path.join(import.meta.dirname, 'snapshot-child.ts');
-function core(c: LiveChain, newTop: string, env: Record<string, string>) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', child, c.daemon.socket, 'disk', newTop, c.nbd], { encoding: 'utf8', env: { ...process.env, STRATA_HOME: c.home, ...env }, timeout: 60000 });
-  return { signal: r.signal, code: r.status, out: r.stdout.trim() ? JSON.parse(r.stdout.trim().split('\n').pop()!) : null, err: r.stderr };
-}
+const core = (c: LiveChain, newTop: string, env: Record<string, string>) => liveCore(c, ['snapshot', c.daemon.socket, 'disk', c.nbd, newTop], env);
 
 test('a guest writing through the switch-over: every write is in a layer whose bitmaps hold it', { timeout: 120000 }, async (t) => {
   const c = await liveChain(t);

@@ -58,7 +58,7 @@ function write(out: Out, p: SnapshotPlan, json: boolean, applied: boolean, outco
 export async function cmdSnapshot(argv: string[], out: Out): Promise<void> {
   const a = parseArgs(argv, { flags: ['yes'], options: ['checkpoint', 'socket', 'node', 'new-node'] });
   if (a.flags.has('help')) return out.write(SNAPSHOT_HELP + '\n');
-  if (a.options.has('socket') || a.options.has('node') || a.options.has('new-node')) return (await import('./snapshot-live.ts')).cmdSnapshotLive(a, out);
+  if (a.options.has('socket') || a.options.has('node') || a.options.has('new-node')) return (await import('./live-op.ts')).cmdSnapshotLive(a, out);
   if (a.positionals.length !== 2) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata snapshot --help');
   const image = path.resolve(a.positionals[0]);
   const newTop = path.resolve(a.positionals[1]);

@@ -27,8 +27,8 @@ import { readHeldLayer } from '../connections/live-layers.ts';
 import { ChainContents } from '../checkpoints.ts';
 import { withChain } from '../qcow2/chain.ts';
 import type { Db } from '../store/db.ts';
-import { PlanStore } from '../store/plans.ts';
-import { runPlan, recoverPlan, type RunContext } from '../plans/runner.ts';
+import type { RunContext } from '../plans/runner.ts';
+import { liveOperation, type LiveOpResult } from './live-op.ts';
 import type { NewPlan, QmpCall, StepSpec } from '../plans/types.ts';
 import { shapeSnapshot, REMOVE_COMMAND, type SnapshotPlan } from './snapshot.ts';
 import { StrataError } from '../errors.ts';
@@ -92,7 +92,9 @@ export async function planLiveSnapshot(qmp: QmpClient, t: { socket: string; node
   });
   const actions = [
     { type: 'blockdev-snapshot', data: { node: t.node, overlay: newNode } },
-    ...shape.bitmaps.map((b) => ({ type: 'block-dirty-bitmap-add', data: { node: newNode, name: b.name, granularity: b.granularity, persistent: true } })),
+    // QEMU stores the bitmaps created in one session newest first: added in reverse, the overlay's
+    // directory lists them in creation order, which the checkpoint math reads.
+    ...[...shape.bitmaps].reverse().map((b) => ({ type: 'block-dirty-bitmap-add', data: { node: newNode, name: b.name, granularity: b.granularity, persistent: true } })),
   ];
   steps.push({
     label: `in one transaction: switch the disk over to '${newNode}' and add ${shape.bitmaps.length ? shape.bitmaps.map((b) => `'${b.name}'`).join(', ') : 'no bitmap'} to it, recording from its first write`,
@@ -111,42 +113,29 @@ export function liveSnapshotToNewPlan(p: LiveSnapshotPlan): NewPlan {
   };
 }
 
-export interface LiveSnapshotResult {
-  plan: LiveSnapshotPlan | null;
-  /** the journaled plan's id and how it ended (with apply) */
-  outcome: { id: number; state: string; resolution: string } | null;
-  /** interrupted live snapshots on this socket, and what became of them */
-  recovered: string[];
-}
+export type LiveSnapshotResult = LiveOpResult<LiveSnapshotPlan>;
 
 /**
  * The whole run, as the CLI does it: live snapshots a killed Strata left on this socket finished first
- * (with apply), then the look and the plan, and with apply the plan journaled and run.
+ * (with apply; one that made NEW_TOP is all there is to do), then the look and the plan, and with
+ * apply the plan journaled and run.
  */
-export async function snapshotLive(
+export function snapshotLive(
   qmp: QmpClient,
   t: { socket: string; node: string },
   newTop: string,
   o: { apply: boolean; db: Db | null; runtimeDir: string; checkpoint: string | null; newNode?: string; hook?: RunContext['hook'] },
 ): Promise<LiveSnapshotResult> {
-  const store = o.db ? new PlanStore(o.db) : null;
-  const recovered: string[] = [];
-  let finished = false;
-  for (const p of store?.unfinished().filter((x) => x.kind === LIVE_SNAPSHOT_KIND && x.target.socket === t.socket) ?? []) {
-    if (!o.apply) {
-      recovered.push(`live snapshot plan #${p.id} was interrupted; run with --yes to finish or roll it back`);
-      continue;
-    }
-    const r = await recoverPlan({ qmp, store: store! }, p.id);
-    recovered.push(`live snapshot plan #${p.id} (interrupted): ${r.plan.state}: ${r.resolution}`);
-    const made = p.steps[0]?.spec.kind === 'tool' ? p.steps[0].spec.commands[0]?.at(-2) : undefined;
-    if (r.plan.state === 'done' && made === newTop) finished = true;
-  }
-  // The same snapshot, finished by that recovery: nothing more to do.
-  if (finished) return { plan: null, outcome: null, recovered };
-  const plan = await planLiveSnapshot(qmp, t, newTop, o);
-  if (!o.apply || plan.refused) return { plan, outcome: null, recovered };
-  const id = store!.create(liveSnapshotToNewPlan(plan));
-  const out = await runPlan({ qmp, store: store!, hook: o.hook }, id);
-  return { plan, outcome: { id, state: out.plan.state, resolution: out.resolution }, recovered };
+  return liveOperation({
+    qmp,
+    db: o.db,
+    apply: o.apply,
+    kind: LIVE_SNAPSHOT_KIND,
+    socket: t.socket,
+    what: 'live snapshot',
+    same: (p) => p.steps[0]?.spec.kind === 'tool' && p.steps[0].spec.commands[0]?.at(-2) === newTop,
+    plan: () => planLiveSnapshot(qmp, t, newTop, o),
+    toNewPlan: liveSnapshotToNewPlan,
+    hook: o.hook,
+  });
 }

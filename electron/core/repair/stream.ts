@@ -45,7 +45,7 @@ const qi = (...a: string[]) => ['qemu-img', 'bitmap', ...a];
 const base = (p: string) => path.basename(p);
 
 /** Reads the top's allocation after the stream as what it holds plus what the removed layers hold (a superset: rebase copies only what differs). */
-class StreamedContents extends PlannedContents {
+export class StreamedContents extends PlannedContents {
   constructor(
     chain: Chain,
     synth: Map<string, ExtentList>,

@@ -1,32 +1,38 @@
-// Plays a Strata that runs the live snapshot (the CLI's own core function) and, for the tests,
-// SIGKILLs itself at a named point of the plan (CRASH_AT), or lets the guest write while the plan
-// runs (WRITE_DURING: a writer starts when the overlay is open and keeps writing through the
-// switch-over). Prints one JSON line when it is not killed.
+// Plays a Strata that runs a live snapshot or stream (the CLI's own core functions) and, for the
+// tests, SIGKILLs itself at a named point of the plan (CRASH_AT), or lets the guest write while the
+// plan runs (WRITE_DURING: a writer starts when the snapshot's overlay is open, or when the stream
+// job runs, and keeps writing through the switch-over or the job). Prints one JSON line when it is
+// not killed.
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { openDb } from '../../electron/core/store/db.ts';
 import { defaultDataDir } from '../../electron/core/paths.ts';
 import { snapshotLive } from '../../electron/core/repair/snapshot-live.ts';
+import { streamLive } from '../../electron/core/repair/stream-live.ts';
 import { exportNode, unexport, backgroundWriter } from './live-chain.ts';
 import { waitExit } from './helpers.ts';
 
-const [socket, node, newTop, nbd] = process.argv.slice(2);
+const [op, socket, node, nbd, newTop] = process.argv.slice(2);
 const qmp = await QmpClient.connect(socket);
 const db = openDb(path.join(defaultDataDir(), 'strata.db'));
 let writer: ChildProcess | null = null;
 const hook = async (point: string) => {
   if (point === process.env.CRASH_AT) process.kill(process.pid, 'SIGKILL');
-  if (process.env.WRITE_DURING && point === 'after-step-1') {
+  if (process.env.WRITE_DURING && point === (op === 'snapshot' ? 'after-step-1' : 'job-running')) {
     await exportNode(qmp, nbd, node);
     const count = async () => ((await qmp.execute<any[]>('query-named-block-nodes', { flat: true })).find((n) => n['node-name'] === node)['dirty-bitmaps'] as any[]).find((b) => b.name === 'b2').count;
     const before = await count();
     writer = backgroundWriter(nbd, Number(process.env.WRITE_DURING), 0x55);
-    // The switch-over happens once the guest's writes reach the old top (and while the writer goes on).
+    // The plan goes on once the guest's writes reach the node (and while the writer goes on).
     while ((await count()) === before) await new Promise((r) => setImmediate(r));
   }
 };
-const r = await snapshotLive(qmp, { socket, node }, newTop, { apply: true, db, runtimeDir: path.join(defaultDataDir(), 'run'), checkpoint: 'c3', hook });
+const runtimeDir = path.join(defaultDataDir(), 'run');
+const r =
+  op === 'snapshot'
+    ? await snapshotLive(qmp, { socket, node }, newTop, { apply: true, db, runtimeDir, checkpoint: 'c3', hook })
+    : await streamLive(qmp, { socket, node }, { apply: true, db, runtimeDir, base: process.env.BASE, speed: Number(process.env.SPEED ?? 0), hook });
 if (writer) {
   const exited = (writer as ChildProcess).exitCode;
   await waitExit(writer);
