@@ -40,11 +40,16 @@ export async function liveChain(t: Cleanup, o: { seed?: boolean } = {}): Promise
   const truth: Record<string, string> = { b1: rawCopy(base, path.join(dir, 'at-b1.raw')) };
   qemuIo(base, ['write -P 0x42 2M 1M']);
   qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', mid);
-  if (!o.seed) qemuImg('bitmap', '--add', mid, 'b1');
-  else qemuImg('bitmap', '--add', mid, 'b2');
-  qemuIo(mid, ['write -P 0x43 3M 512K']);
-  if (!o.seed) qemuImg('bitmap', '--add', mid, 'b2');
-  truth.b2 = rawCopy(mid, path.join(dir, 'at-b2.raw'));
+  if (o.seed) {
+    qemuImg('bitmap', '--add', mid, 'b2');
+    truth.b2 = rawCopy(mid, path.join(dir, 'at-b2.raw'));
+    qemuIo(mid, ['write -P 0x43 3M 512K']);
+  } else {
+    qemuImg('bitmap', '--add', mid, 'b1');
+    qemuIo(mid, ['write -P 0x43 3M 512K']);
+    qemuImg('bitmap', '--add', mid, 'b2');
+    truth.b2 = rawCopy(mid, path.join(dir, 'at-b2.raw'));
+  }
   qemuIo(mid, ['write -P 0x44 4M 1M']);
   const daemon = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=disk,file.driver=file,file.filename=${mid}`]);
   const stop = async () => {
@@ -88,10 +93,10 @@ export async function liveRawCopy(c: LiveChain, node: string, to: string): Promi
   return to;
 }
 
-/** A writer that keeps writing (64 KiB-aligned, pattern `p`) until it has done `n` writes; started, not awaited. */
+/** A writer that keeps writing (64 KiB blocks in 8..12 MiB, pattern `p`) until it has done `n` writes; started, not awaited. */
 export function backgroundWriter(nbd: string, n: number, p: number): ChildProcess {
   const cmds: string[] = [];
-  for (let i = 0; i < n; i++) cmds.push('-c', `write -P ${p} ${((i * 37) % (SIZE / 65536)) * 65536} 64k`);
+  for (let i = 0; i < n; i++) cmds.push('-c', `write -P ${p} ${8 * MiB + ((i * 37) % 64) * 65536} 64k`);
   return spawn('qemu-io', ['-f', 'raw', ...cmds, nbdUri(nbd)], { stdio: 'ignore' });
 }
 

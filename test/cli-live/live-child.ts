@@ -17,6 +17,7 @@ const [op, socket, node, nbd, newTop] = process.argv.slice(2);
 const qmp = await QmpClient.connect(socket);
 const db = openDb(path.join(defaultDataDir(), 'strata.db'));
 let writer: ChildProcess | null = null;
+let duringJob: boolean | null = null;
 const hook = async (point: string) => {
   if (point === process.env.CRASH_AT) process.kill(process.pid, 'SIGKILL');
   if (process.env.WRITE_DURING && point === (op === 'snapshot' ? 'after-step-1' : 'job-running')) {
@@ -26,6 +27,8 @@ const hook = async (point: string) => {
     writer = backgroundWriter(nbd, Number(process.env.WRITE_DURING), 0x55);
     // The plan goes on once the guest's writes reach the node (and while the writer goes on).
     while ((await count()) === before) await new Promise((r) => setImmediate(r));
+    // A stream job still running once the guest's writes reach the top: they happened during it.
+    if (op === 'stream') duringJob = (await qmp.execute<{ status: string }[]>('query-jobs')).some((j) => j.status === 'running');
   }
 };
 const runtimeDir = path.join(defaultDataDir(), 'run');
@@ -39,7 +42,7 @@ if (writer) {
   await unexport(qmp);
   console.error(`writer still running at the end of the plan: ${exited === null}`);
 }
-console.log(JSON.stringify({ state: r.outcome?.state, resolution: r.outcome?.resolution, writerCode: (writer as ChildProcess | null)?.exitCode ?? null }));
+console.log(JSON.stringify({ state: r.outcome?.state, resolution: r.outcome?.resolution, writerCode: (writer as ChildProcess | null)?.exitCode ?? null, duringJob }));
 db.close();
 await qmp.close();
 process.exit(0);

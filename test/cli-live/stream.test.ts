@@ -75,11 +75,12 @@ test('a guest writing while the stream job runs, with every layer streamed (the 
   assert.equal(r.code, 0, r.err);
   assert.equal(r.out.state, 'done', r.out.resolution);
   assert.equal(r.out.writerCode, 0, 'the writer wrote everything');
+  assert.equal(r.out.duringJob, true, 'the guest wrote into the top while the job ran');
   await c.stop();
   assert.deepEqual(qemuInfoChain(top).map((l: any) => l.filename), [top], 'standalone');
   assert.deepEqual(Object.keys(flags(top)).sort(), ['b1', 'b2', 'c3']);
-  // Every checkpoint covers every change; b1 is the oldest, so it is exactly what changed.
-  assertTruth(c, top, truth, ['b1']);
+  // Every checkpoint covers every change, and no more (the top's bitmaps, all made in this QEMU session, are stored in creation order).
+  assertTruth(c, top, truth);
 });
 
 test('Strata killed after the bitmaps were carried, before the job: the next run rolls back and streams', { timeout: 120000 }, async (t) => {
@@ -97,7 +98,7 @@ test('Strata killed after the bitmaps were carried, before the job: the next run
   await guestWrites(c, 'top', ['write -P 0x64 14M 64k']);
   await c.stop();
   assert.deepEqual(qemuInfoChain(top).map((l: any) => l.filename), [top]);
-  assertTruth(c, top, truth, ['b1']);
+  assertTruth(c, top, truth);
 });
 
 test('Strata killed while the stream job runs: the next run finds the job by its journaled id and finishes', { timeout: 120000 }, async (t) => {
