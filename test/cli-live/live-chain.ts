@@ -9,6 +9,9 @@ import { startDaemon, type Daemon } from '../helpers/storage-daemon.ts';
 import assert from 'node:assert/strict';
 import { rawCopy, differingBlocks, sinceOf, missedBytes } from '../helpers/truth.ts';
 import type { QmpClient } from '../../electron/core/qmp/client.ts';
+import { openDb } from '../../electron/core/store/db.ts';
+import { PlanStore } from '../../electron/core/store/plans.ts';
+import { ServicePlans } from '../../electron/core/plans/service-plans.ts';
 import { withQmp, waitExit } from './helpers.ts';
 
 export const MiB = 1024 * 1024;
@@ -142,3 +145,15 @@ export function liveCore(c: LiveChain, args: string[], env: Record<string, strin
   const r = spawnSync(process.execPath, ['--import', 'tsx', child, ...args], { encoding: 'utf8', env: { ...process.env, STRATA_HOME: c.home, ...env }, timeout: 60000 });
   return { signal: r.signal, code: r.status, out: r.stdout.trim() ? JSON.parse(r.stdout.trim().split('\n').pop()!) : null, err: r.stderr };
 }
+
+/** What the app does at start: every unfinished plan finished or rolled back (ServicePlans.recoverAll). */
+export async function appStart(c: LiveChain) {
+  const db = openDb(path.join(c.home, 'strata.db'));
+  try {
+    const plans = new ServicePlans(new PlanStore(db), () => {}, { runtimeDir: path.join(c.home, 'run'), connection: () => { throw new Error('no connection is asked for'); } });
+    return await plans.recoverAll();
+  } finally {
+    db.close();
+  }
+}
+

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { qemuMap } from '../helpers/qemu.ts';
 import { sinceOf } from '../helpers/truth.ts';
 import { strata } from './helpers.ts';
-import { liveChain, guestWrites, liveRawCopy, assertTruth, flags, total, graph, liveCore, type LiveChain } from './live-chain.ts';
+import { liveChain, guestWrites, liveRawCopy, assertTruth, flags, total, graph, liveCore, appStart, type LiveChain } from './live-chain.ts';
 
 test('strata snapshot --socket: the plan changes nothing; --yes takes it in one transaction and every checkpoint stays ok', { timeout: 120000 }, async (t) => {
   const c = await liveChain(t);
@@ -162,4 +162,40 @@ test('Strata killed after the transaction was sent, before the journal said so: 
   await c.stop();
   assertTruth(c, newTop, c.truth);
   assert.equal(total(sinceOf(newTop, 'c3').extents), 64 * 1024);
+});
+
+test('Strata killed while the overlay file was being made (a broken file left): the app start rolls back and removes it', { timeout: 120000 }, async (t) => {
+  const c = await liveChain(t);
+  const newTop = path.join(c.dir, 'top.qcow2');
+  const r = core(c, newTop, { CRASH_AT: 'after-step-0' });
+  assert.equal(r.signal, 'SIGKILL', r.err);
+  // As a kill inside qemu-img create would leave it: the step running, the file cut short.
+  fs.truncateSync(newTop, 100);
+  const { default: Database } = await import('better-sqlite3');
+  const raw = new Database(path.join(c.home, 'strata.db'));
+  raw.prepare("UPDATE plan_steps SET state = 'running' WHERE idx = 0").run();
+  raw.close();
+  const out = await appStart(c);
+  assert.deepEqual(out.map((p) => [p.kind, p.state]), [['snapshot-live', 'rolled-back']]);
+  assert.equal(fs.existsSync(newTop), false, 'the broken file is gone');
+  assert.deepEqual(Object.keys((await graph(c.daemon.socket)).bitmaps), ['disk']);
+  // The next snapshot into the same file works.
+  const again = await strata(c.home, 'snapshot', '--socket', c.daemon.socket, '--node', 'disk', newTop, '--yes', '--json');
+  assert.equal(again.code, 0, again.err);
+  await c.stop();
+  assertTruth(c, newTop, c.truth);
+});
+
+test('Strata killed with the overlay open: the app start closes it and removes the file; the checkpoints read as before', { timeout: 120000 }, async (t) => {
+  const c = await liveChain(t);
+  const newTop = path.join(c.dir, 'top.qcow2');
+  const r = core(c, newTop, { CRASH_AT: 'after-step-1' });
+  assert.equal(r.signal, 'SIGKILL', r.err);
+  const out = await appStart(c);
+  assert.deepEqual(out.map((p) => [p.kind, p.state]), [['snapshot-live', 'rolled-back']]);
+  assert.equal(fs.existsSync(newTop), false);
+  assert.deepEqual((await graph(c.daemon.socket)).bitmaps, { disk: ['b1:rec', 'b2:rec'] });
+  await guestWrites(c, 'disk', ['write -P 0x73 11M 64k']);
+  await c.stop();
+  assertTruth(c, c.mid, c.truth);
 });

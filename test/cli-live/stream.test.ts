@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { qemuInfoChain } from '../helpers/qemu.ts';
 import { strata } from './helpers.ts';
-import { liveChain, guestWrites, liveRawCopy, assertTruth, flags, graph, liveCore, type LiveChain } from './live-chain.ts';
+import { liveChain, guestWrites, liveRawCopy, assertTruth, flags, graph, liveCore, appStart, type LiveChain } from './live-chain.ts';
 
 const MiB = 1024 * 1024;
 
@@ -114,5 +114,19 @@ test('Strata killed while the stream job runs: the next run finds the job by its
   await guestWrites(c, 'top', ['write -P 0x65 15M 64k']);
   await c.stop();
   assert.deepEqual(qemuInfoChain(top).map((l: any) => l.filename), [top, c.base]);
+  assertTruth(c, top, truth);
+});
+
+test('Strata killed while the stream job runs: the app start follows the job to its end', { timeout: 120000 }, async (t) => {
+  const c = await liveChain(t, { seed: true });
+  const { top, truth } = await withTop(c);
+  const r = liveCore(c, ['stream', c.daemon.socket, 'top', c.nbd], { CRASH_AT: 'job-running', SPEED: String(1 * MiB) });
+  assert.equal(r.signal, 'SIGKILL', r.err);
+  const out = await appStart(c);
+  assert.deepEqual(out.map((p) => [p.kind, p.state]), [['stream-live', 'done']]);
+  assert.deepEqual((await graph(c.daemon.socket)).bitmaps.top, ['b1:rec', 'b2:rec', 'c3:rec']);
+  await guestWrites(c, 'top', ['write -P 0x66 13M 64k']);
+  await c.stop();
+  assert.deepEqual(qemuInfoChain(top).map((l: any) => l.filename), [top]);
   assertTruth(c, top, truth);
 });

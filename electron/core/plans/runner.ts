@@ -255,10 +255,13 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
       continue;
     }
     if (s.spec.kind === 'tool') {
-      // Read back from the file: made (its undo runs on a rollback) or not (run again).
+      // Read back from the file: made (its undo runs on a rollback) or not (run again). A plan that
+      // will be rolled back (nothing irreversible done, no job held) also takes back a half-done
+      // step: its undo (removing the file it creates) is safe to run on whatever it left.
       const took = checkTool(s.spec.check);
-      s.state = took === false ? 'pending' : 'done';
-      ctx.store.step(plan.id, s.index, s.state, `after a restart: ${took === false ? 'the file shows no effect' : 'the file shows it took effect'}`);
+      const undoAnyway = took === false && !forward && !irreversibleDone(plan) && Array.isArray(s.spec.undo);
+      s.state = took === false && !undoAnyway ? 'pending' : 'done';
+      ctx.store.step(plan.id, s.index, s.state, `after a restart: ${took === false ? `the file shows no effect${undoAnyway ? '; what the step may have left is taken back' : ''}` : 'the file shows it took effect'}`);
       continue;
     }
     const jobId = s.spec.jobId;
