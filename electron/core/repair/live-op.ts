@@ -7,6 +7,22 @@ import type { Db } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import { runPlan, recoverPlan, type RunContext } from '../plans/runner.ts';
 import type { NewPlan, Plan } from '../plans/types.ts';
+import type { BlockGraph, BlockNodeInfo } from '../contract.ts';
+import { StrataError } from '../errors.ts';
+
+/** The disk's top node `t.node` as QEMU shows it, or a typed refusal naming the socket: absent, of another driver, read-only, or some node's backing. */
+export function topNode(g: BlockGraph, t: { socket: string; node: string }, drivers: string[], what: string): BlockNodeInfo {
+  const n = g.nodes.find((x) => x.name === t.node);
+  if (!n) {
+    const named = g.nodes.filter((x) => !x.name.startsWith('#')).map((x) => `${x.name} (${x.file})`);
+    throw new StrataError('E_BAD_INPUT', `${t.socket}: no block node named '${t.node}' (named nodes: ${named.join(', ') || 'none'})`, { file: t.socket });
+  }
+  if (!drivers.includes(n.driver)) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' is a ${n.driver} node; name the ${drivers.join(' or ')} node of the disk's top layer`, { file: t.socket });
+  if (n.readOnly) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' (${n.file}) is read-only: it is not the layer the disk writes; name the disk's top node`, { file: t.socket });
+  const parent = g.edges.find((e) => e.child === t.node && e.role === 'backing');
+  if (parent) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' is the backing of node '${parent.parent}': ${what} goes on the disk's top node`, { file: t.socket });
+  return n;
+}
 
 export interface LiveOpResult<P> {
   /** null when a recovered plan already did what was asked */

@@ -28,7 +28,7 @@ import { ChainContents } from '../checkpoints.ts';
 import { withChain } from '../qcow2/chain.ts';
 import type { Db } from '../store/db.ts';
 import type { RunContext } from '../plans/runner.ts';
-import { liveOperation, type LiveOpResult } from './live-op.ts';
+import { liveOperation, topNode, type LiveOpResult } from './live-op.ts';
 import type { NewPlan, QmpCall, StepSpec } from '../plans/types.ts';
 import { shapeSnapshot, REMOVE_COMMAND, type SnapshotPlan } from './snapshot.ts';
 import { StrataError } from '../errors.ts';
@@ -52,17 +52,9 @@ export function defaultNodeName(newTop: string): string {
 
 /** Looks at the QEMU (queries and a private NBD read of the node's bitmaps) and lays out the plan. Changes nothing. */
 export async function planLiveSnapshot(qmp: QmpClient, t: { socket: string; node: string }, newTop: string, o: { checkpoint: string | null; newNode?: string; runtimeDir: string }): Promise<LiveSnapshotPlan> {
-  const { nodes, edges } = await blockGraph(qmp);
-  const n = nodes.find((x) => x.name === t.node);
-  if (!n) {
-    const named = nodes.filter((x) => !x.name.startsWith('#')).map((x) => `${x.name} (${x.file})`);
-    throw new StrataError('E_BAD_INPUT', `${t.socket}: no block node named '${t.node}' (named nodes: ${named.join(', ') || 'none'})`, { file: t.socket });
-  }
-  const file = n.file;
-  if (n.driver !== 'qcow2' && n.driver !== 'raw') throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' is a ${n.driver} node; name the format node of the disk's top layer`, { file: t.socket });
-  if (n.readOnly) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' (${file}) is read-only: it is not the layer the disk writes; name the disk's top node`, { file: t.socket });
-  const parent = edges.find((e) => e.child === t.node && e.role === 'backing');
-  if (parent) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' is the backing of node '${parent.parent}': a snapshot goes on the disk's top node`, { file: t.socket });
+  const g = await blockGraph(qmp);
+  const nodes = g.nodes;
+  const file = topNode(g, t, ['qcow2', 'raw'], 'a snapshot').file;
   if (!path.isAbsolute(file) || !fs.existsSync(file)) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' holds '${file}', which is not a plain file (a json: or network name); Strata cannot name it as the overlay's backing file`, { file: t.socket });
   if (fs.existsSync(newTop)) throw new StrataError('E_BAD_INPUT', `${newTop}: already exists; a snapshot creates a new file`, { file: newTop });
   const newNode = o.newNode ?? defaultNodeName(newTop);

@@ -34,7 +34,7 @@ import type { NewPlan, StepSpec } from '../plans/types.ts';
 import { nodeChain, pick } from '../plans/commit-with-bitmaps.ts';
 import { planStream, StreamedContents, type StreamPlan } from './stream.ts';
 import { views, synthEntry } from './plan.ts';
-import { liveOperation, type LiveOpResult } from './live-op.ts';
+import { liveOperation, topNode, type LiveOpResult } from './live-op.ts';
 import { StrataError } from '../errors.ts';
 
 export const LIVE_STREAM_KIND = 'stream-live';
@@ -51,16 +51,7 @@ type Action = { type: string; data: Record<string, unknown> };
 
 /** Looks at the QEMU (queries and a private NBD read of the top's bitmaps) and lays out the plan. Changes nothing. */
 export async function planLiveStream(qmp: QmpClient, t: { socket: string; node: string }, o: { base?: string; runtimeDir: string; jobId: string; speed?: number }): Promise<LiveStreamPlan> {
-  const { nodes, edges } = await blockGraph(qmp);
-  const n = nodes.find((x) => x.name === t.node);
-  if (!n) {
-    const named = nodes.filter((x) => !x.name.startsWith('#')).map((x) => `${x.name} (${x.file})`);
-    throw new StrataError('E_BAD_INPUT', `${t.socket}: no block node named '${t.node}' (named nodes: ${named.join(', ') || 'none'})`, { file: t.socket });
-  }
-  if (n.driver !== 'qcow2') throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' is a ${n.driver} node; name the qcow2 node of the disk's top layer`, { file: t.socket });
-  if (n.readOnly) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' (${n.file}) is read-only: it is not the layer the disk writes; name the disk's top node`, { file: t.socket });
-  const parent = edges.find((e) => e.child === t.node && e.role === 'backing');
-  if (parent) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' is the backing of node '${parent.parent}': a stream goes into the disk's top node`, { file: t.socket });
+  const n = topNode(await blockGraph(qmp), t, ['qcow2'], 'a stream');
   const chain = await nodeChain(qmp, t.node);
   if (chain.length < 2) throw new StrataError('E_BAD_INPUT', `${n.file}: has no backing file; there is nothing to stream`, { file: n.file });
   const bi = o.base === undefined ? null : pick(chain, o.base, '--base');
