@@ -39,8 +39,10 @@ Commands:
                               commit the top into its backing, keeping every checkpoint
   repair IMAGE [--yes]        what breaks the chain's checkpoints, and the plan that repairs it
   snapshot IMAGE NEW_TOP [--checkpoint NAME] [--yes]
-                              a new overlay on IMAGE that keeps every checkpoint
+  snapshot --socket PATH --node NODE NEW_TOP [--new-node NAME] [--checkpoint NAME] [--yes]
+                              a new overlay on IMAGE (or live, on a running disk) that keeps every checkpoint
   stream TOP [--base LAYER] [--yes]
+  stream --socket PATH --node NODE [--base LAYER] [--yes]
                               pull the backing data into TOP, carrying the checkpoints
   backup IMAGE --repo DIR [--level full|inc|diff|copy] [--since NAME] [--compress] [--dry-run]
                               back up a disk into a repository folder (QEMU copies the data)

@@ -12,13 +12,20 @@ import { printOrApply, recoverLeft, withPlanStore, writeStepsAndOutcome, type Pl
 import { StrataError } from '../errors.ts';
 
 export const STREAM_HELP = `Usage: strata stream TOP [--base LAYER] [--yes] [--json]
+       strata stream --socket PATH --node NODE [--base LAYER] [--yes] [--json]
 
 Pulls into TOP (the chain's active layer, offline) the data of every layer between it and LAYER, or
 of every layer below it without --base (TOP becomes standalone); those layers leave TOP's chain (their
 files are not deleted). In the same journaled plan every valid bitmap of those layers is carried into
 TOP (created there if missing, merged from each copy), so "changes since" every checkpoint still
 covers every write. Refused while another process holds TOP's lock. Without --yes the plan is printed
-and nothing is written.`;
+and nothing is written.
+
+With --socket PATH --node NODE the stream runs live on a running QEMU's disk (NODE: its top node;
+LAYER: a node name or a file of its chain): one transaction carries the bitmaps of the layers that
+leave the chain into NODE, then block-stream pulls their data in while the guest writes (NODE's
+bitmaps keep recording; QEMU does not mark what the stream copies). QEMU writes LAYER's file name,
+absolute, as NODE's new backing file.`;
 
 function write(out: Out, p: StreamPlan, json: boolean, applied: boolean, outcome: PlanOutcome | null): void {
   if (json) {
@@ -37,8 +44,9 @@ function write(out: Out, p: StreamPlan, json: boolean, applied: boolean, outcome
 }
 
 export async function cmdStream(argv: string[], out: Out): Promise<void> {
-  const a = parseArgs(argv, { flags: ['yes'], options: ['base'] });
+  const a = parseArgs(argv, { flags: ['yes'], options: ['base', 'socket', 'node'] });
   if (a.flags.has('help')) return out.write(STREAM_HELP + '\n');
+  if (a.options.has('socket') || a.options.has('node')) return (await import('./live-op.ts')).cmdStreamLive(a, out);
   if (a.positionals.length !== 1) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata stream --help');
   const image = path.resolve(a.positionals[0]);
   const baseOpt = a.options.get('base');

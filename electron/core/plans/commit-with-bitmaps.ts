@@ -174,7 +174,7 @@ function coverageProblem(l: RemovedLayerFacts, active: boolean, name: string, ra
 }
 
 /** The chain of format nodes from `device` down its backing edges: [{node, file}], top first. */
-async function nodeChain(qmp: QmpClient, device: string): Promise<{ node: string; file: string }[]> {
+export async function nodeChain(qmp: QmpClient, device: string): Promise<{ node: string; file: string }[]> {
   const g = await blockGraph(qmp);
   const out: { node: string; file: string }[] = [];
   for (let n: string | undefined = device; n && !out.some((x) => x.node === n); n = g.edges.find((e) => e.parent === n && e.role === 'backing')?.child) {
@@ -184,7 +184,7 @@ async function nodeChain(qmp: QmpClient, device: string): Promise<{ node: string
 }
 
 /** A layer of the chain named by node name or by file path, or a typed refusal naming it. */
-function pick(chain: { node: string; file: string }[], which: string, what: string): number {
+export function pick(chain: { node: string; file: string }[], which: string, what: string): number {
   let i = chain.findIndex((l) => l.node === which);
   if (i < 0 && which.startsWith('/')) i = chain.findIndex((l) => l.file === path.resolve(which));
   if (i < 0) {

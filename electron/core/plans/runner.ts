@@ -7,9 +7,11 @@
 import type { QmpClient, TrafficTag } from '../qmp/client.ts';
 import { JobEngine } from '../jobs/engine.ts';
 import { queryNamedNodes } from '../qmp/named-nodes.ts';
+import { blockGraph } from '../connections/block-graph.ts';
 import type { PlanStore } from '../store/plans.ts';
 import { isIrreversible, jobUntil, type Plan, type PlanStep, type QmpCall, type StepCheck } from './types.ts';
 import { StrataError } from '../errors.ts';
+import { runAll as runTools, checkTool } from '../repair/run.ts';
 
 export interface RunContext {
   qmp: QmpClient;
@@ -17,7 +19,7 @@ export interface RunContext {
   /** the connection's one job engine (the connection manager's); a private one when absent (CLI, tests) */
   engine?: JobEngine;
   /** crash injection for tests: called at named points (after-step-N, job-running, ...) */
-  hook?: (point: string) => void;
+  hook?: (point: string) => unknown;
   /**
    * Every step done is not yet the end: the plan stays running for the caller to finish (an offline
    * commit is done only once Strata's daemon has stored its bitmaps; offline-commit.ts).
@@ -49,6 +51,12 @@ async function send(qmp: QmpClient, c: QmpCall, tag: TrafficTag): Promise<void> 
 /** Does QEMU show the step's effect? null when the step has no check. */
 async function checkEffect(qmp: QmpClient, check: StepCheck | null): Promise<boolean | null> {
   if (!check) return null;
+  if ('node' in check) {
+    const { nodes, edges } = await blockGraph(qmp);
+    if (nodes.some((n) => n.name === check.node.name) !== check.node.present) return false;
+    if (check.node.backing !== undefined && !edges.some((e) => e.parent === check.node.name && e.role === 'backing' && e.child === check.node.backing)) return false;
+    return true;
+  }
   const nodes = await queryNamedNodes(qmp);
   const node = nodes.find((n) => n['node-name'] === check.bitmap.node);
   const bm = node?.['dirty-bitmaps']?.find((b: any) => b.name === check.bitmap.name);
@@ -66,7 +74,7 @@ async function concludeJob(ctx: RunContext, plan: Plan, step: PlanStep, jobId: s
   if (j.state !== 'concluded') {
     if (j.state === 'pending') await engine.verb(jobId, 'finalize');
     else {
-      ctx.hook?.('job-ready');
+      await ctx.hook?.('job-ready');
       await engine.verb(jobId, 'complete');
     }
     j = await engine.waitFor(jobId, (x) => x.state === 'concluded');
@@ -91,7 +99,7 @@ async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: bo
     ctx.store.phase(plan.id, step.index, 'started', `started job ${spec.jobId}`);
   }
   const running = await engine.waitFor(spec.jobId, (j) => j.state !== 'created' && j.state !== 'undefined');
-  if (running.state === 'running') ctx.hook?.('job-running');
+  if (running.state === 'running') await ctx.hook?.('job-running');
   const until = jobUntil(spec);
   if (until === 'pending') {
     const j = await engine.waitFor(spec.jobId, (x) => x.state === 'pending' || x.state === 'concluded');
@@ -101,7 +109,7 @@ async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: bo
       throw new StrataError('E_QMP_EXECUTE', `${step.label}: the job ended before its copy was complete${j.error ? `: ${j.error}` : ''}`);
     }
     ctx.store.phase(plan.id, step.index, 'ready', `job ${spec.jobId} is PENDING`);
-    ctx.hook?.('job-pending');
+    await ctx.hook?.('job-pending');
     return;
   }
   if (until === 'ready') {
@@ -112,7 +120,7 @@ async function runJobStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt: bo
       throw new StrataError('E_QMP_EXECUTE', `${step.label}: the job ended before it was READY${j.error ? `: ${j.error}` : ''}`);
     }
     ctx.store.phase(plan.id, step.index, 'ready', `job ${spec.jobId} is READY`);
-    ctx.hook?.('job-ready');
+    await ctx.hook?.('job-ready');
     return;
   }
   await concludeJob(ctx, plan, step, spec.jobId, until === 'ready-then-complete');
@@ -124,14 +132,18 @@ async function runCompleteStep(ctx: RunContext, plan: Plan, step: PlanStep, adop
   // After a restart the engine has not seen the job yet: adopt it from query-jobs.
   const engine = engineOf(ctx);
   if (adopt || !engine.get(step.spec.jobId)) await engine.sync();
-  ctx.hook?.('before-complete');
+  await ctx.hook?.('before-complete');
   await concludeJob(ctx, plan, step, step.spec.jobId, step.spec.kind === 'job-complete', step.spec.kind === 'job-finalize');
 }
 
 async function runStep(ctx: RunContext, plan: Plan, step: PlanStep, adopt = false): Promise<void> {
   if (step.spec.kind === 'qmp') await send(ctx.qmp, step.spec.command, { plan: plan.id, step: step.index });
   else if (step.spec.kind === 'job') await runJobStep(ctx, plan, step, adopt);
-  else if (step.spec.kind === 'tool') throw new StrataError('E_INTERNAL', `${step.label}: tool steps are run by strata repair, not over QMP`);
+  else if (step.spec.kind === 'tool') {
+    // A file Strata makes next to the chain for QEMU to open (a live snapshot's overlay).
+    await runTools(step.spec.commands);
+    if (checkTool(step.spec.check) === false) throw new StrataError('E_TOOL', `${step.label}: the tool succeeded but ${step.spec.check!.layer} does not show the change`, { file: step.spec.check!.layer });
+  }
   else await runCompleteStep(ctx, plan, step, adopt);
 }
 
@@ -142,6 +154,11 @@ async function undoStep(ctx: RunContext, plan: Plan, s: PlanStep): Promise<boole
   if (s.spec.kind === 'qmp') {
     if (s.spec.undo === null) return false;
     if (s.spec.undo !== 'nothing-to-undo') await send(ctx.qmp, s.spec.undo, { plan: plan.id, step: s.index });
+    return true;
+  }
+  if (s.spec.kind === 'tool') {
+    if (s.spec.undo === null) return false;
+    if (s.spec.undo !== 'nothing-to-undo') await runTools(s.spec.undo);
     return true;
   }
   if (s.spec.kind !== 'job' || (jobUntil(s.spec) !== 'ready' && jobUntil(s.spec) !== 'pending')) return false;
@@ -185,7 +202,7 @@ async function rollBack(ctx: RunContext, plan: Plan, why: string): Promise<PlanO
 async function runFrom(ctx: RunContext, plan: Plan, adoptIndex: number | null): Promise<PlanOutcome> {
   for (const step of plan.steps) {
     if (step.state !== 'pending' && step.index !== adoptIndex) continue;
-    ctx.hook?.(`before-step-${step.index}`);
+    await ctx.hook?.(`before-step-${step.index}`);
     step.state = 'running';
     ctx.store.step(plan.id, step.index, 'running');
     try {
@@ -208,7 +225,7 @@ async function runFrom(ctx: RunContext, plan: Plan, adoptIndex: number | null): 
     }
     step.state = 'done';
     ctx.store.step(plan.id, step.index, 'done');
-    ctx.hook?.(`after-step-${step.index}`);
+    await ctx.hook?.(`after-step-${step.index}`);
   }
   if (ctx.holdOpen) return { plan: ctx.store.get(plan.id)!, resolution: 'every step done; the plan ends when its daemon has stored the bitmaps' };
   ctx.store.finish(plan.id, 'done', null, null);
@@ -243,7 +260,16 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
       ctx.store.step(plan.id, s.index, s.state, `after a restart: ${took === false ? 'QEMU shows no effect' : 'QEMU shows it took effect'}`);
       continue;
     }
-    if (s.spec.kind === 'tool') throw new StrataError('E_INTERNAL', `plan #${plan.id}: tool steps are run by strata repair, not over QMP`);
+    if (s.spec.kind === 'tool') {
+      // Read back from the file: made (its undo runs on a rollback) or not (run again). A plan that
+      // will be rolled back (nothing irreversible done, no job held) also takes back a half-done
+      // step: its undo (removing the file it creates) is safe to run on whatever it left.
+      const took = checkTool(s.spec.check);
+      const undoAnyway = took === false && !forward && !irreversibleDone(plan) && Array.isArray(s.spec.undo);
+      s.state = took === false && !undoAnyway ? 'pending' : 'done';
+      ctx.store.step(plan.id, s.index, s.state, `after a restart: ${took === false ? `the file shows no effect${undoAnyway ? '; what the step may have left is taken back' : ''}` : 'the file shows it took effect'}`);
+      continue;
+    }
     const jobId = s.spec.jobId;
     const jobs = await ctx.qmp.execute<{ id: string; status: string }[]>('query-jobs');
     const j = jobs.find((x) => x.id === jobId);

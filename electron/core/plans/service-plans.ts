@@ -11,6 +11,7 @@ import type { PlanInfo, PlanKind, PlanPreview, PlanRequest } from '../contract.t
 import { recoverPlan, runPlan } from './runner.ts';
 import { recoverRepairPlan } from '../repair/run.ts';
 import { LIVE_REPAIR_KIND, recoverLiveRepairPlan } from '../repair/live.ts';
+import { LIVE_SNAPSHOT_KIND } from '../repair/snapshot-live.ts';
 import { planCommitWithBitmaps } from './commit-with-bitmaps.ts';
 import { recoverOfflineCommit } from './offline-recovery.ts';
 import { TOP_NODE } from '../daemon/storage-daemon.ts';
@@ -98,7 +99,8 @@ export class ServicePlans {
     const out: PlanInfo[] = [];
     // Repair, snapshot and stream plans run QEMU tools on offline files: the step that was running is
     // read back from the files, and the plan goes on (or is rolled back), as `strata repair` does.
-    for (const p of this.store.unfinished().filter((x) => x.kind !== LIVE_REPAIR_KIND && x.steps.some((s) => s.spec.kind === 'tool'))) {
+    const offline = (x: Plan) => x.kind !== LIVE_REPAIR_KIND && x.kind !== LIVE_SNAPSHOT_KIND && x.steps.some((s) => s.spec.kind === 'tool');
+    for (const p of this.store.unfinished().filter(offline)) {
       try {
         out.push(planInfo((await recoverRepairPlan({ store: this.store }, p.id)).plan));
       } catch (e) {
@@ -108,7 +110,8 @@ export class ServicePlans {
       }
       this.emit(out[out.length - 1]);
     }
-    for (const p of this.store.unfinished().filter((x) => x.kind === LIVE_REPAIR_KIND || !x.steps.some((s) => s.spec.kind === 'tool'))) {
+    // The others run on a QEMU (a live snapshot's one tool step, its overlay file, is read back from the file by the runner).
+    for (const p of this.store.unfinished().filter((x) => !offline(x))) {
       let qmp: QmpClient | null = null;
       const traffic = this.opts.traffic?.open(`recovery of plan ${p.id}`, p.target.socket);
       try {

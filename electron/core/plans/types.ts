@@ -10,7 +10,10 @@ export interface QmpCall {
 }
 
 /** How to tell from QEMU whether a step took effect. */
-export type StepCheck = { bitmap: { node: string; name: string; recording?: boolean; present?: boolean } };
+export type StepCheck =
+  | { bitmap: { node: string; name: string; recording?: boolean; present?: boolean } }
+  /** a block node QEMU has (or has not); with `backing`, the node named there is its backing child */
+  | { node: { name: string; present: boolean; backing?: string } };
 
 export type StepSpec =
   /** undo: the command that takes the step back; 'nothing-to-undo' when its effect may stay; null: irreversible */
@@ -38,8 +41,9 @@ export type StepSpec =
   /** job-finalize of a PENDING job started by an earlier step, then its conclusion: irreversible */
   | { kind: 'job-finalize'; jobId: string }
   /**
-   * QEMU tool invocations (argument arrays, run in order) on an offline image: repair plans, run by
-   * repair/run.ts. undo as for qmp; check: how the offline reader tells the step took effect.
+   * QEMU tool invocations (argument arrays, run in order) on an offline file: repair plans, run by
+   * repair/run.ts, and a live snapshot's new overlay file (plans/runner.ts runs it with the same
+   * tools). undo as for qmp; check: how the offline reader tells the step took effect.
    */
   | { kind: 'tool'; commands: string[][]; undo: string[][] | 'nothing-to-undo' | null; check: ToolCheck | null };
 

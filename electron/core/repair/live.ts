@@ -208,7 +208,7 @@ async function runStep(ctx: LiveRunContext, plan: Plan, step: PlanStep, recoveri
   const tag = { plan: plan.id, step: step.index };
   const spec = step.spec;
   if (spec.kind === 'qmp') {
-    const c = spec.check?.bitmap;
+    const c = spec.check && 'bitmap' in spec.check ? spec.check.bitmap : undefined;
     if (c && (await bitmapPresent(ctx.qmp, c.node, c.name))) {
       // After a crash in this step the bitmap is ours; otherwise someone made it since the plan was laid out.
       if (recovering) return;

@@ -100,7 +100,8 @@ function writeStoredScratch(argv: string[]): void {
   }
 }
 
-async function runAll(cmds: string[][], known?: Map<string, ExtentList>): Promise<void> {
+/** Runs a tool step's commands (QEMU tools, and Strata's own strata:* steps) in order. */
+export async function runAll(cmds: string[][], known?: Map<string, ExtentList>): Promise<void> {
   for (const c of cmds) {
     if (c[0] === SCRATCH_COMMAND) writeAllocationScratch(c, known);
     else if (c[0] === STORED_SCRATCH_COMMAND) writeStoredScratch(c);

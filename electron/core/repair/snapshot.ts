@@ -29,7 +29,8 @@ export interface SnapshotPlan {
   after: CheckpointView[];
 }
 
-export function planSnapshot(contents: ChainContents, newTop: string, o: { checkpoint?: string | null; lock: 'free' | 'locked' }): SnapshotPlan {
+/** What a snapshot does to the checkpoints, offline or live: the bitmaps the new top gets, what is not carried, the views before and after. */
+export function shapeSnapshot(contents: ChainContents, newTop: string, o: { checkpoint?: string | null; backing: string }): Omit<SnapshotPlan, 'steps'> {
   const chain = contents.chain;
   const top = chain.layers[0];
   const bitmaps: BitmapSpec[] = [];
@@ -43,10 +44,22 @@ export function planSnapshot(contents: ChainContents, newTop: string, o: { check
   const g = bitmaps[0]?.granularity ?? top.bitmaps[0]?.granularity ?? 65536;
   if (o.checkpoint) bitmaps.push({ name: o.checkpoint, granularity: g });
   let refused: string | null = null;
-  if (o.lock === 'locked') refused = `${top.path}: another process (a running QEMU) holds the image lock; take a live snapshot there (blockdev-snapshot) instead`;
-  else if (top.format !== 'qcow2' && top.format !== 'raw') refused = `${top.path}: unsupported format`;
+  if (top.format !== 'qcow2' && top.format !== 'raw') refused = `${top.path}: unsupported format`;
   else if (o.checkpoint && chain.layers.some((l) => l.bitmaps.some((b) => b.name === o.checkpoint))) refused = `--checkpoint ${o.checkpoint}: the chain already has a bitmap of that name`;
+  // The chain as it will be: the new top holds nothing yet, its bitmaps mark nothing yet.
+  const synth = new Map<string, ExtentList>(bitmaps.map((b) => [`${newTop}\0${b.name}`, EMPTY]));
+  const fake: Layer = { ...top, path: newTop, format: 'qcow2', backingFile: o.backing, backingFormat: top.format, bitmapsStale: false, bitmaps: bitmaps.map((b, i) => synthEntry(b.name, b.granularity, true, (1 << 20) + i)) };
+  const simChain: Chain = { image: newTop, layers: [fake, ...chain.layers], close() {} };
+  const before = views(contents, g);
+  const after = views(new PlannedContents(simChain, synth, contents), g);
+  return { image: chain.image, newTop, bitmaps, refused, notCarried, before, after };
+}
+
+export function planSnapshot(contents: ChainContents, newTop: string, o: { checkpoint?: string | null; lock: 'free' | 'locked' }): SnapshotPlan {
+  const top = contents.chain.layers[0];
   const backing = path.relative(path.dirname(newTop), top.path) || top.path;
+  const shape = shapeSnapshot(contents, newTop, { checkpoint: o.checkpoint, backing });
+  if (o.lock === 'locked') shape.refused = `${top.path}: another process (a running QEMU) holds the image lock; take a live snapshot there (strata snapshot --socket PATH --node NODE NEW_TOP) instead`;
   const steps: RepairStep[] = [
     {
       label: `create ${path.basename(newTop)} on top of ${path.basename(top.path)}`,
@@ -58,7 +71,7 @@ export function planSnapshot(contents: ChainContents, newTop: string, o: { check
       },
     },
   ];
-  for (const b of bitmaps) {
+  for (const b of shape.bitmaps) {
     steps.push({
       label: `add the recording bitmap '${b.name}' (granularity ${b.granularity}) to ${path.basename(newTop)}`,
       spec: {
@@ -69,13 +82,7 @@ export function planSnapshot(contents: ChainContents, newTop: string, o: { check
       },
     });
   }
-  // The chain as it will be: the new top holds nothing yet, its bitmaps mark nothing yet.
-  const synth = new Map<string, ExtentList>(bitmaps.map((b) => [`${newTop}\0${b.name}`, EMPTY]));
-  const fake: Layer = { ...top, path: newTop, format: 'qcow2', backingFile: backing, backingFormat: top.format, bitmapsStale: false, bitmaps: bitmaps.map((b, i) => synthEntry(b.name, b.granularity, true, (1 << 20) + i)) };
-  const simChain: Chain = { image: newTop, layers: [fake, ...chain.layers], close() {} };
-  const before = views(contents, g);
-  const after = views(new PlannedContents(simChain, synth, contents), g);
-  return { image: chain.image, newTop, bitmaps, refused, notCarried, steps, before, after };
+  return { ...shape, steps };
 }
 
 export function snapshotToNewPlan(p: SnapshotPlan): NewPlan {

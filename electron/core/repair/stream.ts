@@ -45,7 +45,7 @@ const qi = (...a: string[]) => ['qemu-img', 'bitmap', ...a];
 const base = (p: string) => path.basename(p);
 
 /** Reads the top's allocation after the stream as what it holds plus what the removed layers hold (a superset: rebase copies only what differs). */
-class StreamedContents extends PlannedContents {
+export class StreamedContents extends PlannedContents {
   constructor(
     chain: Chain,
     synth: Map<string, ExtentList>,
@@ -70,7 +70,7 @@ export function planStream(contents: ChainContents, o: { base: string | null; lo
   const g0 = top.bitmaps[0]?.granularity ?? removedLayers.flatMap((l) => l.bitmaps)[0]?.granularity ?? 65536;
   plan.before = views(contents, g0);
 
-  if (o.lock === 'locked') plan.refused = `${top.path}: another process (a running QEMU) holds the image lock; stream it there (block-stream) instead`;
+  if (o.lock === 'locked') plan.refused = `${top.path}: another process (a running QEMU) holds the image lock; stream it live there (strata stream --socket PATH --node NODE) instead`;
   else if (top.format !== 'qcow2') plan.refused = `${top.path}: a ${top.format} image has no backing file to stream from`;
   else if (chain.layers.length < 2) plan.refused = `${top.path}: has no backing file; there is nothing to stream`;
   else if (o.base !== null && baseIdx < 0) plan.refused = `--base ${o.base}: not a layer of ${top.path}'s chain (${chain.layers.map((l) => base(l.path)).join(' -> ')})`;
