@@ -85,7 +85,15 @@ export async function recordedRestore(db: Db, o: RestoreOptions): Promise<Restor
   const to = path.resolve(o.to);
   return new BackupActivityLog(db).record('restore', repoKey(o.repo), `restore ${o.id} to ${to}`, to, async () => {
     const r = await restoreBackup(o);
-    if (r.checkpoint) syncCatalog(db, Repository.open(o.repo));
+    // The restore is done and the manifest records it: a catalog that cannot be written now (SQLite
+    // busy) does not make it a failure; every listing rebuilds the catalog from the manifest.
+    if (r.checkpoint) {
+      try {
+        syncCatalog(db, Repository.open(o.repo));
+      } catch {
+        // rebuilt at the next backup:list
+      }
+    }
     return r;
   }, (r) => restoreEnd(r, o.format));
 }

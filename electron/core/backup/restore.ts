@@ -75,8 +75,17 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
   const recordedBefore = repo.manifest.restored;
   let recorded = false;
   try {
-    const cache = directIo(tmp) ? ['-t', 'none'] : [];
-    await tool('qemu-img', ['convert', '-U', ...cache, '-f', 'qcow2', '-O', o.format, src, tmp], src);
+    const convert = (cache: string[]) => tool('qemu-img', ['convert', '-U', ...cache, '-f', 'qcow2', '-O', o.format, src, tmp], src);
+    if (!directIo(tmp)) await convert([]);
+    else {
+      // Some filesystems (FUSE, older ZFS) take an O_DIRECT open but refuse its I/O: then the
+      // page-cache copy and the fsync below. A real error (a missing backing file) fails both ways.
+      try {
+        await convert(['-t', 'none']);
+      } catch {
+        await convert([]);
+      }
+    }
     if (checkpoint) await tool('qemu-img', ['bitmap', '--add', '-f', 'qcow2', '-g', String(granularityOf(b)), tmp, checkpoint], tmp);
     fsyncPath(tmp);
     // Recorded before the rename: a failed manifest write leaves an existing `to` as it was.
