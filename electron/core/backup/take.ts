@@ -27,6 +27,7 @@ import { tool } from './tools.ts';
 import type { BackupTaken } from './contract.ts';
 import { proveFromAllocation, type AllocationProof } from './allocation-proof.ts';
 import { withLiveChain, liveOwnAllocation } from '../repair/live.ts';
+import { backupNames, sweepLiveQemu, sweepRepository, sweepRuntime } from './leftovers.ts';
 import { writeBitmapScratch } from '../repair/scratch.ts';
 import { SCRATCH_BITMAP } from '../repair/plan.ts';
 import type { ExtentList } from '../extents.ts';
@@ -251,15 +252,8 @@ async function fsyncAsync(file: string): Promise<void> {
 
 /** Removes what an unfinished backup left: its partial (or unlisted final) file and its checkpoint bitmap. */
 export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, 'image' | 'partial' | 'final' | 'checkpoint' | 'backupId'>): Promise<string[]> {
-  const said: string[] = [];
+  const said = removeUnlistedFiles(repo, row);
   const listed = repo.manifest.backups.some((b) => repo.fileOf(b) === row.final);
-  for (const f of listed ? [row.partial] : [row.partial, row.final]) {
-    if (fs.existsSync(f)) {
-      fs.rmSync(f, { force: true });
-      said.push(`removed ${f}`);
-    }
-  }
-  if (said.length) fsyncPath(repo.dir);
   if (!fs.existsSync(row.image) || (await imageLockState(row.image)) === 'locked') return said;
   let top: { name: string; inUse: boolean }[] = [];
   try {
@@ -284,6 +278,20 @@ export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, '
   return said;
 }
 
+/** An unfinished backup's files: its partial file, and its final one unless the manifest lists it. */
+function removeUnlistedFiles(repo: Repository, row: Pick<JournalRow, 'partial' | 'final'>): string[] {
+  const said: string[] = [];
+  const listed = repo.manifest.backups.some((b) => repo.fileOf(b) === row.final);
+  for (const f of listed ? [row.partial] : [row.partial, row.final]) {
+    if (fs.existsSync(f)) {
+      fs.rmSync(f, { force: true });
+      said.push(`removed ${f}`);
+    }
+  }
+  if (said.length) fsyncPath(repo.dir);
+  return said;
+}
+
 /** A daemon a killed Strata left behind: SIGTERM (QEMU stores the bitmaps and frees the image). */
 async function stopOrphan(pid: number | null, image: string): Promise<string | null> {
   if (!pid || !pidAlive(pid)) return null;
@@ -300,7 +308,7 @@ async function stopOrphan(pid: number | null, image: string): Promise<string | n
   return `stopped the storage daemon (pid ${pid}) it left holding ${image}`;
 }
 
-async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void, live: { qmp: QmpClient; node: string } | null): Promise<void> {
+async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void, live: { qmp: QmpClient; node: string } | null, runtimeDir: string): Promise<void> {
   for (const row of journal.unfinished(repo.dir)) {
     const stopped = await stopOrphan(row.daemonPid, row.image);
     const said = [...(stopped ? [stopped] : []), ...(await cleanupLeftovers(repo, row))];
@@ -311,6 +319,37 @@ async function recover(repo: Repository, journal: BackupJournal, note: (s: strin
     }
     journal.set(row.id, 'failed', `cleaned up at a later run: ${said.join('; ') || 'nothing was left'}`);
     note(`backup ${row.backupId} was interrupted (Strata or QEMU stopped mid-backup); ${said.length ? said.join('; ') : 'it left nothing behind'}`);
+  }
+  // What no journal row names: a killed backup's objects in the VM's QEMU, temporary files.
+  const swept = [...(live ? await sweepLiveQemu(live.qmp) : []), ...sweepRepository(repo), ...sweepRuntime(runtimeDir)];
+  if (swept.length) note(`left by interrupted backups: ${swept.join('; ')}`);
+}
+
+/**
+ * For `strata backups` and the app's start: what interrupted backups of repository `dir` left is
+ * removed where that writes no user's image: their daemons stopped (QEMU stores the bitmaps and
+ * frees the image), their files and Strata's abandoned runtime entries removed. Their journal rows
+ * stay unfinished, so the next backup still removes the checkpoint bitmaps they added (that writes
+ * the disk, which only a backup is asked to do). Nothing while another Strata holds the lock.
+ */
+export async function tidyInterruptedBackups(db: Db | null, dir: string, runtimeDir: string): Promise<string[]> {
+  const repo = Repository.open(dir);
+  try {
+    repo.lock();
+  } catch (e) {
+    if ((e as StrataError).code === 'E_BUSY') return [];
+    throw e;
+  }
+  try {
+    const said = repo.lockNote ? [repo.lockNote] : [];
+    for (const row of db ? new BackupJournal(db).unfinished(repo.dir) : []) {
+      const stopped = await stopOrphan(row.daemonPid, row.image);
+      const files = removeUnlistedFiles(repo, row);
+      if (stopped || files.length) said.push(`backup ${row.backupId} was interrupted: ${[...(stopped ? [stopped] : []), ...files].join('; ')} (its checkpoint bitmap, if any, is removed by the next backup)`);
+    }
+    return [...said, ...sweepRepository(repo), ...sweepRuntime(runtimeDir)];
+  } finally {
+    repo.unlock();
   }
 }
 
@@ -349,7 +388,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     if (repo.lockNote) note(repo.lockNote);
     db = o.db ?? openDb(path.join(o.dataDir, 'strata.db'));
     const journal = new BackupJournal(db);
-    await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null);
+    await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null, path.join(o.dataDir, 'run'));
     syncCatalog(db, repo);
     const r = await decide();
     await o.hook?.('looked');
@@ -367,11 +406,10 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     let engine: JobEngine | null = null;
     // Strata's own daemon's QMP goes to the traffic log, and the backup job's record points at it.
     const traffic = liveQmp ? null : new QmpTrafficLog(db).open(`backup ${id} of ${image}`, `qemu-storage-daemon for ${image}`);
-    const jobId = `strata-backup-${process.pid}-${Date.now().toString(36)}`;
+    const names = backupNames(process.pid, id, path.join(o.dataDir, 'run'));
+    const jobId = names.job;
     let jobStarted = false;
-    const allocationScratch = path.join(o.dataDir, 'run', `backup-allocation-${process.pid}-${id}.qcow2`);
-    const allocationNode = `strata-bk-alloc-${id}`;
-    const bridge = `strata-bk-bridge-${id}`;
+    const { allocationScratch, allocationNode, bridge, target, merged: tmp } = names;
     let bridgeAdded = false;
     /** the scratch has done its part once merged (in the transaction): its node closed, its file removed */
     const dropAllocationScratch = async (q: QmpClient | null | undefined) => {
@@ -394,7 +432,6 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
       const qmp = liveQmp ?? daemon!.qmp;
       engine = new JobEngine(qmp, { connection: qmp.path, store: new JobStore(db), session: traffic?.id ?? null, onUpdate: o.onProgress });
-      const target = `strata-bk-${id}`;
       await qmp.execute('blockdev-add', {
         driver: 'qcow2',
         'node-name': target,
@@ -419,7 +456,6 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
           if (!n) throw new StrataError('E_INTERNAL', `${image}: layer ${layer} is not open in the storage daemon`, { file: image });
           return n['node-name'] as string;
         };
-        const tmp = `strata-bk-tmp-${id}`;
         const merged: { node: string; name: string }[] = r.sources.map((s) => ({ node: nodeOf(s), name: s.bitmap }));
         const grans = r.sources.map((s) => s.granularity);
         if (r.fromAllocation) {
@@ -487,7 +523,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       }
       await engine.verb(jobId, 'dismiss');
       jobStarted = false;
-      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: `strata-bk-tmp-${id}` });
+      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: tmp });
       // The checkpoint's granularity, recorded so a restore can give its fresh checkpoint the same.
       const checkpointGranularity = checkpoint ? await bitmapGranularity(qmp, node, checkpoint) : null;
       await qmp.execute('blockdev-del', { 'node-name': target });
@@ -532,8 +568,8 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       engine?.close();
       if (liveQmp) {
         // The VM keeps running: undo in its QEMU what the transaction added, and close the target.
-        for (const name of [checkpoint, `strata-bk-tmp-${id}`, ...(bridgeAdded ? [bridge] : [])]) if (name) await liveQmp.execute('block-dirty-bitmap-remove', { node, name }).catch(() => {});
-        await liveQmp.execute('blockdev-del', { 'node-name': `strata-bk-${id}` }).catch(() => {});
+        for (const name of [checkpoint, tmp, ...(bridgeAdded ? [bridge] : [])]) if (name) await liveQmp.execute('block-dirty-bitmap-remove', { node, name }).catch(() => {});
+        await liveQmp.execute('blockdev-del', { 'node-name': target }).catch(() => {});
       }
       if (daemon) await daemon.stop().catch(() => {});
       if (r.fromAllocation) await dropAllocationScratch(null);
