@@ -1,6 +1,7 @@
 // Backups: list a repository's points, take one of an offline image (QEMU copies the data in
 // Strata's own storage daemon; its job's progress is pushed as backup:progress), cancel it, restore
 // a point to a new image, verify. The answers are the CLI's --json shapes.
+import path from 'node:path';
 import type { EventListener, HandlersFor } from '../handlers.ts';
 import type { Db } from '../store/db.ts';
 import type { backupArgs } from './contract.ts';
@@ -28,15 +29,34 @@ export function createBackupHandlers(d: { db: Db; dataDir: string; emit: EventLi
     for (const note of recoverPrunes(d.db, repo)) d.emit('backup:changed', { repo: note.repo, why: 'recovered' });
   };
   recover(null);
+  // What interrupted backups left (files, daemons; see take.ts tidyInterruptedBackups): at start for
+  // every repository the journal has one unfinished in, and before a repository is listed.
+  // A backup of this service waits for a tidy of its repository (the tidy holds the lock a moment).
+  const tidying = new Map<string, Promise<void>>();
+  const tidy = (repo: string): Promise<void> => {
+    const key = repoKey(repo);
+    if (running.has(key)) return Promise.resolve();
+    const p = (async () => {
+      await tidying.get(key);
+      const { tidyInterruptedBackups } = await import('./take.ts');
+      const said = await tidyInterruptedBackups(d.db, repo, path.join(d.dataDir, 'run')).catch(() => []);
+      if (said.length) d.emit('backup:changed', { repo, why: 'recovered' });
+    })();
+    tidying.set(key, p);
+    return p;
+  };
+  for (const repo of new BackupJournal(d.db).unfinishedRepos()) void tidy(repo);
   return {
-    'backup:list': ({ repo }) => {
+    'backup:list': async ({ repo }) => {
       recover(repo);
+      await tidy(repo);
       // The catalog is rebuilt from the manifest whenever the repository is opened; the app reads its restored disks from it.
       const r = Repository.open(repo);
       syncCatalog(d.db, r);
       return listPoints(r, catalogRestored(d.db, r.dir));
     },
     'backup:take': async ({ image, repo, level, dryRun, speed }) => {
+      await tidying.get(repoKey(repo));
       const { takeBackup, takenDoc } = await import('./take.ts');
       let last = 0;
       const abort = new AbortController();

@@ -316,6 +316,11 @@ export class BackupJournal {
     return (this.db.prepare("SELECT * FROM backup_journal WHERE repo = ? AND state IN ('planned', 'running', 'writing-manifest') ORDER BY id").all(repo) as any[]).map(journalRow);
   }
 
+  /** The repositories with a backup left unfinished (a crash mid-backup). */
+  unfinishedRepos(): string[] {
+    return (this.db.prepare("SELECT DISTINCT repo FROM backup_journal WHERE state IN ('planned', 'running', 'writing-manifest') ORDER BY repo").all() as any[]).map((r) => r.repo);
+  }
+
   /** The last backup journaled for a repository, with its note, or null. */
   latest(repo: string): (JournalRow & { note: string | null }) | null {
     const r = this.db.prepare('SELECT * FROM backup_journal WHERE repo = ? ORDER BY id DESC LIMIT 1').get(repo) as any;

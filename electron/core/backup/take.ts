@@ -10,6 +10,7 @@ import path from 'node:path';
 import { StorageDaemon, TOP_NODE } from '../daemon/storage-daemon.ts';
 import { JobEngine, type JobView } from '../jobs/engine.ts';
 import { QmpClient } from '../qmp/client.ts';
+import { plainFileOf } from '../qmp/named-nodes.ts';
 import { withFrozenGuest } from './guest-agent.ts';
 import { JobStore } from '../store/jobs.ts';
 import { QmpTrafficLog } from '../store/qmp-traffic.ts';
@@ -24,7 +25,9 @@ import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
 import { recordDigests } from './verify.ts';
 import { tool } from './tools.ts';
 import type { BackupTaken } from './contract.ts';
-import { proveFromAllocation } from './allocation-proof.ts';
+import { proveFromAllocation, type AllocationProof } from './allocation-proof.ts';
+import { withLiveChain, liveOwnAllocation } from '../repair/live.ts';
+import { backupNames, sweepLiveQemu, sweepRepository, sweepRuntime } from './leftovers.ts';
 import { writeBitmapScratch } from '../repair/scratch.ts';
 import { SCRATCH_BITMAP } from '../repair/plan.ts';
 import type { ExtentList } from '../extents.ts';
@@ -49,6 +52,8 @@ export interface TakeOptions {
   onProgress?: (job: JobView) => void;
   /** lines worth telling the user (a stale lock taken over, a crashed backup cleaned up) */
   onNote?: (line: string) => void;
+  /** tests only: awaited at 'looked', 'bridge-recording', 'allocation-read' (a live proof) and 'transaction' */
+  hook?: (point: 'looked' | 'bridge-recording' | 'allocation-read' | 'transaction') => void | Promise<void>;
 }
 
 /** strata backup --json's object (and backup:take's answer); dryRun only when nothing was written */
@@ -95,8 +100,11 @@ interface Resolved {
   virtualSize: number;
   /** the bitmaps making up "changes since", each by its layer's file (offline) or node (live) */
   sources: { layer?: string; node?: string; bitmap: string; granularity: number }[];
-  /** the rest of "changes since", proven from the allocation of layers no bitmap tracks (offline only) */
-  fromAllocation: { extents: ExtentList; granularity: number; layers: string[] } | null;
+  /**
+   * the rest of "changes since", proven from the allocation of layers no bitmap tracks; liveTop: the
+   * running QEMU's top node is one of them, so its allocation is read again, live, at backup time
+   */
+  fromAllocation: { extents: ExtentList; granularity: number; layers: string[]; liveTop?: boolean } | null;
 }
 
 function checkDisk(repo: Repository, image: string, virtualSize: number): void {
@@ -121,19 +129,22 @@ function allocatedBytes(image: string): number {
  * A running QEMU: its bitmaps on disk are in-use (stale), so the answer comes from QMP. A checkpoint
  * is usable when the disk's top node holds it recording, consistent and not busy: Strata's
  * checkpoints are added to the top node and record from then on, so it alone covers every write
- * since. Anything else (a new overlay on top, a disabled or inconsistent bitmap) is unknown.
+ * since. Anything else (a new overlay on top, a disabled or inconsistent bitmap) is asked of the
+ * repair's allocation proof, over the chain as that QEMU sees it (the top node read live, the layers
+ * below, which it holds read-only, from their files); where that gives none, it is unknown.
  */
-async function resolveLive(repo: Repository, qmp: QmpClient, node: string, level: Level | null, sinceName: string | null): Promise<Resolved & { image: string }> {
+async function resolveLive(repo: Repository, qmp: QmpClient, node: string, level: Level | null, sinceName: string | null, runtimeDir: string, note: (s: string) => void): Promise<Resolved & { image: string }> {
   const nodes = await qmp.execute<any[]>('query-named-block-nodes', { flat: true });
   const n = nodes.find((x) => x['node-name'] === node);
   if (!n) throw new StrataError('E_BAD_INPUT', `${qmp.path}: no block node '${node}' (see query-named-block-nodes)`, { file: qmp.path });
   if (n.drv !== 'qcow2') throw new StrataError('E_NOT_QCOW2', `${qmp.path}: node '${node}' is ${n.drv}, not qcow2 (checkpoints are qcow2 bitmaps)`, { file: qmp.path });
-  if (typeof n.file !== 'string' || n.file.startsWith('json:')) throw new StrataError('E_UNSUPPORTED', `${qmp.path}: node '${node}' has no plain file name (${n.file})`, { file: qmp.path });
-  const image = path.resolve(n.file);
+  const file = plainFileOf(n);
+  if (!file) throw new StrataError('E_UNSUPPORTED', `${qmp.path}: node '${node}' has no plain file name (${n.file})`, { file: qmp.path });
+  const image = path.resolve(file);
   const virtualSize = n.image['virtual-size'] as number;
   checkDisk(repo, image, virtualSize);
   const bitmaps = (n['dirty-bitmaps'] ?? []) as any[];
-  const answer = (cp: string): CheckpointAnswer => {
+  const onTop = (cp: string): CheckpointAnswer => {
     const b = bitmaps.find((x) => x.name === cp);
     if (!b) return { state: 'missing' };
     const problems = [
@@ -143,8 +154,42 @@ async function resolveLive(repo: Repository, qmp: QmpClient, node: string, level
     ];
     return problems.length ? { state: 'unknown', problems } : { state: 'ok', dirtyBytes: b.count };
   };
-  const r = levelOrThrow(repo, { requested: level, since: sinceName, points: repo.pointsOf(image), answer });
+  const points = repo.pointsOf(image);
+  // The proofs are read once, only when a point's checkpoint is not usable on the top node as it is.
+  const proofs = new Map<string, AllocationProof | null>();
+  /** what the checkpoint math says over the whole live chain, where the top node alone cannot say */
+  const chainSays = new Map<string, string[]>();
+  let proofProblem: string | null = null;
+  const asked = points.map((p) => p.checkpoint).filter((cp): cp is string => cp !== null && onTop(cp).state !== 'ok');
+  if (asked.length && level !== 'full' && level !== 'copy') {
+    try {
+      await withLiveChain(qmp, { socket: qmp.path, node }, runtimeDir, ({ contents }) => {
+        for (const cp of asked) {
+          proofs.set(cp, proveFromAllocation(contents, cp));
+          if (contents.chain.layers.some((l) => l.bitmaps.some((b) => b.name === cp))) chainSays.set(cp, since(contents, cp).problems);
+        }
+      });
+    } catch (e) {
+      proofProblem = `the allocation of node ${node} could not be read live: ${(e as Error).message}`;
+      note(`no allocation proof for the checkpoints node ${node} does not hold: ${proofProblem}`);
+    }
+  }
+  const answer = (cp: string): CheckpointAnswer => {
+    const a = onTop(cp);
+    if (a.state === 'ok') return a;
+    const p = proofs.get(cp);
+    if (p) return { state: 'ok', dirtyBytes: totalBytes(p.extents) };
+    const problems = chainSays.get(cp);
+    if (problems?.length) return { state: 'unknown', problems };
+    if (a.state === 'unknown' && proofProblem) return { state: 'unknown', problems: [...a.problems, proofProblem] };
+    return a;
+  };
+  const r = levelOrThrow(repo, { requested: level, since: sinceName, points, answer });
   if (r.since !== null) {
+    const p = onTop(r.since).state === 'ok' ? null : proofs.get(r.since)!;
+    if (p) {
+      return { ...r, image, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: p.sources, fromAllocation: { extents: p.allocation, granularity: p.granularity, layers: p.layers, liveTop: p.layers.includes(image) } };
+    }
     const b = bitmaps.find((x) => x.name === r.since);
     return { ...r, image, dirtyBytes: r.dirtyBytes ?? 0, virtualSize, sources: [{ node, bitmap: r.since, granularity: b.granularity }], fromAllocation: null };
   }
@@ -223,15 +268,8 @@ async function fsyncAsync(file: string): Promise<void> {
 
 /** Removes what an unfinished backup left: its partial (or unlisted final) file and its checkpoint bitmap. */
 export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, 'image' | 'partial' | 'final' | 'checkpoint' | 'backupId'>): Promise<string[]> {
-  const said: string[] = [];
+  const said = removeUnlistedFiles(repo, row);
   const listed = repo.manifest.backups.some((b) => repo.fileOf(b) === row.final);
-  for (const f of listed ? [row.partial] : [row.partial, row.final]) {
-    if (fs.existsSync(f)) {
-      fs.rmSync(f, { force: true });
-      said.push(`removed ${f}`);
-    }
-  }
-  if (said.length) fsyncPath(repo.dir);
   if (!fs.existsSync(row.image) || (await imageLockState(row.image)) === 'locked') return said;
   let top: { name: string; inUse: boolean }[] = [];
   try {
@@ -256,6 +294,20 @@ export async function cleanupLeftovers(repo: Repository, row: Pick<JournalRow, '
   return said;
 }
 
+/** An unfinished backup's files: its partial file, and its final one unless the manifest lists it. */
+function removeUnlistedFiles(repo: Repository, row: Pick<JournalRow, 'partial' | 'final'>): string[] {
+  const said: string[] = [];
+  const listed = repo.manifest.backups.some((b) => repo.fileOf(b) === row.final);
+  for (const f of listed ? [row.partial] : [row.partial, row.final]) {
+    if (fs.existsSync(f)) {
+      fs.rmSync(f, { force: true });
+      said.push(`removed ${f}`);
+    }
+  }
+  if (said.length) fsyncPath(repo.dir);
+  return said;
+}
+
 /** A daemon a killed Strata left behind: SIGTERM (QEMU stores the bitmaps and frees the image). */
 async function stopOrphan(pid: number | null, image: string): Promise<string | null> {
   if (!pid || !pidAlive(pid)) return null;
@@ -272,7 +324,7 @@ async function stopOrphan(pid: number | null, image: string): Promise<string | n
   return `stopped the storage daemon (pid ${pid}) it left holding ${image}`;
 }
 
-async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void, live: { qmp: QmpClient; node: string } | null): Promise<void> {
+async function recover(repo: Repository, journal: BackupJournal, note: (s: string) => void, live: { qmp: QmpClient; node: string } | null, runtimeDir: string): Promise<void> {
   for (const row of journal.unfinished(repo.dir)) {
     const stopped = await stopOrphan(row.daemonPid, row.image);
     const said = [...(stopped ? [stopped] : []), ...(await cleanupLeftovers(repo, row))];
@@ -283,6 +335,37 @@ async function recover(repo: Repository, journal: BackupJournal, note: (s: strin
     }
     journal.set(row.id, 'failed', `cleaned up at a later run: ${said.join('; ') || 'nothing was left'}`);
     note(`backup ${row.backupId} was interrupted (Strata or QEMU stopped mid-backup); ${said.length ? said.join('; ') : 'it left nothing behind'}`);
+  }
+  // What no journal row names: a killed backup's objects in the VM's QEMU, temporary files.
+  const swept = [...(live ? await sweepLiveQemu(live.qmp) : []), ...sweepRepository(repo), ...sweepRuntime(runtimeDir)];
+  if (swept.length) note(`left by interrupted backups: ${swept.join('; ')}`);
+}
+
+/**
+ * For `strata backups` and the app's start: what interrupted backups of repository `dir` left is
+ * removed where that writes no user's image: their daemons stopped (QEMU stores the bitmaps and
+ * frees the image), their files and Strata's abandoned runtime entries removed. Their journal rows
+ * stay unfinished, so the next backup still removes the checkpoint bitmaps they added (that writes
+ * the disk, which only a backup is asked to do). Nothing while another Strata holds the lock.
+ */
+export async function tidyInterruptedBackups(db: Db | null, dir: string, runtimeDir: string): Promise<string[]> {
+  const repo = Repository.open(dir);
+  try {
+    repo.lock();
+  } catch (e) {
+    if ((e as StrataError).code === 'E_BUSY') return [];
+    throw e;
+  }
+  try {
+    const said = repo.lockNote ? [repo.lockNote] : [];
+    for (const row of db ? new BackupJournal(db).unfinished(repo.dir) : []) {
+      const stopped = await stopOrphan(row.daemonPid, row.image);
+      const files = removeUnlistedFiles(repo, row);
+      if (stopped || files.length) said.push(`backup ${row.backupId} was interrupted: ${[...(stopped ? [stopped] : []), ...files].join('; ')} (its checkpoint bitmap, if any, is removed by the next backup)`);
+    }
+    return [...said, ...sweepRepository(repo), ...sweepRuntime(runtimeDir)];
+  } finally {
+    repo.unlock();
   }
 }
 
@@ -300,7 +383,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
   // A running QEMU is reached over its QMP socket for the whole backup (also to look).
   const liveQmp = o.live ? await QmpClient.connect(path.resolve(o.live.socket)) : null;
   const node = o.live ? o.live.node : TOP_NODE;
-  const decide = async () => (liveQmp ? resolveLive(repo, liveQmp, node, o.level, o.since) : { ...resolve(repo, offline!, o.level, o.since), image: offline! });
+  const decide = async () => (liveQmp ? resolveLive(repo, liveQmp, node, o.level, o.since, path.join(o.dataDir, 'run'), note) : { ...resolve(repo, offline!, o.level, o.since), image: offline! });
   if (o.dryRun) {
     try {
       const r = await decide();
@@ -321,9 +404,10 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     if (repo.lockNote) note(repo.lockNote);
     db = o.db ?? openDb(path.join(o.dataDir, 'strata.db'));
     const journal = new BackupJournal(db);
-    await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null);
+    await recover(repo, journal, note, liveQmp ? { qmp: liveQmp, node } : null, path.join(o.dataDir, 'run'));
     syncCatalog(db, repo);
     const r = await decide();
+    await o.hook?.('looked');
     const said = allocationNote(r);
     if (said) note(said);
     const image = r.image;
@@ -338,10 +422,11 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     let engine: JobEngine | null = null;
     // Strata's own daemon's QMP goes to the traffic log, and the backup job's record points at it.
     const traffic = liveQmp ? null : new QmpTrafficLog(db).open(`backup ${id} of ${image}`, `qemu-storage-daemon for ${image}`);
-    const jobId = `strata-backup-${process.pid}-${Date.now().toString(36)}`;
+    const names = backupNames(process.pid, id, path.join(o.dataDir, 'run'));
+    const jobId = names.job;
     let jobStarted = false;
-    const allocationScratch = path.join(o.dataDir, 'run', `backup-allocation-${process.pid}-${id}.qcow2`);
-    const allocationNode = `strata-bk-alloc-${id}`;
+    const { allocationScratch, allocationNode, bridge, target, merged: tmp } = names;
+    let bridgeAdded = false;
     /** the scratch has done its part once merged (in the transaction): its node closed, its file removed */
     const dropAllocationScratch = async (q: QmpClient | null | undefined) => {
       if (q) await q.execute('blockdev-del', { 'node-name': allocationNode }).catch(() => {});
@@ -363,7 +448,6 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
       const qmp = liveQmp ?? daemon!.qmp;
       engine = new JobEngine(qmp, { connection: qmp.path, store: new JobStore(db), session: traffic?.id ?? null, onUpdate: o.onProgress });
-      const target = `strata-bk-${id}`;
       await qmp.execute('blockdev-add', {
         driver: 'qcow2',
         'node-name': target,
@@ -384,19 +468,43 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
         const nodeOf = (src: Resolved['sources'][number]) => {
           if (src.node) return src.node;
           const layer = src.layer!;
-          const n = nodes.find((x) => x.drv === 'qcow2' && typeof x.file === 'string' && path.resolve(x.file) === layer);
+          const n = nodes.find((x) => x.drv === 'qcow2' && plainFileOf(x) !== null && path.resolve(plainFileOf(x)!) === layer);
           if (!n) throw new StrataError('E_INTERNAL', `${image}: layer ${layer} is not open in the storage daemon`, { file: image });
           return n['node-name'] as string;
         };
-        const tmp = `strata-bk-tmp-${id}`;
         const merged: { node: string; name: string }[] = r.sources.map((s) => ({ node: nodeOf(s), name: s.bitmap }));
         const grans = r.sources.map((s) => s.granularity);
         if (r.fromAllocation) {
           // The allocation proof's part: a new scratch qcow2 Strata writes in its own folder, holding
           // only a bitmap of those extents, opened read-only in the daemon and merged like the others.
           const a = r.fromAllocation;
+          let extents = a.extents;
+          if (liveQmp && a.liveTop) {
+            // A running VM keeps writing its top node, so what the look read is already old. The order
+            // that loses no write:
+            //   1. a transient recording bitmap (the bridge) is added on the top node: from now on every
+            //      guest write is in it;
+            //   2. only then the top's own allocation is read again over NBD (qemu:allocation-depth);
+            //   3. the transaction below merges the bridge, the scratch (that allocation, with the
+            //      lower untracked layers' from the look) and the checkpoint's bitmaps below into the
+            //      disabled merged bitmap, adds the new checkpoint and starts the job, all at one instant
+            //      (QEMU drains the guest's I/O around a transaction).
+            // A write before 1 is allocated in the top by 2 (a qcow2 layer with a backing file never
+            // drops a cluster back to "not here": a discard leaves a zero cluster, still depth 1); a
+            // write between 1 and 3 is in the bridge; a write after 3 is in the new checkpoint; the
+            // writes since the checkpoint up to the overlay are in its bitmaps below. So the job copies
+            // every cluster changed between the checkpoint and the transaction, and the next backup
+            // starts from the new checkpoint. The bridge is removed once the transaction has merged it.
+            await qmp.execute('block-dirty-bitmap-add', { node, name: bridge, persistent: false, granularity: a.granularity });
+            bridgeAdded = true;
+            await o.hook?.('bridge-recording');
+            const now = await liveOwnAllocation(qmp, node, a.granularity, path.join(o.dataDir, 'run'));
+            extents = union([extents, now.extents]);
+            merged.push({ node, name: bridge });
+            await o.hook?.('allocation-read');
+          }
           fs.mkdirSync(path.dirname(allocationScratch), { recursive: true });
-          writeBitmapScratch(allocationScratch, r.virtualSize, SCRATCH_BITMAP, a.granularity, a.extents);
+          writeBitmapScratch(allocationScratch, r.virtualSize, SCRATCH_BITMAP, a.granularity, extents);
           await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': allocationNode, 'read-only': true, file: { driver: 'file', filename: allocationScratch } });
           merged.push({ node: allocationNode, name: SCRATCH_BITMAP });
           grans.push(a.granularity);
@@ -418,7 +526,12 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       if (o.live?.qga) await withFrozenGuest(path.resolve(o.live.qga), () => qmp.execute('transaction', { actions }, tag));
       else await qmp.execute('transaction', { actions }, tag);
       jobStarted = true;
+      await o.hook?.('transaction');
       if (r.fromAllocation) await dropAllocationScratch(qmp);
+      if (bridgeAdded) {
+        await qmp.execute('block-dirty-bitmap-remove', { node, name: bridge });
+        bridgeAdded = false;
+      }
       if (o.signal?.aborted) onAbort();
       const done = await engine.waitFor(jobId, (j) => j.state === 'concluded', 24 * 3600 * 1000);
       if (done.error) {
@@ -426,7 +539,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       }
       await engine.verb(jobId, 'dismiss');
       jobStarted = false;
-      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: `strata-bk-tmp-${id}` });
+      if (r.since !== null) await qmp.execute('block-dirty-bitmap-remove', { node, name: tmp });
       // The checkpoint's granularity, recorded so a restore can give its fresh checkpoint the same.
       const checkpointGranularity = checkpoint ? await bitmapGranularity(qmp, node, checkpoint) : null;
       await qmp.execute('blockdev-del', { 'node-name': target });
@@ -471,8 +584,8 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       engine?.close();
       if (liveQmp) {
         // The VM keeps running: undo in its QEMU what the transaction added, and close the target.
-        for (const name of [checkpoint, `strata-bk-tmp-${id}`]) if (name) await liveQmp.execute('block-dirty-bitmap-remove', { node, name }).catch(() => {});
-        await liveQmp.execute('blockdev-del', { 'node-name': `strata-bk-${id}` }).catch(() => {});
+        for (const name of [checkpoint, tmp, ...(bridgeAdded ? [bridge] : [])]) if (name) await liveQmp.execute('block-dirty-bitmap-remove', { node, name }).catch(() => {});
+        await liveQmp.execute('blockdev-del', { 'node-name': target }).catch(() => {});
       }
       if (daemon) await daemon.stop().catch(() => {});
       if (r.fromAllocation) await dropAllocationScratch(null);

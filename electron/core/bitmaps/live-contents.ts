@@ -76,11 +76,11 @@ const MAX_SOCKET_PATH = 107;
 
 function privateSocketDir(runtimeDir: string): { dir: string; socket: string } {
   fs.mkdirSync(runtimeDir, { recursive: true, mode: 0o700 });
-  let dir = fs.mkdtempSync(path.join(runtimeDir, 'nbd-'));
+  let dir = fs.mkdtempSync(path.join(runtimeDir, `nbd-${process.pid}-`));
   if (Buffer.byteLength(path.join(dir, 'nbd.sock')) > MAX_SOCKET_PATH) {
     // A deep data dir: a UNIX socket path that long cannot be bound. The system temp dir instead.
     fs.rmSync(dir, { recursive: true, force: true });
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-nbd-'));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `strata-nbd-${process.pid}-`));
   }
   fs.chmodSync(dir, 0o700);
   return { dir, socket: path.join(dir, 'nbd.sock') };

@@ -9,6 +9,9 @@ export const SWITCH_PREFIX = 'strata-switch-';
 /** a bitmap a stream sets aside while it reorders the top's bitmaps (repair/stream.ts) */
 export const KEEP_PREFIX = 'strata-keep-';
 
+/** a backup's own bitmaps on the disk's top node while it runs (backup/take.ts): the merged set, the recording bridge */
+export const BACKUP_PREFIX = 'strata-bk-';
+
 export function isStrataTemporary(name: string): boolean {
-  return name.startsWith(SHOW_COPY_PREFIX) || name.startsWith(SWITCH_PREFIX) || name.startsWith(KEEP_PREFIX);
+  return name.startsWith(SHOW_COPY_PREFIX) || name.startsWith(BACKUP_PREFIX) || name.startsWith(SWITCH_PREFIX) || name.startsWith(KEEP_PREFIX);
 }

@@ -7,7 +7,7 @@ import type { Out } from './output.ts';
 import { defaultDataDir } from '../paths.ts';
 import { StrataError } from '../errors.ts';
 import { isLevel, keepsSomething, type Level } from '../backup/rules.ts';
-import { Repository, listPoints } from '../backup/repository.ts';
+import { Repository, listPoints, MANIFEST } from '../backup/repository.ts';
 import type { JobView } from '../jobs/engine.ts';
 import { openDb, type Db } from '../store/db.ts';
 import fs from 'node:fs';
@@ -37,6 +37,19 @@ function recoverLeftPrunes(repo: string): string[] {
     return notes;
   } finally {
     db.close();
+  }
+}
+
+/** What interrupted backups of `repo` left behind, removed where that writes no disk (take.ts). Said on stderr. */
+async function tidyLeftBackups(repo: string): Promise<void> {
+  if (!fs.existsSync(path.join(repo, MANIFEST))) return;
+  const { tidyInterruptedBackups } = await import('../backup/take.ts');
+  const file = path.join(defaultDataDir(), 'strata.db');
+  const db = fs.existsSync(file) ? openDb(file) : null;
+  try {
+    for (const n of await tidyInterruptedBackups(db, repo, path.join(defaultDataDir(), 'run'))) process.stderr.write(`strata: ${n}\n`);
+  } finally {
+    db?.close();
   }
 }
 
@@ -178,11 +191,12 @@ export async function cmdBackup(argv: string[], out: Out): Promise<void> {
   }
 }
 
-export function cmdBackups(argv: string[], out: Out): void {
+export async function cmdBackups(argv: string[], out: Out): Promise<void> {
   const a = parseArgs(argv, { options: ['repo'] });
   if (a.flags.has('help')) return out.write(BACKUP_HELP.backups + '\n');
   if (a.positionals.length) throw new StrataError('E_BAD_INPUT', 'wrong arguments; see strata backups --help');
   recoverLeftPrunes(repoOption(a, 'backups'));
+  await tidyLeftBackups(repoOption(a, 'backups'));
   const repo = Repository.open(repoOption(a, 'backups'));
   const list = listPoints(repo);
   if (a.flags.has('json')) return out.write(JSON.stringify(list, null, 2) + '\n');

@@ -250,7 +250,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === 'snapshot') await (await import('./snapshot.ts')).cmdSnapshot(rest, out);
     else if (cmd === 'stream') await (await import('./stream.ts')).cmdStream(rest, out);
     else if (cmd === 'backup') await (await import('./backup.ts')).cmdBackup(rest, out);
-    else if (cmd === 'backups') (await import('./backup.ts')).cmdBackups(rest, out);
+    else if (cmd === 'backups') await (await import('./backup.ts')).cmdBackups(rest, out);
     else if (cmd === 'restore') await (await import('./backup.ts')).cmdRestore(rest, out);
     else if (cmd === 'verify') await (await import('./backup.ts')).cmdVerify(rest, out);
     else if (cmd === 'prune') await (await import('./backup.ts')).cmdPrune(rest, out);

@@ -69,7 +69,7 @@ export class StorageDaemon {
       });
     }
     fs.mkdirSync(opts.runtimeDir, { recursive: true, mode: 0o700 });
-    const dir = fs.mkdtempSync(path.join(opts.runtimeDir, 'qsd-'));
+    const dir = fs.mkdtempSync(path.join(opts.runtimeDir, `qsd-${process.pid}-`));
     const socket = path.join(dir, 'qmp.sock');
     const pidfile = path.join(dir, 'qsd.pid');
     const blockdev = `driver=qcow2,node-name=${TOP_NODE},read-only=${opts.readOnly ? 'on' : 'off'},file.driver=file,file.filename=${image.replaceAll(',', ',,')}`;

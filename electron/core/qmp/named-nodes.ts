@@ -49,3 +49,21 @@ export function nodeBitmaps(node: any): NodeBitmap[] {
     }))
     .reverse();
 }
+
+/**
+ * The file a qcow2 node reads, as a plain name. A node whose backing QEMU attached after it was
+ * opened (blockdev-snapshot onto an overlay added with `backing: null`, libvirt's way) shows a
+ * `json:{…}` pseudo-filename naming both; its own protocol child's file name is in there as
+ * `file.filename` when that child is a plain file. Null when there is no such name.
+ */
+export function plainFileOf(node: any): string | null {
+  const f = node?.file;
+  if (typeof f !== 'string') return null;
+  if (!f.startsWith('json:')) return f;
+  try {
+    const j = JSON.parse(f.slice(5));
+    return j?.file?.driver === 'file' && typeof j.file.filename === 'string' ? j.file.filename : null;
+  } catch {
+    return null;
+  }
+}

@@ -23,11 +23,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { QmpClient } from '../qmp/client.ts';
-import { queryNamedNodes } from '../qmp/named-nodes.ts';
+import { plainFileOf, queryNamedNodes } from '../qmp/named-nodes.ts';
 import { readHeldLayer } from '../connections/live-layers.ts';
 import { readLiveNode } from '../bitmaps/live-contents.ts';
-import { ChainContents } from '../checkpoints.ts';
-import { openForRepair, gatherFacts } from './facts.ts';
+import { ChainContents, type LiveLayerFacts } from '../checkpoints.ts';
+import type { ExtentList } from '../extents.ts';
+import { openForRepair, gatherFacts, type OpenedChain } from './facts.ts';
 import { planRepair, roundOut, SCRATCH_BITMAP, type RepairPlan, type CheckpointView } from './plan.ts';
 import { findingJson, remainingJson } from './report.ts';
 import type { Db } from '../store/db.ts';
@@ -67,7 +68,7 @@ async function liveNode(qmp: QmpClient, t: LiveTarget): Promise<{ file: string }
     const named = nodes.filter((x) => !String(x['node-name']).startsWith('#')).map((x) => `${x['node-name']} (${x.file})`);
     throw new StrataError('E_BAD_INPUT', `${t.socket}: no block node named '${t.node}' (named nodes: ${named.join(', ') || 'none'})`, { file: t.socket });
   }
-  const file = String(n.file);
+  const file = plainFileOf(n) ?? String(n.file);
   if (n.drv !== 'qcow2') throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' is a ${n.drv} node; the repair needs the qcow2 node of the layer (its bitmaps live there)`, { file: t.socket });
   if (n.ro === true) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' (${file}) is read-only: a persistent bitmap added to it would be lost at close; repair the layer QEMU writes`, { file: t.socket });
   if (!path.isAbsolute(file) || !fs.existsSync(file)) throw new StrataError('E_BAD_INPUT', `${t.socket}: node '${t.node}' holds '${file}', which is not a file Strata can read`, { file: t.socket });
@@ -96,12 +97,7 @@ function liveFindings(found: Finding[], only: (a: RepairAction) => boolean): Fin
  * layers below from their files, which QEMU holds read-only) and the live plan. Only queries.
  */
 export async function planLiveRepair(qmp: QmpClient, t: LiveTarget, runtimeDir: string, tag: string): Promise<LiveRepairPlan> {
-  const { file } = await liveNode(qmp, t);
-  const live = await readHeldLayer(qmp, { file, connection: t.socket, label: t.socket, kind: 'socket', node: t.node, readOnly: false }, runtimeDir);
-  if (live.error) throw new StrataError('E_QMP_EXECUTE', `${t.socket}: the live state of node '${t.node}' could not be read: ${live.error}`, { file: t.socket });
-  const opened = openForRepair(file);
-  try {
-    const contents = new ChainContents(opened.chain, new Map([[file, live]]));
+  return withLiveChain(qmp, t, runtimeDir, ({ file, live, opened, contents }) => {
     const facts = gatherFacts({ ...opened, chain: contents.chain, contents }, { lock: 'free', previous: null });
     const only = liveRepairable(file, new Set(live.bitmaps.filter((b) => b.recording && !b.inconsistent && !b.busy).map((b) => b.name)));
     const p = planRepair(contents, facts, runtimeDir, tag, only);
@@ -130,9 +126,44 @@ export async function planLiveRepair(qmp: QmpClient, t: LiveTarget, runtimeDir: 
       });
     });
     return { ...p, found: liveFindings(p.found, only), steps, scratch: steps.flatMap((s) => (s.spec.kind === 'tool' ? s.spec.commands.map((c) => c[c.length - 1]) : [])), node: t.node, file };
+  });
+}
+
+export interface LiveChain {
+  /** the file the node holds */
+  file: string;
+  /** the node's own layer as that QEMU shows it (bitmaps and allocation read live) */
+  live: LiveLayerFacts;
+  opened: OpenedChain;
+  /** the chain with the node's layer's live facts in place of its file's */
+  contents: ChainContents;
+}
+
+/**
+ * The chain as a running QEMU sees it: the node's own layer read live (its bitmaps and what it
+ * allocates), the layers below from their files (QEMU holds them read-only, so their bitmaps on
+ * disk are what it has). Only queries; refused when the node cannot be read that way.
+ */
+export async function withLiveChain<T>(qmp: QmpClient, t: LiveTarget, runtimeDir: string, fn: (c: LiveChain) => T): Promise<T> {
+  const { file } = await liveNode(qmp, t);
+  const live = await readHeldLayer(qmp, { file, connection: t.socket, label: t.socket, kind: 'socket', node: t.node, readOnly: false }, runtimeDir);
+  if (live.error) throw new StrataError('E_QMP_EXECUTE', `${t.socket}: the live state of node '${t.node}' could not be read: ${live.error}`, { file: t.socket });
+  const opened = openForRepair(file);
+  try {
+    return fn({ file, live, opened, contents: new ChainContents(opened.chain, new Map([[file, live]])) });
   } finally {
     opened.chain.close();
   }
+}
+
+/**
+ * What a node allocates itself, read now over NBD (qemu:allocation-depth = 1) and rounded out to
+ * `granularity`: every cluster written in that layer since it was made. Callers that must not lose
+ * a write start a recording bitmap on the node first (see the order argued at the top of this file).
+ */
+export async function liveOwnAllocation(qmp: QmpClient, node: string, granularity: number, runtimeDir: string): Promise<{ extents: ExtentList; virtualSize: number }> {
+  const r = await readLiveNode(qmp, node, { bitmaps: [], allocation: true }, { runtimeDir });
+  return { extents: roundOut(r.allocation!, granularity, r.virtualSize), virtualSize: r.virtualSize };
 }
 
 export function liveToNewPlan(p: LiveRepairPlan, socket: string): NewPlan {
@@ -165,10 +196,10 @@ const opts = (argv: string[], k: string) => argv.flatMap((x, i) => (x === k ? [a
 async function writeLiveScratch(ctx: LiveRunContext, argv: string[]): Promise<void> {
   const scratch = argv[argv.length - 1];
   const g = Number(opt(argv, '--granularity'));
-  const r = await readLiveNode(ctx.qmp, opt(argv, '--node'), { bitmaps: [], allocation: true }, { runtimeDir: ctx.runtimeDir });
+  const r = await liveOwnAllocation(ctx.qmp, opt(argv, '--node'), g, ctx.runtimeDir);
   fs.rmSync(scratch, { force: true }); // a run a crash interrupted starts over
   fs.mkdirSync(path.dirname(scratch), { recursive: true });
-  writeBitmapScratch(scratch, r.virtualSize, opt(argv, '--name'), g, roundOut(r.allocation!, g, r.virtualSize));
+  writeBitmapScratch(scratch, r.virtualSize, opt(argv, '--name'), g, r.extents);
 }
 
 /** Step 3: the scratch's bitmap merged into the new bitmaps through QEMU; the scratch gone again. */
