@@ -4,6 +4,7 @@ import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { readLiveBitmap, NbdServerRunningError, TEMP_PREFIX } from '../../electron/core/bitmaps/live-contents.ts';
 import { toExtents } from '../../electron/core/extents.ts';
@@ -91,4 +92,54 @@ test('an NBD server already running gives NbdServerRunningError and the copy is 
   await assert.rejects(readLiveBitmap(q, 'top', 'bitmap3', { runtimeDir, where: 'vm.qmp' }), (e: any) => e instanceof NbdServerRunningError && e.message.startsWith('vm.qmp: '));
   assert.deepEqual(await state(q), before);
   assert.equal(await nbdServerRunning(q), true, 'their server still runs (and is stopped here by the probe)');
+});
+
+/** The pid of a process that has exited (reaped): what a killed Strata's temporary names carry. */
+function deadPid(): number {
+  const r = spawnSync('true');
+  assert.ok(r.pid);
+  return r.pid!;
+}
+
+/** What a Strata killed in the middle of a live read leaves in QEMU: its server, its export of a transient copy. */
+async function leftoverOf(q: QmpClient, dir: string, pid: number): Promise<string> {
+  const name = `${TEMP_PREFIX}${pid}-leftover`;
+  await q.execute('block-dirty-bitmap-add', { node: 'top', name, granularity: 65536, persistent: false, disabled: true });
+  await q.execute('block-dirty-bitmap-merge', { node: 'top', target: name, bitmaps: ['bitmap3'] });
+  await q.execute('nbd-server-start', { addr: { type: 'unix', data: { path: path.join(dir, 'killed.sock') } } });
+  await q.execute('block-export-add', { type: 'nbd', id: name, 'node-name': 'top', name, writable: false, bitmaps: [name] });
+  return name;
+}
+
+test('the NBD server a killed Strata left (only its strata-show-PID- exports, that pid gone) is reclaimed: the read works and leaves nothing', { timeout: 60000 }, async (t) => {
+  const { dir, q, runtimeDir } = await setup(t);
+  const clean = await state(q);
+  const expected = await readLiveBitmap(q, 'top', 'bitmap3', { runtimeDir, where: 'vm.qmp' });
+  await leftoverOf(q, dir, deadPid());
+  const steps: string[] = [];
+  const r = await readLiveBitmap(q, 'top', 'bitmap3', { runtimeDir, where: 'vm.qmp', trace: (s) => steps.push(s) });
+  assert.deepEqual(r.extents, expected.extents, 'the same contents as before the leftover');
+  assert.ok(steps.some((s) => /^reclaimed the NBD server a killed Strata left \(strata-show-\d+-leftover\)$/.test(s)), steps.join(' | '));
+  assert.deepEqual(await state(q), clean, 'its export and its copy are gone too');
+  assert.equal(await nbdServerRunning(q), false, 'no server is left running');
+});
+
+test('a server is not reclaimed when an export is not a dead Strata\'s: a running Strata\'s, or one with none proves nothing', { timeout: 60000 }, async (t) => {
+  const { dir, q, runtimeDir } = await setup(t);
+  // A Strata still running (this test's own sleeping child stands in for it).
+  const sleeper = spawn('sleep', ['60']);
+  t.onTestFinished(() => void sleeper.kill('SIGKILL'));
+  await leftoverOf(q, dir, sleeper.pid!);
+  const held = await state(q);
+  await assert.rejects(readLiveBitmap(q, 'top', 'bitmap3', { runtimeDir, where: 'vm.qmp' }), (e: any) => e instanceof NbdServerRunningError);
+  assert.deepEqual(await state(q), held, 'its export and copy untouched');
+  assert.equal(await nbdServerRunning(q), true);
+
+  // A dead Strata's export beside someone else's: someone else's server is in use; nothing touched.
+  const name = await leftoverOf(q, dir, deadPid());
+  await q.execute('block-export-add', { type: 'nbd', id: 'their-backup', 'node-name': 'top', name: 'their-backup', writable: false });
+  const mixed = await state(q);
+  await assert.rejects(readLiveBitmap(q, 'top', 'bitmap3', { runtimeDir, where: 'vm.qmp' }), (e: any) => e instanceof NbdServerRunningError);
+  assert.deepEqual(await state(q), mixed);
+  assert.ok((mixed.exports as { id: string }[]).some((x) => x.id === name));
 });

@@ -3,6 +3,7 @@
 // written atomically (temp file, fsync, rename, fsync of the folder); a lock file (O_EXCL, holding
 // the pid) keeps two Strata processes from writing one repository. The SQLite catalog mirrors the
 // manifest for the app and is rebuilt from it whenever the repository is opened.
+import { processAlive } from '../processes.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StrataError } from '../errors.ts';
@@ -236,14 +237,8 @@ export function listPoints(repo: Repository, restored: RestoredDisk[] = repo.man
   }));
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** (processes.ts; a zombie counts as dead) */
+export const pidAlive = (pid: number): boolean => processAlive(pid);
 
 /** The SQLite catalog for one repository, rebuilt from its manifest (the manifest is the truth): its backups and its restored disks. */
 export function syncCatalog(db: Db, repo: Repository): void {

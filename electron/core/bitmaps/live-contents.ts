@@ -14,7 +14,13 @@
 // An NBD server that is already running is not used: QEMU 7.2 cannot say where it listens
 // (there is no query for it), and stopping or re-addressing someone else's server (libvirt's
 // backup, a migration) would break them. So that case is refused with NbdServerRunningError.
-// Temporary names start with `strata-show-` so a leftover (a killed Strata) is recognisable.
+// Temporary names start with `strata-show-PID-` so a leftover (a killed Strata) is recognisable.
+// One server is provably Strata's own leftover, and is reclaimed: when every export it has is a
+// `strata-show-PID-` export of a Strata that is no longer running. Strata adds an export only to a
+// server it has just started itself, and nbd-server-stop closes every NBD export (measured on QEMU
+// 7.2: BLOCK_EXPORT_DELETED for each before it returns), so while such an export exists, the server
+// has not been stopped since that Strata started it. A server with no export proves nothing (a
+// Strata killed between its start and its export, or someone else's): it stays refused.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +30,7 @@ import { QmpExecuteError } from '../qmp/errors.ts';
 import { NbdClient } from '../nbd/client.ts';
 import { ExtentBuilder, type ExtentList } from '../extents.ts';
 import { StrataError } from '../errors.ts';
+import { processAlive } from '../processes.ts';
 
 import { SHOW_COPY_PREFIX } from './temporary.ts';
 
@@ -84,6 +91,37 @@ function privateSocketDir(runtimeDir: string): { dir: string; socket: string } {
   }
   fs.chmodSync(dir, 0o700);
   return { dir, socket: path.join(dir, 'nbd.sock') };
+}
+
+/** The pid in a live read's temporary name (`strata-show-PID-…`), else null. */
+function ownerOf(name: unknown): number | null {
+  const m = typeof name === 'string' && name.startsWith(TEMP_PREFIX) ? /^(\d+)-/.exec(name.slice(TEMP_PREFIX.length)) : null;
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * The running NBD server, when it is provably the leftover of a killed Strata (see the top of this
+ * file): stopped (which closes its exports), and the transient copies such Stratas left on any node
+ * removed. Answers the exports it closed; empty when the server is not provably a leftover, and then
+ * nothing was changed.
+ */
+async function reclaimLeftoverServer(qmp: QmpClient, where: string): Promise<string[]> {
+  const exports = ((await qmp.execute('query-block-exports')) as { id: string; type: string }[]).filter((x) => x.type === 'nbd');
+  const leftover = (id: string) => {
+    const pid = ownerOf(id);
+    return pid !== null && pid !== process.pid && !processAlive(pid);
+  };
+  if (!exports.length || !exports.every((x) => leftover(x.id))) return [];
+  await qmp.execute('nbd-server-stop');
+  for (const n of await queryNamedNodes(qmp, where)) {
+    for (const b of (n['dirty-bitmaps'] ?? []) as { name?: string; persistent?: boolean }[]) {
+      if (b.persistent !== true && leftover(String(b.name))) {
+        // best effort: a copy that stays is a transient bitmap QEMU drops when it exits
+        await qmp.execute('block-dirty-bitmap-remove', { node: n['node-name'], name: b.name }).catch(() => {});
+      }
+    }
+  }
+  return exports.map((x) => x.id);
 }
 
 function uniqueName(): string {
@@ -195,9 +233,19 @@ export async function readLiveNode(qmp: QmpClient, node: string, want: { bitmaps
     checkAbort();
     // 3. our own NBD server, a read-only export of the copies, block status
     sock = privateSocketDir(opts.runtimeDir);
+    const startServer = () => qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: sock!.socket } } });
     try {
-      await qmp.execute('nbd-server-start', { addr: { type: 'unix', data: { path: sock.socket } } });
+      try {
+        await startServer();
+      } catch (e) {
+        if (!(e instanceof QmpExecuteError && /already running/i.test(e.desc))) throw e;
+        const reclaimed = await reclaimLeftoverServer(qmp, where);
+        if (!reclaimed.length) throw new NbdServerRunningError(where);
+        step(`reclaimed the NBD server a killed Strata left (${reclaimed.join(', ')})`);
+        await startServer();
+      }
     } catch (e) {
+      if (e instanceof NbdServerRunningError) throw e;
       if (e instanceof QmpExecuteError && /already running/i.test(e.desc)) throw new NbdServerRunningError(where);
       if (e instanceof QmpExecuteError && /denied|permission/i.test(e.desc)) {
         throw new StrataError('E_QMP_EXECUTE', `${where}: QEMU cannot create a socket in ${sock.dir} (${e.desc}); is it running as another user?`, { file: where, cause: e });

@@ -13,7 +13,6 @@
 // The restoring is itself a journaled tool plan (kind commit-recovery), recovered like a repair.
 // A VM's QEMU (no image of Strata's own) is never treated this way: the guest wrote its disk while
 // it ran, so its in-use bitmaps miss writes; that plan is marked failed and strata repair removes them.
-import fs from 'node:fs';
 import path from 'node:path';
 import { openLayer, withChain } from '../qcow2/chain.ts';
 import type { Plan, NewPlan, StepSpec } from './types.ts';
@@ -23,23 +22,9 @@ import { runRepairPlan } from '../repair/run.ts';
 import { STORED_SCRATCH_COMMAND, restoreBitmapCommands } from '../repair/run.ts';
 import { runPlan, type RunContext, type PlanOutcome } from './runner.ts';
 import type { StorageDaemon } from '../daemon/storage-daemon.ts';
+import { processAlive as alive } from '../processes.ts';
 
 export const COMMIT_RECOVERY_KIND = 'commit-recovery';
-
-/** Is a process with this pid alive? A zombie (killed, not yet reaped by whoever inherited it) is not. */
-export function alive(pid: number | null): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true; // no /proc (not Linux): the signal test is all there is
-  }
-}
 
 function bitmapsOf(file: string): { name: string; granularity: number; auto: boolean; inUse: boolean }[] {
   const l = openLayer(file, 'qcow2');
