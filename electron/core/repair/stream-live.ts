@@ -136,7 +136,7 @@ export function liveStreamToNewPlan(p: LiveStreamPlan): NewPlan {
 export type LiveStreamResult = LiveOpResult<LiveStreamPlan>;
 
 /** The whole run, as the CLI does it (see live-op.ts). A recovered stream into the same node is all there is to do. */
-export function streamLive(qmp: QmpClient, t: { socket: string; node: string }, o: { apply: boolean; db: Db | null; runtimeDir: string; base?: string; speed?: number; hook?: RunContext['hook'] }): Promise<LiveStreamResult> {
+export function streamLive(qmp: QmpClient, t: { socket: string; node: string }, o: { apply: boolean; db: Db | null; runtimeDir: string; base?: string; speed?: number; hook?: RunContext['hook']; engine?: RunContext['engine'] }): Promise<LiveStreamResult> {
   const jobId = `strata-stream-${process.pid}-${Date.now().toString(36)}`;
   return liveOperation({
     qmp,
@@ -149,5 +149,6 @@ export function streamLive(qmp: QmpClient, t: { socket: string; node: string }, 
     plan: () => planLiveStream(qmp, t, { base: o.base, runtimeDir: o.runtimeDir, jobId, speed: o.speed }),
     toNewPlan: liveStreamToNewPlan,
     hook: o.hook,
+    engine: o.engine,
   });
 }
