@@ -34,7 +34,7 @@ async function planOp(req: OfflineChainOpRequest, connections: Pick<ConnectionMa
   const held = await connections.holders(withChain(req.image, (c) => c.layers.map((l) => l.path)));
   const lock = held.length || (await imageLockState(req.image)) === 'locked' ? 'locked' : 'free';
   const heldBy = held.find((h) => h.file === req.image) ?? held[0];
-  const heldWhy = heldBy ? `${req.image}: open in ${holderWords(heldBy)} (${path.basename(heldBy.label)}); close that connection first (a ${req.op} of a running QEMU's disk is not built yet)` : null;
+  const heldWhy = heldBy ? `${req.image}: open in ${holderWords(heldBy)} (${path.basename(heldBy.label)}); close that connection first, or take the ${req.op} live: Connections, ${req.op === 'snapshot' ? 'Snapshot…' : 'Stream…'} on the disk's top node (${heldBy.node})` : null;
   const steps = (s: { label: string; spec: { commands: string[][] } }[]) => s.map((x) => ({ label: x.label, commands: x.spec.commands }));
   if (req.op === 'snapshot') {
     const p = withChain(req.image, (c) => planSnapshot(new ChainContents(c), req.newTop, { checkpoint: req.checkpoint ?? null, lock }));
