@@ -80,7 +80,7 @@ export function createService(opts: ServiceOptions): Service {
     ...createPlanHandlers({ plans }),
     ...createHistoryHandlers({ history, jobStore, operations, planStore, backupActivity: new BackupActivityLog(db), recovered }),
     ...createRepairHandlers({ db, runtimeDir, history, emit }),
-    ...createChainOpHandlers({ db, history, emit, connections }),
+    ...createChainOpHandlers({ db, history, emit, runtimeDir, connections }),
     ...createBackupHandlers({ db, dataDir: opts.dataDir, emit }),
   } satisfies Handlers;
 

@@ -64,10 +64,14 @@ const SAMPLES: { [C in Channel]: ArgOf<C>[] } = {
   'chain-op:plan': [
     { op: 'snapshot', image: NOWHERE, newTop: NOWHERE, checkpoint: 'c' },
     { op: 'stream', image: NOWHERE, base: NOWHERE },
+    { op: 'snapshot', connection: 'nope', node: 'disk0', newTop: NOWHERE, checkpoint: 'c' },
+    { op: 'stream', connection: 'nope', node: 'disk0', base: NOWHERE },
   ],
   'chain-op:apply': [
     { op: 'snapshot', image: NOWHERE, newTop: NOWHERE, checkpoint: 'c' },
     { op: 'stream', image: NOWHERE, base: NOWHERE },
+    { op: 'snapshot', connection: 'nope', node: 'disk0', newTop: NOWHERE, checkpoint: 'c' },
+    { op: 'stream', connection: 'nope', node: 'disk0', base: NOWHERE },
   ],
   'repair:check-backing': [{ image: NOWHERE, backing: NOWHERE }],
   'repair:rebase': [{ image: NOWHERE, backing: NOWHERE, confirm: true }],

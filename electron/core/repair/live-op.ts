@@ -45,6 +45,8 @@ export async function liveOperation<P extends { refused: string | null }>(o: {
   plan: () => Promise<P>;
   toNewPlan: (p: P) => NewPlan;
   hook?: RunContext['hook'];
+  /** the connection's own job engine (the app's connection manager); a private one when absent (CLI) */
+  engine?: RunContext['engine'];
 }): Promise<LiveOpResult<P>> {
   const store = o.db ? new PlanStore(o.db) : null;
   const recovered: string[] = [];
@@ -54,7 +56,7 @@ export async function liveOperation<P extends { refused: string | null }>(o: {
       recovered.push(`${o.what} plan #${p.id} was interrupted; run with --yes to finish or roll it back`);
       continue;
     }
-    const r = await recoverPlan({ qmp: o.qmp, store: store! }, p.id);
+    const r = await recoverPlan({ qmp: o.qmp, engine: o.engine, store: store! }, p.id);
     recovered.push(`${o.what} plan #${p.id} (interrupted): ${r.plan.state}: ${r.resolution}`);
     if (r.plan.state === 'done' && o.same(p)) finished = true;
   }
@@ -62,6 +64,6 @@ export async function liveOperation<P extends { refused: string | null }>(o: {
   const plan = await o.plan();
   if (!o.apply || plan.refused) return { plan, outcome: null, recovered };
   const id = store!.create(o.toNewPlan(plan));
-  const out = await runPlan({ qmp: o.qmp, store: store!, hook: o.hook }, id);
+  const out = await runPlan({ qmp: o.qmp, engine: o.engine, store: store!, hook: o.hook }, id);
   return { plan, outcome: { id, state: out.plan.state, resolution: out.resolution }, recovered };
 }

@@ -116,7 +116,7 @@ export function snapshotLive(
   qmp: QmpClient,
   t: { socket: string; node: string },
   newTop: string,
-  o: { apply: boolean; db: Db | null; runtimeDir: string; checkpoint: string | null; newNode?: string; hook?: RunContext['hook'] },
+  o: { apply: boolean; db: Db | null; runtimeDir: string; checkpoint: string | null; newNode?: string; hook?: RunContext['hook']; engine?: RunContext['engine'] },
 ): Promise<LiveSnapshotResult> {
   return liveOperation({
     qmp,
@@ -129,5 +129,6 @@ export function snapshotLive(
     plan: () => planLiveSnapshot(qmp, t, newTop, o),
     toNewPlan: liveSnapshotToNewPlan,
     hook: o.hook,
+    engine: o.engine,
   });
 }

@@ -77,23 +77,31 @@ export async function planLiveStream(qmp: QmpClient, t: { socket: string; node: 
     const undo: Action[] = [];
     const synth = new Map<string, ExtentList>();
     const created: Layer['bitmaps'] = [];
+    const copiesOf = (name: string, from: string[]) => removed.flatMap((l) => (from.includes(l.path) ? [{ layer: l, bm: l.bitmaps.find((b) => b.name === name)! }] : []));
+    const sourcesOf = (name: string, copies: { layer: Layer }[]) => copies.map((s) => ({ node: nodeOf.get(s.layer.path)!, name }));
+    /** a top bitmap as it will be once the transaction merged the removed copies into it */
+    const merged = (b: Layer['bitmaps'][number]) => synth.get(`${top.path}\0${b.name}`) ?? contents.bitmap(top, b);
+    // First the merges into the top's own bitmaps: a created one below takes some of those in (its
+    // counting ones), and QEMU runs a transaction's actions in order, so they must be complete by then
+    // (measured: a live snapshot then a stream lost the old top's marks of a checkpoint otherwise).
     for (const cr of p.carried) {
-      const copies = removed.flatMap((l) => (cr.from.includes(l.path) ? [{ layer: l, bm: l.bitmaps.find((b) => b.name === cr.name)! }] : []));
-      const sources = copies.map((s) => ({ node: nodeOf.get(s.layer.path)!, name: cr.name }));
       const own = top.bitmaps.find((b) => b.name === cr.name);
-      if (own) {
-        actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: sources } });
-        synth.set(`${top.path}\0${cr.name}`, union([contents.bitmap(top, own), ...copies.map((s) => contents.bitmap(s.layer, s.bm))]));
-        continue;
-      }
+      if (!own) continue;
+      const copies = copiesOf(cr.name, cr.from);
+      actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: sourcesOf(cr.name, copies) } });
+      synth.set(`${top.path}\0${cr.name}`, union([contents.bitmap(top, own), ...copies.map((s) => contents.bitmap(s.layer, s.bm))]));
+    }
+    for (const cr of p.carried) {
+      if (top.bitmaps.some((b) => b.name === cr.name)) continue;
+      const copies = copiesOf(cr.name, cr.from);
       // The top's own bitmaps that count for this checkpoint now: merged in, so it covers the top alone.
       const counting = layerSet(top, cr.name, rank).set;
       const records = copies.some((s) => s.bm.auto) || counting.some((b) => b.auto);
       const g = copies[0].bm.granularity;
       actions.push({ type: 'block-dirty-bitmap-add', data: { node: t.node, name: cr.name, granularity: g, persistent: true, disabled: !records } });
-      actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: [...sources, ...counting.map((b) => b.name)] } });
+      actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: [...sourcesOf(cr.name, copies), ...counting.map((b) => b.name)] } });
       undo.push({ type: 'block-dirty-bitmap-remove', data: { node: t.node, name: cr.name } });
-      synth.set(`${top.path}\0${cr.name}`, union([...copies.map((s) => contents.bitmap(s.layer, s.bm)), ...counting.map((b) => contents.bitmap(top, b))]));
+      synth.set(`${top.path}\0${cr.name}`, union([...copies.map((s) => contents.bitmap(s.layer, s.bm)), ...counting.map(merged)]));
       created.push(synthEntry(cr.name, g, records, top.bitmaps.length + created.length));
     }
     if (actions.length) {
@@ -136,7 +144,7 @@ export function liveStreamToNewPlan(p: LiveStreamPlan): NewPlan {
 export type LiveStreamResult = LiveOpResult<LiveStreamPlan>;
 
 /** The whole run, as the CLI does it (see live-op.ts). A recovered stream into the same node is all there is to do. */
-export function streamLive(qmp: QmpClient, t: { socket: string; node: string }, o: { apply: boolean; db: Db | null; runtimeDir: string; base?: string; speed?: number; hook?: RunContext['hook'] }): Promise<LiveStreamResult> {
+export function streamLive(qmp: QmpClient, t: { socket: string; node: string }, o: { apply: boolean; db: Db | null; runtimeDir: string; base?: string; speed?: number; hook?: RunContext['hook']; engine?: RunContext['engine'] }): Promise<LiveStreamResult> {
   const jobId = `strata-stream-${process.pid}-${Date.now().toString(36)}`;
   return liveOperation({
     qmp,
@@ -149,5 +157,6 @@ export function streamLive(qmp: QmpClient, t: { socket: string; node: string }, 
     plan: () => planLiveStream(qmp, t, { base: o.base, runtimeDir: o.runtimeDir, jobId, speed: o.speed }),
     toNewPlan: liveStreamToNewPlan,
     hook: o.hook,
+    engine: o.engine,
   });
 }

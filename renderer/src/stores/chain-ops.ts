@@ -1,6 +1,8 @@
-// Snapshot and stream on a chain, per image: the core's plan for what the user asked (chain-op:plan,
-// which writes nothing), then the plan applied once the user confirmed it (chain-op:apply). After an
-// apply the chain is read again (a snapshot's new top joins the workspace and is shown).
+// Snapshot and stream on a chain, per image (offline) or per running disk (a connection's top node):
+// the core's plan for what the user asked (chain-op:plan, which writes nothing), then the plan applied
+// once the user confirmed it (chain-op:apply). After an apply the chain is read again: offline, a
+// snapshot's new top joins the workspace and is shown; live, the connection's block graph is read
+// again (not while a finished stream waits for dismissal: loadGraph keeps to that rule).
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
 import type { ChainOpReport, ChainOpRequest } from '../../../electron/core/contract';
@@ -8,6 +10,12 @@ import { call } from '../api/client';
 import { ApiError } from '../api/api-error';
 import { useChainsStore } from './chains';
 import { useWorkspaceStore } from './workspace';
+import { useQemuConnectionsStore } from './qemu-connections';
+
+/** What the plans, errors and busy states are kept by: the image, or the connection and node. */
+export function chainOpKey(req: { image: string } | { connection: string; node: string }): string {
+  return 'image' in req ? req.image : `live:${req.connection}:${req.node}`;
+}
 
 export const useChainOpsStore = defineStore('chain-ops', () => {
   const plans = reactive<Record<string, ChainOpReport | null>>({});
@@ -15,38 +23,43 @@ export const useChainOpsStore = defineStore('chain-ops', () => {
   const busy = reactive<Record<string, 'planning' | 'applying' | null>>({});
 
   async function plan(req: ChainOpRequest): Promise<void> {
-    busy[req.image] = 'planning';
-    errors[req.image] = null;
-    plans[req.image] = null;
+    const k = chainOpKey(req);
+    busy[k] = 'planning';
+    errors[k] = null;
+    plans[k] = null;
     try {
-      plans[req.image] = await call('chain-op:plan', req);
+      plans[k] = await call('chain-op:plan', req);
     } catch (e) {
-      errors[req.image] = ApiError.from(e);
+      errors[k] = ApiError.from(e);
     } finally {
-      busy[req.image] = null;
+      busy[k] = null;
     }
   }
 
   async function apply(req: ChainOpRequest): Promise<ChainOpReport | null> {
-    busy[req.image] = 'applying';
-    errors[req.image] = null;
+    const k = chainOpKey(req);
+    busy[k] = 'applying';
+    errors[k] = null;
     try {
       const r = await call('chain-op:apply', req);
-      plans[req.image] = null;
-      await useChainsStore().inspect(r.active);
-      if (r.active !== req.image) useWorkspaceStore().select(r.active);
+      plans[k] = null;
+      if ('connection' in req) await useQemuConnectionsStore().loadGraph(req.connection);
+      else {
+        await useChainsStore().inspect(r.active);
+        if (r.active !== req.image) useWorkspaceStore().select(r.active);
+      }
       return r;
     } catch (e) {
-      errors[req.image] = ApiError.from(e);
+      errors[k] = ApiError.from(e);
       return null;
     } finally {
-      busy[req.image] = null;
+      busy[k] = null;
     }
   }
 
-  function dismiss(image: string): void {
-    plans[image] = null;
-    errors[image] = null;
+  function dismiss(key: string): void {
+    plans[key] = null;
+    errors[key] = null;
   }
 
   return { plans, errors, busy, plan, apply, dismiss };
