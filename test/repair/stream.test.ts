@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test, expect, vi } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { G, K, seedBase, overlay, write, addBitmap, checkpoint, checkpointedBase, strata, sums, assertTruth, qemuCheckAll, crashWhileOpen } from './scenarios.ts';
+import { G, K, seedBase, overlay, write, addBitmap, checkpoint, checkpointedBase, brokenGap, strata, sums, assertTruth, qemuCheckAll, crashWhileOpen } from './scenarios.ts';
 import { qemuImg, qemuInfoChain } from '../helpers/qemu.ts';
 import { rawCopy } from '../helpers/truth.ts';
 import { createService } from '../../electron/core/service.ts';
@@ -131,6 +131,33 @@ test('stream refuses, naming the file, and writes nothing: no backing file, a --
   expect(inUse.code).toBe(2);
   expect(inUse.stderr).toContain(`${top}: bitmaps 'bitmap3' are in-use (inconsistent); run strata repair first`);
   expect(sums(s.layers)).toEqual(crashed);
+});
+
+test('a gap in the streamed layers is not hidden: the stream is refused, nothing written; after strata repair --yes it streams and every checkpoint covers every write', () => {
+  // base c1; mid made with qemu-img create -b (no bitmap: c1 cannot be trusted); top c1 again.
+  const s = brokenGap();
+  const [top, mid, base] = s.layers;
+  const before = sums(s.layers);
+  const dry = strata(s.dir, ['stream', top, '--json']);
+  expect(dry.code).toBe(2);
+  expect(dry.json.before.map((v: any) => [v.name, v.state])).toEqual([['c1', 'unknown']]);
+  expect(dry.json.refused).toContain(`checkpoint 'c1' cannot be trusted now (layer mid.qcow2 has no bitmap for checkpoint 'c1'`);
+  expect(dry.json.plan).toEqual([]);
+  const refused = strata(s.dir, ['stream', top, '--yes']);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toContain(`a stream would remove the layer that says so and call it ok, missing its writes. Run strata repair ${top} first`);
+  // Kept on the base, c1 stays unknown after (the top then holds mid's data, which no c1 covers): not refused.
+  const kept = strata(s.dir, ['stream', top, '--base', base, '--json']);
+  expect(kept.code, kept.stderr).toBe(0);
+  expect(kept.json.after.map((v: any) => [v.name, v.state])).toEqual([['c1', 'unknown']]);
+  expect(sums(s.layers)).toEqual(before);
+  expect(strata(s.dir, ['repair', top, '--yes']).code).toBe(0);
+  const r = strata(s.dir, ['stream', top, '--yes', '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.json.carried).toEqual([{ name: 'c1', from: [mid, base], created: false }]);
+  s.layers = [top];
+  expect(assertTruth(s).map((x) => [x.name, x.state, x.missed])).toEqual([['c1', 'ok', 0]]);
+  qemuCheckAll(s);
 });
 
 const child = (s: { dir: string; top: string }, env: Record<string, string>) =>

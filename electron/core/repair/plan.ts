@@ -123,6 +123,22 @@ export interface CheckpointView {
   problems: string[];
 }
 
+/**
+ * The checkpoints a plan would turn from not-ok before into ok after. What made them unknown (a gap
+ * layer, an in-use copy) would not be repaired but vanish with the layer the plan removes, and "ok"
+ * afterwards would miss that layer's writes. A plan that does this is refused: repair first.
+ */
+export function hiddenUnknowns(before: CheckpointView[], after: CheckpointView[]): CheckpointView[] {
+  const was = new Map(before.map((v) => [v.name, v]));
+  return after.filter((v) => v.state === 'ok' && was.has(v.name) && was.get(v.name)!.state !== 'ok');
+}
+
+/** The refusal for such a plan, naming each checkpoint and why it cannot be trusted now. */
+export function hiddenUnknownsRefusal(image: string, what: string, before: CheckpointView[], hidden: CheckpointView[]): string {
+  const why = (v: CheckpointView) => before.find((b) => b.name === v.name)?.problems[0] ?? 'unknown';
+  return `${image}: ${hidden.map((v) => `checkpoint '${v.name}' cannot be trusted now (${why(v)})`).join('; ')}; a ${what} would remove the layer that says so and call ${hidden.length > 1 ? 'them' : 'it'} ok, missing its writes. Run strata repair ${image} first`;
+}
+
 export interface RepairStep {
   label: string;
   spec: Extract<StepSpec, { kind: 'tool' }>;

@@ -7,11 +7,15 @@
 //   `qemu-img rebase`), so the top's bitmaps keep recording through the job and take exactly the
 //   guest's writes: nothing is paused, nothing is lost.
 // - The removed layers are read-only backing nodes: nothing writes them, their bitmaps do not move.
-//   So one transaction before the job carries them: a name the top lacks is created in it (the
-//   granularity of the copy below) and gets every removed copy merged in, plus the top's own bitmaps
-//   that count for that checkpoint (its newer ones), so "changes since" it covers the top by itself
-//   whatever the order QEMU stores the new bitmap in; a name the top has gets the removed copies
-//   merged into its own. From there to the job's end the removed layers leave the chain.
+//   So one transaction before the job carries them: into each checkpoint's bitmap in the top go
+//   every removed layer's bitmaps that count for it (the checkpoint math's selection: a disabled
+//   copy brings its layer's newer bitmaps), first into the names the top has, then the names it
+//   lacks are created (the granularity of the copy below, newest first so that QEMU, which stores
+//   one session's new bitmaps newest first, writes them in creation order) with the top's own
+//   counting bitmaps merged in too. Each bitmap then covers the top and the removed layers by
+//   itself, whatever order QEMU lists or stores them in (an order that puts a created one after the
+//   top's own makes those read larger, never smaller). From there to the job's end the removed
+//   layers leave the chain.
 // - A backing-file name for the top's new header that differs from the name QEMU gives the base node
 //   (a relative one) makes QEMU call the top node by a json:{...} pseudo-filename: none is given, and
 //   QEMU writes the base's own (absolute) file name.
@@ -32,7 +36,7 @@ import type { Db } from '../store/db.ts';
 import type { RunContext } from '../plans/runner.ts';
 import type { NewPlan, StepSpec } from '../plans/types.ts';
 import { nodeChain, pick } from '../plans/commit-with-bitmaps.ts';
-import { planStream, StreamedContents, type StreamPlan } from './stream.ts';
+import { planStream, refuseHiddenUnknowns, StreamedContents, type StreamPlan } from './stream.ts';
 import { views, synthEntry } from './plan.ts';
 import { liveOperation, topNode, type LiveOpResult } from './live-op.ts';
 import { StrataError } from '../errors.ts';
@@ -77,9 +81,27 @@ export async function planLiveStream(qmp: QmpClient, t: { socket: string; node: 
     const undo: Action[] = [];
     const synth = new Map<string, ExtentList>();
     const created: Layer['bitmaps'] = [];
-    const copiesOf = (name: string, from: string[]) => removed.flatMap((l) => (from.includes(l.path) ? [{ layer: l, bm: l.bitmaps.find((b) => b.name === name)! }] : []));
-    const sourcesOf = (name: string, copies: { layer: Layer }[]) => copies.map((s) => ({ node: nodeOf.get(s.layer.path)!, name }));
-    /** a top bitmap as it will be once the transaction merged the removed copies into it */
+    const layers = contents.chain.layers;
+    /**
+     * Every bitmap of the removed layers that counts for "changes since `name`" (the checkpoint math's
+     * own selection, from the lowest layer holding it up): a disabled copy needs its layer's other
+     * bitmaps, and a removed layer above it that lacks it counts by its later ones. Merged into the
+     * top's `name`, it makes that bitmap cover the removed layers by itself, whatever order QEMU stores
+     * the top's bitmaps in.
+     */
+    const countingBelow = (name: string) => {
+      let lowest = layers.length - 1;
+      while (lowest > 0 && !layers[lowest].bitmaps.some((b) => b.name === name)) lowest--;
+      const out: { node: string; name: string; layer: Layer; bm: Layer['bitmaps'][number] }[] = [];
+      for (let i = lowest; i >= 1; i--) {
+        if (!p.removed.includes(layers[i].path)) continue;
+        for (const bm of layerSet(layers[i], name, rank).set) out.push({ node: nodeOf.get(layers[i].path)!, name: bm.name, layer: layers[i], bm });
+      }
+      return out;
+    };
+    const sourcesOf = (name: string) => countingBelow(name).map(({ node, name: n }) => ({ node, name: n }));
+    const contentsOf = (name: string) => countingBelow(name).map((s) => contents.bitmap(s.layer, s.bm));
+    /** a top bitmap as it will be once the transaction merged the removed layers into it */
     const merged = (b: Layer['bitmaps'][number]) => synth.get(`${top.path}\0${b.name}`) ?? contents.bitmap(top, b);
     // First the merges into the top's own bitmaps: a created one below takes some of those in (its
     // counting ones), and QEMU runs a transaction's actions in order, so they must be complete by then
@@ -87,25 +109,26 @@ export async function planLiveStream(qmp: QmpClient, t: { socket: string; node: 
     for (const cr of p.carried) {
       const own = top.bitmaps.find((b) => b.name === cr.name);
       if (!own) continue;
-      const copies = copiesOf(cr.name, cr.from);
-      actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: sourcesOf(cr.name, copies) } });
-      synth.set(`${top.path}\0${cr.name}`, union([contents.bitmap(top, own), ...copies.map((s) => contents.bitmap(s.layer, s.bm))]));
+      actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: sourcesOf(cr.name) } });
+      synth.set(`${top.path}\0${cr.name}`, union([contents.bitmap(top, own), ...contentsOf(cr.name)]));
     }
-    for (const cr of p.carried) {
-      if (top.bitmaps.some((b) => b.name === cr.name)) continue;
-      const copies = copiesOf(cr.name, cr.from);
-      // The top's own bitmaps that count for this checkpoint now: merged in, so it covers the top alone.
+    // Then the missing ones, newest first: QEMU stores the bitmaps one session created newest first,
+    // so the file ends in creation order. Each also takes the top's own bitmaps that count for it, so
+    // it covers the top by itself too.
+    const missing = p.carried.filter((cr) => !top.bitmaps.some((b) => b.name === cr.name)).sort((a, b) => rank.get(b.name)! - rank.get(a.name)!);
+    for (const cr of missing) {
       const counting = layerSet(top, cr.name, rank).set;
-      const records = copies.some((s) => s.bm.auto) || counting.some((b) => b.auto);
-      const g = copies[0].bm.granularity;
+      const below = countingBelow(cr.name);
+      const records = below.some((s) => s.bm.auto) || counting.some((b) => b.auto);
+      const g = below.find((s) => s.bm.name === cr.name)!.bm.granularity;
       actions.push({ type: 'block-dirty-bitmap-add', data: { node: t.node, name: cr.name, granularity: g, persistent: true, disabled: !records } });
-      actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: [...sourcesOf(cr.name, copies), ...counting.map((b) => b.name)] } });
+      actions.push({ type: 'block-dirty-bitmap-merge', data: { node: t.node, target: cr.name, bitmaps: [...sourcesOf(cr.name), ...counting.map((b) => b.name)] } });
       undo.push({ type: 'block-dirty-bitmap-remove', data: { node: t.node, name: cr.name } });
-      synth.set(`${top.path}\0${cr.name}`, union([...copies.map((s) => contents.bitmap(s.layer, s.bm)), ...counting.map(merged)]));
+      synth.set(`${top.path}\0${cr.name}`, union([...contentsOf(cr.name), ...counting.map(merged)]));
       created.push(synthEntry(cr.name, g, records, top.bitmaps.length + created.length));
     }
     if (actions.length) {
-      const first = p.carried.find((x) => x.created)?.name;
+      const first = missing[0]?.name;
       plan.steps.push({
         label: `carry ${p.carried.map((x) => `'${x.name}'`).join(', ')} from ${removed.map((l) => path.basename(l.path)).join(', ')} into node '${t.node}' (${path.basename(top.path)}), before those layers leave the chain`,
         spec: {
@@ -128,7 +151,7 @@ export async function planLiveStream(qmp: QmpClient, t: { socket: string; node: 
     const simChain: Chain = { image: top.path, layers: [simTop, ...contents.chain.layers.slice(base)], close() {} };
     const g0 = top.bitmaps[0]?.granularity ?? 65536;
     plan.after = views(new StreamedContents(simChain, synth, contents, top.path, topAfter), g0, p.before.map((v) => v.name));
-    return plan;
+    return refuseHiddenUnknowns(plan);
   });
 }
 

@@ -21,7 +21,7 @@ import type { BitmapEntry } from '../qcow2/bitmaps.ts';
 import { union, type ExtentList } from '../extents.ts';
 import type { NewPlan } from '../plans/types.ts';
 import { KEEP_PREFIX } from '../bitmaps/temporary.ts';
-import { PlannedContents, views, synthEntry, type CheckpointView, type RepairStep } from './plan.ts';
+import { PlannedContents, views, synthEntry, hiddenUnknowns, hiddenUnknownsRefusal, type CheckpointView, type RepairStep } from './plan.ts';
 
 export const STREAM_KIND = 'stream';
 
@@ -200,6 +200,16 @@ export function planStream(contents: ChainContents, o: { base: string | null; lo
   const simTop: Layer = { ...top, bitmaps: simBitmaps, backingFile: newBacking, backingFormat: baseLayer?.format ?? null };
   const simChain: Chain = { image: top.path, layers: [simTop, ...chain.layers.slice(baseIdx)], close() {} };
   plan.after = views(new StreamedContents(simChain, synth, contents, top.path, topAfter), g0, plan.before.map((v) => v.name));
+  return refuseHiddenUnknowns(plan);
+}
+
+/** A stream must not make a checkpoint that cannot be trusted now read ok (hiddenUnknowns): such a plan is refused, its steps dropped. */
+export function refuseHiddenUnknowns<P extends Pick<StreamPlan, 'image' | 'before' | 'after' | 'refused'> & { steps: unknown[] }>(plan: P): P {
+  const hidden = hiddenUnknowns(plan.before, plan.after);
+  if (hidden.length && !plan.refused) {
+    plan.refused = hiddenUnknownsRefusal(plan.image, 'stream', plan.before, hidden);
+    plan.steps = [];
+  }
   return plan;
 }
 
