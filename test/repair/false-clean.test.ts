@@ -125,3 +125,22 @@ test('every finding kind: no checkpoint is ever reported ok with a changed block
   }
   expect([...seen].sort()).toEqual([...ALL].sort());
 });
+
+test('every finding kind, then a stream of the whole chain (refused or done): still no checkpoint ok with a changed block missing', async () => {
+  const outcomes: string[] = [];
+  for (const b of BUILDERS) {
+    if (b.live || b.name.startsWith('backing missing')) continue;
+    const s = await b.build();
+    if (s.layers.length < 2) continue;
+    const r = strata(s.dir, ['stream', s.top, '--yes', '--json']);
+    outcomes.push(`${b.name}: ${r.code === 0 ? 'streamed' : r.code === 2 ? 'refused' : `exit ${r.code}`}`);
+    expect([0, 2], `${b.name}: ${r.stderr}`).toContain(r.code);
+    if (r.code === 0) s.layers = [s.top];
+    assertTruth(s);
+    write(s.top, 0x5b, 7 * G, G);
+    assertTruth(s);
+  }
+  // The gap is the case a stream would hide: it must be among the refused.
+  expect(outcomes).toContain('gap: refused');
+  expect(outcomes.filter((o) => o.endsWith('streamed')).length).toBeGreaterThan(0);
+});
