@@ -12,6 +12,7 @@ import { snapshotLive } from '../../electron/core/repair/snapshot-live.ts';
 import { streamLive } from '../../electron/core/repair/stream-live.ts';
 import { exportNode, unexport, backgroundWriter } from './live-chain.ts';
 import { waitExit } from './helpers.ts';
+import { processAlive } from '../../electron/core/processes.ts';
 
 const [op, socket, node, nbd, newTop] = process.argv.slice(2);
 const qmp = await QmpClient.connect(socket);
@@ -20,6 +21,12 @@ let writer: ChildProcess | null = null;
 let duringJob: boolean | null = null;
 const hook = async (point: string) => {
   if (point === process.env.CRASH_AT) process.kill(process.pid, 'SIGKILL');
+  if (point === process.env.QEMU_KILL_AT) {
+    // the VM's QEMU dies here (SIGKILL), and this Strata goes on as if nothing happened
+    const pid = Number(process.env.QEMU_PID);
+    process.kill(pid, 'SIGKILL');
+    while (processAlive(pid)) await new Promise((r) => setTimeout(r, 10));
+  }
   if (process.env.WRITE_DURING && point === (op === 'snapshot' ? 'after-step-1' : 'job-running')) {
     await exportNode(qmp, nbd, node);
     const count = async () => ((await qmp.execute<any[]>('query-named-block-nodes', { flat: true })).find((n) => n['node-name'] === node)['dirty-bitmaps'] as any[]).find((b) => b.name === 'b2').count;

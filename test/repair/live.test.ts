@@ -16,7 +16,7 @@ import { startDaemon, type Daemon } from '../helpers/storage-daemon.ts';
 import { qemuImg, qemuIo, waitListening } from '../helpers/qemu.ts';
 import { sinceOf } from '../helpers/truth.ts';
 import { startGuestJob, endGuestJob, progressOf } from './live-guest.ts';
-import { G, newScenario, addBitmap, write, checkpoint, overlay, strataAsync, sums, assertTruth, qemuCheckAll, type Scenario } from './scenarios.ts';
+import { G, untrackedOverlay, strataAsync, sums, assertTruth, qemuCheckAll, type Scenario } from './scenarios.ts';
 
 vi.setConfig({ testTimeout: 180_000 });
 
@@ -33,13 +33,7 @@ interface Live {
 
 /** A base checkpointed as c1, an overlay made with qemu-img create -b and written, held by a daemon. */
 async function liveUntracked(t: TestContext): Promise<Live> {
-  const s = newScenario(SIZE);
-  write(s.top, 0x41, 0, 2 * G);
-  addBitmap(s.top, 'c1');
-  checkpoint(s, 'c1');
-  write(s.top, 0x42, 4 * G, G);
-  overlay(s, 'top.qcow2');
-  write(s.top, 0x44, 10 * G, 3 * G);
+  const s = untrackedOverlay(SIZE);
   const lookSock = path.join(s.dir, 'look.qmp');
   const guestSock = path.join(s.dir, 'guest.qmp');
   const vm = await startDaemon(t, s.dir, [

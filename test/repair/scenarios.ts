@@ -185,6 +185,18 @@ export function seedUntracked(): Scenario {
   return s;
 }
 
+/** A base of `size` checkpointed as c1 (2 clusters before it, one after), then an overlay made with qemu-img create -b and 3 clusters written into it. */
+export function untrackedOverlay(size: number): Scenario {
+  const s = newScenario(size);
+  write(s.top, 0x41, 0, 2 * G);
+  addBitmap(s.top, 'c1');
+  checkpoint(s, 'c1');
+  write(s.top, 0x42, 4 * G, G);
+  overlay(s, 'top.qcow2');
+  write(s.top, 0x44, 10 * G, 3 * G);
+  return s;
+}
+
 /** A base written and checkpointed as c1, then an overlay made with qemu-img create -b. */
 export function checkpointThenOverlay(): Scenario {
   const s = newScenario();

@@ -11,7 +11,12 @@ import { blockGraph } from '../connections/block-graph.ts';
 import type { PlanStore } from '../store/plans.ts';
 import { isIrreversible, jobUntil, type Plan, type PlanStep, type QmpCall, type StepCheck } from './types.ts';
 import { StrataError } from '../errors.ts';
+import { QmpExecuteError } from '../qmp/errors.ts';
 import { runAll as runTools, checkTool } from '../repair/run.ts';
+import { openLayer, allocationExtents } from '../qcow2/chain.ts';
+import { imageLockState } from '../daemon/image-lock.ts';
+import fs from 'node:fs';
+import path from 'node:path';
 
 export interface RunContext {
   qmp: QmpClient;
@@ -232,10 +237,85 @@ async function runFrom(ctx: RunContext, plan: Plan, adoptIndex: number | null): 
   return { plan: ctx.store.get(plan.id)!, resolution: 'done' };
 }
 
-export function runPlan(ctx: RunContext, planId: number): Promise<PlanOutcome> {
+/**
+ * Before its first step a plan leaves a mark in its QEMU: an object (a `secret`, invisible to the
+ * guest) named for the plan, which lives exactly as long as that QEMU process. A restart that finds
+ * the mark gone knows the QEMU at the socket is another one (restarted, or replaced by a VM started
+ * again on the same socket): what the plan did in the old one's memory (bitmaps merged, a node
+ * added, a job) is gone, and none of it may be taken as done there. A QEMU that refuses the mark
+ * leaves the plan without one; recovery then reads the steps back as before.
+ */
+async function markSession(ctx: RunContext, plan: Plan): Promise<void> {
+  if (!plan.target.socket || plan.target.session) return;
+  const id = `strata-plan-${plan.id}-${process.pid}-${Date.now().toString(36)}`;
+  try {
+    await ctx.qmp.execute('object-add', { 'qom-type': 'secret', id, data: 'strata' }, { tag: { plan: plan.id } });
+  } catch {
+    return;
+  }
+  plan.target = { ...plan.target, session: id };
+  ctx.store.retarget(plan.id, plan.target);
+}
+
+/** The mark removed once the plan has ended (best effort: it dies with QEMU anyway). */
+async function unmarkSession(ctx: RunContext, out: PlanOutcome): Promise<PlanOutcome> {
+  const id = out.plan.target.session;
+  if (id && out.plan.state !== 'running' && ctx.qmp.state === 'ready') await ctx.qmp.execute('object-del', { id }, { tag: { plan: out.plan.id } }).catch(() => {});
+  return out;
+}
+
+/** Is the QEMU at the socket the one the plan marked? null: the plan has no mark. */
+async function sameSession(ctx: RunContext, plan: Plan): Promise<boolean | null> {
+  if (!plan.target.session) return null;
+  try {
+    const objects = await ctx.qmp.execute<{ name: string }[]>('qom-list', { path: '/objects' });
+    return objects.some((o) => o.name === plan.target.session);
+  } catch (e) {
+    // QEMU makes /objects with its first object: a QEMU without it has no mark either
+    if (e instanceof QmpExecuteError && e.errorClass === 'DeviceNotFound') return false;
+    throw e;
+  }
+}
+
+/**
+ * A plan whose QEMU is gone: nothing is run or undone in the QEMU at the socket now. A file the plan
+ * made for the old QEMU (a live snapshot's overlay) is removed when nothing holds it and it holds no
+ * data (so no guest write went into it); else it is kept and named.
+ */
+async function endForeign(ctx: RunContext, plan: Plan): Promise<PlanOutcome> {
+  const files: string[] = [];
+  for (const s of [...plan.steps].reverse()) {
+    if (s.spec.kind !== 'tool' || (s.state !== 'done' && s.state !== 'running') || !Array.isArray(s.spec.undo) || !s.spec.check) continue;
+    const file = s.spec.check.layer;
+    if (!fs.existsSync(file)) continue;
+    let empty = false;
+    try {
+      const l = openLayer(file, null);
+      try {
+        empty = allocationExtents(l).count === 0;
+      } finally {
+        l.file.close();
+      }
+    } catch {
+      empty = false; // unreadable: not Strata's to judge, kept
+    }
+    if (empty && (await imageLockState(file)) === 'free') {
+      await runTools(s.spec.undo);
+      ctx.store.step(plan.id, s.index, 'undone', 'after a restart: the QEMU it was made for is gone, and the file holds no data: removed');
+      files.push(`removed ${path.basename(file)}, which held no data`);
+    } else files.push(`kept ${file} (it is in use or holds data written through it)`);
+  }
+  const error = `the QEMU at ${plan.target.socket} is not the one plan #${plan.id} ran on (its mark is gone: QEMU was restarted or replaced); what the plan did in that QEMU's memory went with it, and nothing of it is run again in this one`;
+  const resolution = `${error}${files.length ? `; ${files.join('; ')}` : ''}. Look at the chain (strata repair) before going on`;
+  ctx.store.finish(plan.id, 'failed', error, resolution);
+  return { plan: ctx.store.get(plan.id)!, resolution };
+}
+
+export async function runPlan(ctx: RunContext, planId: number): Promise<PlanOutcome> {
   const plan = ctx.store.get(planId);
   if (!plan) throw new StrataError('E_BAD_INPUT', `no plan #${planId}`);
-  return runFrom(ctx, plan, null);
+  await markSession(ctx, plan);
+  return unmarkSession(ctx, await runFrom(ctx, plan, null));
 }
 
 /** Finish a plan a crash left running, from what QEMU shows now and the steps' journaled phases. */
@@ -243,6 +323,11 @@ export async function recoverPlan(ctx: RunContext, planId: number): Promise<Plan
   const plan = ctx.store.get(planId);
   if (!plan) throw new StrataError('E_BAD_INPUT', `no plan #${planId}`);
   if (plan.state !== 'running') return { plan, resolution: plan.resolution ?? plan.state };
+  if ((await sameSession(ctx, plan)) === false) return endForeign(ctx, plan);
+  return unmarkSession(ctx, await resume(ctx, plan));
+}
+
+async function resume(ctx: RunContext, plan: Plan): Promise<PlanOutcome> {
   let adopt: number | null = null;
   // A job QEMU still runs (or holds at READY) is followed forward, not rolled back.
   let forward = false;

@@ -79,6 +79,11 @@ export interface PlanTarget {
   /** the image Strata's own daemon serves, or null for a VM */
   image: string | null;
   daemonPid: number | null;
+  /**
+   * The mark the plan left in the QEMU it runs on (an object only that QEMU process holds,
+   * runner.ts markSession): a restart that finds it gone knows that QEMU restarted or was replaced.
+   */
+  session?: string | null;
 }
 
 export interface Plan {

@@ -204,7 +204,7 @@ export class QmpClient {
 
   /** Run one command; rejects with QmpExecuteError (QEMU's class), timeout, interrupted or state errors. */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: ExecuteOptions = {}): Promise<T> {
-    if (this.closed || this.proto.state !== 'ready') return Promise.reject(qmpError.state(command, this.state));
+    if (this.closed || this.proto.state !== 'ready') return Promise.reject(qmpError.state(this.path, command, this.state));
     const { id, bytes } = this.proto.command(command, args);
     return new Promise<T>((resolve, reject) => {
       const ms = opts.timeoutMs ?? this.opts.callTimeoutMs;

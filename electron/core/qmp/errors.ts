@@ -28,7 +28,7 @@ export const qmpError = {
   negotiation: (where: string, why: string) => new QmpError('E_QMP_NEGOTIATION', `${where}: QMP negotiation failed: ${why}`, { file: where }),
   interrupted: (where: string, command: string, why: string) =>
     new QmpError('E_QMP_INTERRUPTED', `${where}: connection lost while ${command} was pending: ${why}`, { file: where }),
-  state: (command: string, state: string) => new QmpError('E_QMP_STATE', `QMP ${command}: the connection is ${state}`),
+  state: (where: string, command: string, state: string) => new QmpError('E_QMP_STATE', `${where}: QMP ${command}: the connection is ${state}`, { file: where }),
   protocol: (where: string, why: string) => new QmpError('E_QMP_PROTOCOL', `${where}: QMP protocol error: ${why}`, { file: where }),
   timeout: (where: string, command: string, ms: number) => new QmpError('E_QMP_TIMEOUT', `${where}: QMP ${command} got no reply within ${ms} ms`, { file: where }),
 };

@@ -36,6 +36,11 @@ export class PlanStore {
     this.db.prepare('UPDATE plan_steps SET phase = ?, note = ?, updated_at = ? WHERE plan = ? AND idx = ?').run(phase, note, new Date().toISOString(), plan, idx);
   }
 
+  /** The plan's target with what was learnt when it started (its mark in QEMU). */
+  retarget(plan: number, target: Plan['target']): void {
+    this.db.prepare('UPDATE plans SET target_json = ? WHERE id = ?').run(JSON.stringify(target), plan);
+  }
+
   note(plan: number, idx: number, note: string): void {
     this.db.prepare('UPDATE plan_steps SET note = ?, updated_at = ? WHERE plan = ? AND idx = ?').run(note, new Date().toISOString(), plan, idx);
   }
