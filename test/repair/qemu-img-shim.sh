@@ -15,7 +15,12 @@ echo "$*" > "$SHIM_COUNT.killed"
 case "$SHIM_MODE" in
   before) kill -9 $$ ;;
   after) "$SHIM_REAL" "$@"; kill -9 $$ ;;
-  mid) exec strace -f -qq -o /dev/null -e trace=pwrite64,pwritev,pwritev2 -e inject=pwrite64,pwritev,pwritev2:signal=SIGKILL:when="$SHIM_WRITE" "$SHIM_REAL" "$@" ;;
+  # strace counts each thread's writes apart, and qemu-img spreads its writes over a pool of worker
+  # threads whose share varies with the load: one worker (QEMU's main-loop object) makes "the Nth
+  # write" the same one on every run
+  mid) sub=$1; shift
+       exec strace -f -qq -o /dev/null -e trace=pwrite64,pwritev,pwritev2 -e inject=pwrite64,pwritev,pwritev2:signal=SIGKILL:when="$SHIM_WRITE" \
+         "$SHIM_REAL" "$sub" --object main-loop,id=strata-shim-loop,thread-pool-min=1,thread-pool-max=1 "$@" ;;
 esac
 echo "qemu-img shim: unknown SHIM_MODE '$SHIM_MODE'" >&2
 exit 3
