@@ -88,3 +88,36 @@ test('a middle layer leaving the chain too: its bitmaps are carried with the top
   assert.equal(i.effects.intermediate, true);
   assert.equal(i.tempGranularity, null, 'no switch-over, no temporary bitmap');
 });
+
+test('never a false clean: a checkpoint made in a removed middle layer, under a top none of whose bitmaps counts for it, refuses the plan naming both', () => {
+  const untracked = facts([], [], [6], {});
+  untracked.between = [{ node: 'm', file: '/mid.qcow2', bitmaps: [bm('X')], contents: { allocation: ext(2, 3), bitmaps: new Map([['X', ext(3)]]) } }];
+  for (const scheme of ['seed', 'libvirt'] as const) {
+    untracked.scheme = scheme;
+    assert.throws(
+      () => decideCommit(untracked),
+      (e: any) => e.code === 'E_CHECKPOINT_UNKNOWN' && /checkpoint 'X': \/top\.qcow2 has no bitmap for checkpoint 'X'/.test(e.message) && /strata repair/.test(e.message),
+    );
+  }
+  // the same with the top tracked (its own X covers what it holds): carried, nothing refused; mid's
+  // writes before X was made there (cluster 2) are older than X and do not count
+  const tracked = facts([bm('X')], [], [6], { X: [6] });
+  tracked.between = untracked.between;
+  assert.deepEqual(decideCommit(tracked).effects.carried.map((c) => [c.name, c.created, c.from]), [['X', true, ['/top.qcow2', '/mid.qcow2']]]);
+  // a top that is tracked for X but holds one cluster more than its bitmap: refused too
+  const short = facts([bm('X')], [], [6, 7], { X: [6] });
+  short.between = untracked.between;
+  assert.throws(() => decideCommit(short), /\/top\.qcow2 holds 64 KiB written that none of its bitmaps for checkpoint 'X' covers/);
+});
+
+test("never a false clean: a base whose bitmaps for a checkpoint are all disabled is refused when the commit would make one record again, and left alone when it would not", () => {
+  // active commit: the top's recording X is carried into the base's disabled X, which would record afterwards
+  const d = facts([bm('X')], [bm('X', { recording: false })], [4], { X: [4] });
+  assert.throws(() => decideCommit(d), (e: any) => e.code === 'E_CHECKPOINT_UNKNOWN' && /in \/base\.qcow2 every bitmap covering checkpoint 'X' is disabled/.test(e.message));
+  // an intermediate commit of a layer with no bitmap of X: the base's X stays disabled, the checkpoint stays unknown by the base's own rule
+  const inter = facts([], [bm('X', { recording: false })], [4], {});
+  inter.intermediate = { active: '/active.qcow2' };
+  assert.deepEqual(decideCommit(inter).effects.enabledAfter, []);
+  // a newer recording bitmap in the base (the seed's chain) covers the disabled one: no refusal
+  assert.doesNotThrow(() => decideCommit(facts([bm('Y')], [bm('X', { recording: false }), bm('Y')], [4], { Y: [4] })));
+});

@@ -95,6 +95,23 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
   const traffic = db ? new QmpTrafficLog(db).open(`strata commit ${image ?? `--socket ${socket} --node ${node}`}`, image ? `qemu-storage-daemon for ${image}` : path.resolve(socket!)) : null;
   let daemon: StorageDaemon | null = null;
   let qmp: QmpClient;
+  const planOpts = { scheme, runtimeDir, top: resolveLayer(topOpt), base: resolveLayer(baseOpt) };
+  if (image && apply) {
+    // Planned first through a read-only daemon: a refused plan (a checkpoint it cannot keep true)
+    // must leave the files as they were, and QEMU rewrites bitmap metadata on any read-write open.
+    try {
+      const look = await StorageDaemon.start({ image, runtimeDir, readOnly: true });
+      try {
+        await planCommitWithBitmaps(look.qmp, { socket: look.socket, image, daemonPid: look.pid ?? null }, node, 'strata-commit-look', planOpts);
+      } finally {
+        await look.stop();
+      }
+    } catch (e) {
+      traffic?.close(`refused: ${(e as Error).message}`);
+      db?.close();
+      throw e;
+    }
+  }
   try {
     daemon = image ? await StorageDaemon.start({ image, runtimeDir, readOnly: !apply, onTraffic: traffic?.sink }) : null;
     qmp = daemon ? daemon.qmp : await QmpClient.connect(path.resolve(socket!), { onTraffic: traffic?.sink });
@@ -106,7 +123,7 @@ export async function cmdCommit(argv: string[], out: Out): Promise<void> {
   const target: PlanTarget = daemon ? { socket: daemon.socket, image, daemonPid: daemon.pid ?? null } : { socket: qmp.path, image: null, daemonPid: null };
   const jobId = `strata-commit-${process.pid}-${Date.now().toString(36)}`;
   try {
-    const plan = await planCommitWithBitmaps(qmp, target, node, jobId, { scheme, runtimeDir, top: resolveLayer(topOpt), base: resolveLayer(baseOpt) });
+    const plan = await planCommitWithBitmaps(qmp, target, node, jobId, planOpts);
     const preview = planPreview(plan);
     if (!apply) {
       if (json) return out.write(JSON.stringify({ applied: false, active: plan.effects.active, plan: preview }, null, 2) + '\n');

@@ -30,6 +30,7 @@ import { nodeBitmaps, queryNamedNodes, type NodeBitmap } from '../qmp/named-node
 import { blockGraph } from '../connections/block-graph.ts';
 import { readLiveNode } from '../bitmaps/live-contents.ts';
 import { union, uncoveredBytes, type ExtentList } from '../extents.ts';
+import { layerSet } from '../checkpoints.ts';
 import type { NewPlan, PlanTarget } from './types.ts';
 import { StrataError } from '../errors.ts';
 import { humanBytes } from '../units.ts';
@@ -128,6 +129,7 @@ export function decideCommit(f: CommitFacts): CommitDecision {
   const reEnabled = [...disabled];
   const survive = [...rank.keys()].filter((n) => !isLost(n) && (inBase.has(n) || names.includes(n)));
   const enableAfter = [...new Set([...reEnabled, ...carried.filter((c) => c.recordsAfter && !(inBase.get(c.name)?.b.recording && !disabled.includes(c.name))).map((c) => c.name)])];
+  refuseUntrusted(f, removed, rank, validIn, inBase, carried, keptRecording, new Set([...enableAfter, ...carried.filter((c) => c.recordsAfter).map((c) => c.name)]));
   const mergeTempInto = [...new Set([...reEnabled, ...carried.filter((c) => c.recordsAfter).map((c) => c.name)])];
   // Nothing writes the base around an intermediate commit's end (no pivot): no temporary bitmap.
   const needTemp = !f.intermediate && mergeTempInto.length > 0 && (disabled.length > 0 || carried.length > 0);
@@ -150,6 +152,57 @@ export function decideCommit(f: CommitFacts): CommitDecision {
     },
     tempGranularity: needTemp ? Math.min(...grans) : null,
   };
+}
+
+/**
+ * Never a false clean: a checkpoint that cannot be trusted now must not come out of the commit
+ * reading ok. Two causes a commit would hide, each refused naming the checkpoint:
+ * - in the base, every bitmap that counts for it is disabled (the checkpoint math's rule: what the
+ *   base took while it was the active layer after the newest was disabled is in none of them), and
+ *   the commit would make one record again: afterwards nothing would show what is missing;
+ * - a removed layer above the one where it was made (its lowest layer holding the name; every removed
+ *   layer when the base holds it) took writes after it that nothing catches: caught when a base bitmap
+ *   counting for it records through the commit (it marks everything copied), or when the layer's own
+ *   bitmaps counting for it cover its allocation (they are carried). Neither: an overlay made outside
+ *   Strata, or a gap; strata repair fills the layer's bitmaps from its allocation first.
+ */
+function refuseUntrusted(
+  f: CommitFacts,
+  removed: RemovedLayerFacts[],
+  rank: Map<string, number>,
+  validIn: (l: RemovedLayerFacts) => LiveBitmapFacts[],
+  inBase: Map<string, unknown>,
+  carried: CommitEffects['carried'],
+  keptRecording: CommitEffects['keptRecording'],
+  recordsAfter: Set<string>,
+): void {
+  const recording = new Set(keptRecording.map((k) => k.name));
+  const baseNow = { bitmaps: f.base.bitmaps.map((b) => ({ name: b.name, auto: b.recording })) };
+  const baseAfter = { bitmaps: [...f.base.bitmaps.map((b) => ({ name: b.name, auto: b.recording || recordsAfter.has(b.name) })), ...carried.filter((c) => c.created).map((c) => ({ name: c.name, auto: c.recordsAfter }))] };
+  const problems: string[] = [];
+  let disabledOnly = false;
+  for (const [name, r] of rank) {
+    if (!inBase.has(name) && !carried.some((c) => c.name === name)) continue; // not in the base afterwards: nothing to trust
+    const now = layerSet(baseNow, name, rank).set;
+    if (now.length && !now.some((b) => b.auto)) {
+      // unknown now for the base's own sake; it stays so unless the commit makes a bitmap of it record
+      if (!layerSet(baseAfter, name, rank).set.some((b) => b.auto)) continue;
+      disabledOnly = true;
+      problems.push(`in ${f.base.file} every bitmap covering checkpoint '${name}' is disabled, so what it took after that, while it was the active layer, may be in none of them; the commit would make '${name}' record again and read ok`);
+      continue;
+    }
+    if (f.base.bitmaps.some((b) => recording.has(b.name) && !b.inconsistent && rank.get(b.name)! >= r)) continue;
+    let origin = removed.length;
+    if (!inBase.has(name)) for (let i = removed.length - 1; i >= 0; i--) if (removed[i].bitmaps.some((b) => b.name === name)) { origin = i; break; }
+    const why = removed.slice(0, origin).map((l, i) => coverageProblem(l, i === 0 && !f.intermediate, name, rank, validIn(l), true)).find((x) => x !== null);
+    if (why) problems.push(`checkpoint '${name}': ${why}, and no bitmap of the base for it records through the commit, so the commit would bring those writes into the base with nothing marking them`);
+  }
+  if (!problems.length) return;
+  const file = f.top.file;
+  const next = disabledOnly
+    ? `Remove such a checkpoint first (strata bitmap remove; the next backup from it must be full)${problems.length > 1 ? ', and run strata repair on the chain for the others' : ''}`
+    : "Run strata repair on the chain first (it fills the layer's bitmaps from its allocation; a layer below a running VM's top needs the VM stopped)";
+  throw new StrataError('E_CHECKPOINT_UNKNOWN', `${file}: ${problems.join('; ')}. ${next}`, { file });
 }
 
 /**
@@ -232,7 +285,9 @@ export async function planCommitWithBitmaps(qmp: QmpClient, target: PlanTarget, 
   const baseNode = nodeOf(base);
   const topBitmaps = nodeBitmaps(topNode);
   const baseBitmaps = nodeBitmaps(baseNode);
-  const contents = (node: string, bitmaps: LiveBitmapFacts[]): Promise<LayerContents> => (scheme === 'libvirt' ? Promise.resolve({ unreadable: 'not needed' }) : readContents(qmp, node, bitmaps, opts.runtimeDir));
+  // Both schemes read the removed layers: libvirt's keeps the base recording, but a checkpoint made
+  // in a removed layer, or one whose base bitmaps are all disabled, relies on the layers' own bitmaps.
+  const contents = (node: string, bitmaps: LiveBitmapFacts[]): Promise<LayerContents> => readContents(qmp, node, bitmaps, opts.runtimeDir);
   const between: RemovedLayerFacts[] = [];
   for (const l of chain.slice(ti + 1, bi)) {
     const bitmaps = nodeBitmaps(nodeOf(l.node));
