@@ -17,3 +17,30 @@ export function processAlive(pid: number | null): boolean {
     return true; // no /proc (not Linux): the signal test is all there is
   }
 }
+
+/**
+ * Is `pid` a qemu-storage-daemon serving `image` (its command line names both)? A pid recorded by an
+ * earlier Strata may since belong to another program: that one is neither waited for nor signalled.
+ */
+export function isStorageDaemonFor(pid: number | null, image: string): boolean {
+  if (!pid || !processAlive(pid)) return false;
+  let argv: string[];
+  try {
+    argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return false; // gone meanwhile, or not ours to read
+  }
+  return argv.length > 0 && /(^|\/)qemu-storage-daemon$/.test(argv[0]) && argv.some((a) => a.includes(image));
+}
+
+/** SIGTERM a storage daemon (QEMU then stores the bitmaps it holds) and wait at most `timeoutMs`; true once it is gone. */
+export async function stopStorageDaemon(pid: number, timeoutMs = 10_000): Promise<boolean> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return !processAlive(pid);
+  }
+  const until = Date.now() + timeoutMs;
+  while (processAlive(pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  return !processAlive(pid);
+}

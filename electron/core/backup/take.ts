@@ -20,7 +20,8 @@ import { imageLockState } from '../daemon/image-lock.ts';
 import { ChainContents, since } from '../checkpoints.ts';
 import { union, totalBytes } from '../extents.ts';
 import { StrataError } from '../errors.ts';
-import { Repository, BackupJournal, syncCatalog, fsyncPath, pidAlive, type BackupEntry, type JournalRow } from './repository.ts';
+import { Repository, BackupJournal, syncCatalog, fsyncPath, type BackupEntry, type JournalRow } from './repository.ts';
+import { isStorageDaemonFor, stopStorageDaemon } from '../processes.ts';
 import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
 import { recordDigests } from './verify.ts';
 import { tool } from './tools.ts';
@@ -310,17 +311,8 @@ function removeUnlistedFiles(repo: Repository, row: Pick<JournalRow, 'partial' |
 
 /** A daemon a killed Strata left behind: SIGTERM (QEMU stores the bitmaps and frees the image). */
 async function stopOrphan(pid: number | null, image: string): Promise<string | null> {
-  if (!pid || !pidAlive(pid)) return null;
-  let cmdline = '';
-  try {
-    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return null;
-  }
-  if (!cmdline.includes('qemu-storage-daemon') || !cmdline.includes(image)) return null;
-  process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 1000 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
-  if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  if (!pid || !isStorageDaemonFor(pid, image)) return null;
+  if (!(await stopStorageDaemon(pid))) process.kill(pid, 'SIGKILL');
   return `stopped the storage daemon (pid ${pid}) it left holding ${image}`;
 }
 

@@ -14,7 +14,7 @@ import { planCommitWithBitmaps, type CommitScheme } from '../plans/commit-with-b
 import { planPreview } from '../plans/service-plans.ts';
 import { runPlan, recoverPlan } from '../plans/runner.ts';
 import { recoverOfflineCommit, runOfflineCommit } from '../plans/offline-recovery.ts';
-import { processAlive as alive } from '../processes.ts';
+import { isStorageDaemonFor, stopStorageDaemon } from '../processes.ts';
 import { openDb } from '../store/db.ts';
 import { PlanStore } from '../store/plans.ts';
 import { QmpTrafficLog } from '../store/qmp-traffic.ts';
@@ -186,7 +186,7 @@ async function finishLeft(image: string, runtimeDir: string, dataDir: string, js
     const left = store.unfinished().filter((p) => p.kind === 'commit-with-bitmaps' && p.target.image === image);
     for (const p of left) {
       let resolution: string | null = null;
-      if (alive(p.target.daemonPid)) {
+      if (isStorageDaemonFor(p.target.daemonPid, image)) {
         const qmp = await QmpClient.connect(p.target.socket, { connectTimeoutMs: 3000 }).catch(() => null);
         if (qmp) {
           try {
@@ -195,8 +195,9 @@ async function finishLeft(image: string, runtimeDir: string, dataDir: string, js
             await qmp.close().catch(() => {});
           }
           // that daemon outlived the Strata that started it: SIGTERM stores its bitmaps
-          process.kill(p.target.daemonPid!, 'SIGTERM');
-          while (alive(p.target.daemonPid)) await new Promise((r) => setTimeout(r, 20));
+          if (!(await stopStorageDaemon(p.target.daemonPid!))) {
+            throw new StrataError('E_BUSY', `${image}: the storage daemon (pid ${p.target.daemonPid}) of commit plan #${p.id} did not stop within 10 s of SIGTERM; it still holds the image (see strata history --plans)`, { file: image });
+          }
         }
       } else resolution = await recoverOfflineCommit(store, p.id, runtimeDir);
       const now = store.get(p.id)!;

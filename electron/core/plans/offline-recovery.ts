@@ -22,7 +22,7 @@ import { runRepairPlan } from '../repair/run.ts';
 import { STORED_SCRATCH_COMMAND, restoreBitmapCommands } from '../repair/run.ts';
 import { runPlan, type RunContext, type PlanOutcome } from './runner.ts';
 import type { StorageDaemon } from '../daemon/storage-daemon.ts';
-import { processAlive as alive } from '../processes.ts';
+import { isStorageDaemonFor } from '../processes.ts';
 
 export const COMMIT_RECOVERY_KIND = 'commit-recovery';
 
@@ -90,7 +90,7 @@ export function offlineRecoverySteps(plan: Plan, forward: boolean, runtimeDir: s
 export async function recoverOfflineCommit(store: PlanStore, planId: number, runtimeDir: string): Promise<string | null> {
   const plan = store.get(planId);
   if (!plan || plan.state !== 'running' || !plan.target.image || !plan.effects?.consistentBefore) return null;
-  if (alive(plan.target.daemonPid)) return null;
+  if (isStorageDaemonFor(plan.target.daemonPid, plan.target.image)) return null;
   if ((await imageLockState(plan.target.image)) === 'locked') return null;
   const forward = pastNoReturn(plan);
   const steps = offlineRecoverySteps(plan, forward, runtimeDir);

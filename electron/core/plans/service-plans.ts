@@ -15,6 +15,7 @@ import { LIVE_SNAPSHOT_KIND } from '../repair/snapshot-live.ts';
 import { planCommitWithBitmaps } from './commit-with-bitmaps.ts';
 import { recoverOfflineCommit } from './offline-recovery.ts';
 import { TOP_NODE } from '../daemon/storage-daemon.ts';
+import { isStorageDaemonFor, stopStorageDaemon } from '../processes.ts';
 
 /** The one mapping of a journaled plan to the wire. */
 export function planInfo(p: Plan): PlanInfo {
@@ -138,13 +139,8 @@ export class ServicePlans {
         traffic?.close('recovery finished');
       }
       // Strata's own daemon outlived the core that started it: stop it now, storing its bitmaps.
-      if (p.target.daemonPid) {
-        try {
-          process.kill(p.target.daemonPid, 'SIGTERM');
-        } catch {
-          // already gone
-        }
-      }
+      // (only when that pid is still its daemon: a recycled pid belongs to someone else)
+      if (p.target.image && isStorageDaemonFor(p.target.daemonPid, p.target.image)) await stopStorageDaemon(p.target.daemonPid!);
       this.emit(out[out.length - 1]);
     }
     return out;
