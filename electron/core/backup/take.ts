@@ -311,8 +311,8 @@ function removeUnlistedFiles(repo: Repository, row: Pick<JournalRow, 'partial' |
 
 /** A daemon a killed Strata left behind: SIGTERM (QEMU stores the bitmaps and frees the image). */
 async function stopOrphan(pid: number | null, image: string): Promise<string | null> {
-  if (!pid || !isStorageDaemonFor(pid, image)) return null;
-  if (!(await stopStorageDaemon(pid))) process.kill(pid, 'SIGKILL');
+  if (!isStorageDaemonFor(pid, image)) return null;
+  if (!(await stopStorageDaemon(pid!))) process.kill(pid!, 'SIGKILL');
   return `stopped the storage daemon (pid ${pid}) it left holding ${image}`;
 }
 
