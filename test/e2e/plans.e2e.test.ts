@@ -262,3 +262,39 @@ test("a chain Strata's own daemon holds read-write: the chain view says so, and 
   assert.match(await liveChip(page, 'strata-top', 'bitmap3').innerText(), /\b0 B\b/);
   assert.deepEqual(app.problems, []);
 });
+
+test('a commit that would call an untrusted checkpoint ok is refused in the app, naming it and saying what to do; nothing is journaled', async (t) => {
+  const app = await suite.open(t, 'plan-refused');
+  const { page } = app;
+  // base: X made, written, then disabled; top: X recording. What base took after X was disabled is in
+  // no bitmap, and carrying the top's X into it would make it record again and read ok.
+  const dir = path.join(app.dataDir, 'refused');
+  fs.mkdirSync(dir, { recursive: true });
+  const base = path.join(dir, 'base.qcow2');
+  const top = path.join(dir, 'top.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, String(8 << 20));
+  qemuIo(base, ['write -P 0x41 0 65536']);
+  qemuImg('bitmap', '--add', base, 'X');
+  qemuIo(base, ['write -P 0x42 65536 65536']);
+  qemuImg('bitmap', '--disable', base, 'X');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', top);
+  qemuImg('bitmap', '--add', top, 'X');
+
+  await page.getByTestId('welcome-panel').waitFor();
+  await addImage(page, top);
+  await page.getByTestId('chain-view').waitFor();
+  await openInDaemon(page, true);
+  await page.getByTestId('nav-jobs').click();
+  await page.getByTestId('jobs-view').waitFor();
+  await page.getByTestId('job-type-plan').check();
+  await page.getByTestId('job-start').click();
+  const error = page.getByTestId('plan-start-error');
+  await error.waitFor();
+  const text = await error.innerText();
+  assert.match(text, /in .*base\.qcow2 every bitmap covering checkpoint 'X' is disabled/);
+  assert.match(text, /the commit would make 'X' record again and read ok/);
+  assert.match(text, /strata bitmap remove/);
+  assert.equal(await page.getByTestId('start-job-dialog').count(), 0, 'no preview to confirm');
+  assert.equal(await page.getByTestId('plan-card').count(), 0, 'nothing journaled');
+  await app.shot('plans-refused');
+});
