@@ -151,6 +151,29 @@ test('verify finds a flipped byte in an inc, a truncated file and a broken backi
   assert.match(r.out, /absolute/);
 }, 60000);
 
+test('a full of more than one digest piece (hashed on threads started with the job): every piece recorded, verify names the one with a flipped byte', async () => {
+  const dir = tmp();
+  const disk = makeDisk(dir, '256M');
+  const home = path.join(dir, 'home');
+  const repo = path.join(dir, 'repo');
+  qemuIo(disk, ['write -P 0x41 0 40M', 'write -P 0x42 100M 50M']);
+  const full = await takeBackup(opts(dir, disk));
+  const m = Repository.open(repo).find(full.id);
+  // 90 MiB of data in pieces of at most 32 MiB: at least three, covering exactly the data
+  assert.ok(m.digests.runs.length >= 3, `${m.digests.runs.length} pieces`);
+  assert.equal(m.digests.runs.reduce((n, x) => n + x.length, 0), 90 << 20);
+  assert.ok(m.digests.runs.every((x) => x.length <= 32 << 20 && /^[0-9a-f]{64}$/.test(x.sha256)));
+  let r = await strata(home, ['verify', '--repo', repo, '--json']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(JSON.parse(r.out)[0].checkedBytes, 90 << 20);
+  const last = m.digests.runs[m.digests.runs.length - 1];
+  flipByteAt(full.file, last.offset + last.length - 1);
+  r = await strata(home, ['verify', '--repo', repo, '--json']);
+  assert.equal(r.code, 2);
+  const problems: string[] = JSON.parse(r.out)[0].problems;
+  assert.deepEqual(problems.filter((x) => /sha256 mismatch/.test(x)), [`${full.file}: the data of disk bytes ${last.start}..${last.start + last.length} differs from what was written (sha256 mismatch)`]);
+}, 60000);
+
 test('compress and copy: a compressed full restores exactly; copy adds no checkpoint', async () => {
   const dir = tmp();
   const disk = makeDisk(dir);

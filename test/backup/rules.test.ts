@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { hashRanges } from '../../electron/core/backup/verify.ts';
+import { HashPool, hashRanges } from '../../electron/core/backup/verify.ts';
+import type { StrataError } from '../../electron/core/errors.ts';
 import { BACKUP_STATES, canMove, needsCleanup, resolveLevel, selectRetention, ancestry, pointsOfDisk, type PointFacts, type CheckpointAnswer } from '../../electron/core/backup/rules.ts';
 
 const ok = (dirtyBytes: number): CheckpointAnswer => ({ state: 'ok', dirtyBytes });
@@ -108,18 +109,30 @@ test('merges: keep-last 2 of full ← inc ← inc ← inc folds inc-2 into inc-3
   assert.deepEqual([t.keep.map((k) => k.id), t.remove, t.merge], [['full-3'], ['full-1', 'inc-2'], []]);
 });
 
-test('digests: OpenSSL and Node hash the same ranges alike (Node is the fallback without openssl)', async () => {
+test('digests: a hash pool gives each range its sha256 in order, null past the end; it serves several calls and files, and a failed call names the file and spoils none after it', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hash-'));
   onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
   const f = path.join(dir, 'data');
-  fs.writeFileSync(f, Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7) & 0xff)));
-  const ranges = [{ offset: 0, length: 65536 }, { offset: 1000, length: 2 << 20 }, { offset: 3 << 20, length: 4096 }];
-  const a = await hashRanges(f, ranges, 'openssl');
-  const b = await hashRanges(f, ranges, 'node');
-  assert.deepEqual(a.slice(0, 2), b.slice(0, 2));
-  assert.equal(a[0], createHash('sha256').update(fs.readFileSync(f).subarray(0, 65536)).digest('hex'));
-  assert.equal(b[2], null, 'Node reports a range past the end');
-  assert.equal(a[2], createHash('sha256').update(Buffer.alloc(0)).digest('hex'), 'OpenSSL hashes what is there: no longer the recorded digest');
+  const g = path.join(dir, 'other');
+  const data = Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7) & 0xff));
+  fs.writeFileSync(f, data);
+  fs.writeFileSync(g, data.subarray(0, 1 << 20).map((x) => x ^ 0x5a));
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  // more ranges than threads, uneven sizes, one past the end, one cut off by it
+  const ranges = [{ offset: 0, length: 65536 }, { offset: 1000, length: 2 << 20 }, { offset: 3 << 20, length: 4096 }, ...Array.from({ length: 9 }, (_, i) => ({ offset: i * 300000, length: 4096 + i * 77777 })), { offset: (3 << 20) - 10, length: 20 }];
+  const want = ranges.map((r) => (r.offset + r.length <= data.length ? sha(data.subarray(r.offset, r.offset + r.length)) : null));
+  assert.deepEqual(await hashRanges(f, ranges), want, 'one-off call');
+  const pool = new HashPool(2);
+  try {
+    assert.deepEqual(await pool.hash(f, ranges), want, 'pool, first call');
+    await assert.rejects(pool.hash(path.join(dir, 'missing'), ranges), (e: StrataError) => e.code === 'E_IO' && e.message.includes(path.join(dir, 'missing')));
+    assert.deepEqual(await pool.hash(g, [{ offset: 0, length: 1 << 20 }]), [sha(fs.readFileSync(g))], 'another file after a failure');
+    assert.deepEqual(await pool.hash(f, ranges), want, 'the first file again');
+    assert.deepEqual(await pool.hash(f, []), []);
+  } finally {
+    await pool.close();
+  }
+  await assert.rejects(async () => pool.hash(f, ranges), /closed/);
 });
 
 test('pointsOfDisk: a restored disk starts from its point (and what that needs), then its own backups; other disks ignore its backups', () => {

@@ -23,7 +23,7 @@ import { StrataError } from '../errors.ts';
 import { Repository, BackupJournal, syncCatalog, fsyncPath, type BackupEntry, type JournalRow } from './repository.ts';
 import { isStorageDaemonFor, stopStorageDaemon } from '../processes.ts';
 import { resolveLevel, type CheckpointAnswer, type Level } from './rules.ts';
-import { recordDigests } from './verify.ts';
+import { HashPool, recordDigests, worthAPool } from './verify.ts';
 import { tool } from './tools.ts';
 import type { BackupTaken } from './contract.ts';
 import { proveFromAllocation, type AllocationProof } from './allocation-proof.ts';
@@ -419,6 +419,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     let jobStarted = false;
     const { allocationScratch, allocationNode, bridge, target, merged: tmp } = names;
     let bridgeAdded = false;
+    let hashPool: HashPool | null = null;
     /** the scratch has done its part once merged (in the transaction): its node closed, its file removed */
     const dropAllocationScratch = async (q: QmpClient | null | undefined) => {
       if (q) await q.execute('blockdev-del', { 'node-name': allocationNode }).catch(() => {});
@@ -518,6 +519,9 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       if (o.live?.qga) await withFrozenGuest(path.resolve(o.live.qga), () => qmp.execute('transaction', { actions }, tag));
       else await qmp.execute('transaction', { actions }, tag);
       jobStarted = true;
+      // The digest threads start while QEMU copies, so they are up when the data is complete (an
+      // incremental's few MiB are hashed on this thread: cheaper than starting threads).
+      if (worthAPool(r.dirtyBytes)) hashPool ??= new HashPool();
       await o.hook?.('transaction');
       if (r.fromAllocation) await dropAllocationScratch(qmp);
       if (bridgeAdded) {
@@ -537,7 +541,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       await qmp.execute('blockdev-del', { 'node-name': target });
       // Durable before it is listed: one fsync of the file and of its folder, then the rename. The
       // digests of what the job wrote are taken meanwhile (hashing is CPU, the fsync is the disk).
-      const [digests] = await Promise.all([recordDigests(partial), fsyncAsync(partial)]);
+      const [digests] = await Promise.all([recordDigests(partial, hashPool ?? undefined), fsyncAsync(partial)]);
       fs.renameSync(partial, final);
       fsyncPath(repo.dir);
       engine.close();
@@ -594,6 +598,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       throw e;
     } finally {
       o.signal?.removeEventListener('abort', onAbort);
+      await hashPool?.close();
       traffic?.close('the backup ended');
     }
   } finally {
