@@ -20,6 +20,15 @@
 // four runs: 1.13, 1.20, 1.18, 1.17; both sides bimodal with the disk's writeback (strata 1.03 s vs
 // convert 0.78 s in the fast mode, 3.3 s vs 3.4 s in the slow one): a fixed ~250 ms of start-up
 // (Node, the daemon, QMP) that a 1 GiB copy does not hide.
+// 2026-12-03, later: digests on Node's in-process sha256 in a pool of worker threads started with
+// the job (1 GiB: 0.36 s on 2 cores; the dd | openssl lanes took 0.54 s).
+// Two runs (5 a side): copy vs convert + sync 1.035 and 0.815 PASS as medians, but the medians mix
+// the two writeback modes; in the fast mode strata 0.93-1.06 s against 0.74-0.82 s (~1.25x): the
+// gap is ~90 ms of start-up (Node, the daemon, qemu-img create) and the job (0.40 s) against
+// convert (0.32 s), the digest tail now at the speed of the fsync. The incremental: 171 / 179 ms
+// = 15.7% / 17.7% of the (faster) full; without NODE_EXTRA_CA_CERTS 139 / 142 ms = 12.7% / 14.1%.
+// Tried and dropped: fdatasync in a loop while QEMU writes (the job slowed: 1.05-1.30 s in the fast
+// mode), the job without copy_file_range (2x slower), 16 workers instead of 64 (no change).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
