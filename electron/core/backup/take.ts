@@ -430,14 +430,20 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     };
     o.signal?.addEventListener('abort', onAbort);
     try {
-      // The daemon first: it refuses an image another QEMU holds before anything is created.
-      if (!liveQmp) {
-        daemon = await StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false, onTraffic: traffic?.sink });
-        journal.setDaemon(jid, daemon.pid ?? null);
-      }
+      // The daemon (which refuses an image another QEMU holds) and the target file start together:
+      // the partial file is journaled already, so whichever fails, the clean-up below removes it.
       const create = ['create', '-q', '-f', 'qcow2'];
       if (parent) create.push('-b', parent.file, '-F', 'qcow2');
-      await tool('qemu-img', [...create, partial, String(r.virtualSize)], partial);
+      const [started, created] = await Promise.allSettled([
+        liveQmp ? Promise.resolve(null) : StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false, onTraffic: traffic?.sink }),
+        tool('qemu-img', [...create, partial, String(r.virtualSize)], partial),
+      ]);
+      if (started.status === 'fulfilled' && started.value) {
+        daemon = started.value;
+        journal.setDaemon(jid, daemon.pid ?? null);
+      }
+      if (started.status === 'rejected') throw started.reason;
+      if (created.status === 'rejected') throw created.reason;
       if (o.signal?.aborted) throw new StrataError('E_BAD_INPUT', `${image}: the backup was cancelled`, { file: image });
       const qmp = liveQmp ?? daemon!.qmp;
       engine = new JobEngine(qmp, { connection: qmp.path, store: new JobStore(db), session: traffic?.id ?? null, onUpdate: o.onProgress });
