@@ -57,12 +57,16 @@ parentPort.on('message', ({ seq, i, file, offset, length }) => {
 export class HashPool {
   private readonly workers: Worker[];
   private closed = false;
+  /** a thread died (its 'error'): it would never answer, so no later call is started */
+  private broken: Error | null = null;
   /** each hash call's number: a late answer to a failed call is never taken for the next one's */
   private seq = 0;
 
   constructor(size = Math.max(1, Math.min(os.availableParallelism(), 4))) {
     this.workers = Array.from({ length: size }, () => {
       const w = new Worker(WORKER, { eval: true });
+      // between calls too: a thread that died marks the pool, it never crashes the process
+      w.on('error', (e) => (this.broken ??= new StrataError('E_IO', `digest thread failed: ${e.message}`, { cause: e })));
       w.unref();
       return w;
     });
@@ -71,6 +75,7 @@ export class HashPool {
   /** sha256 of each [offset, length) of `file`, in order (null where the file ends first). */
   hash(file: string, ranges: { offset: number; length: number }[]): Promise<(string | null)[]> {
     if (this.closed) throw new Error('HashPool: closed');
+    if (this.broken) throw this.broken;
     const out: (string | null)[] = new Array(ranges.length).fill(null);
     if (!ranges.length) return Promise.resolve(out);
     const seq = ++this.seq;
@@ -109,9 +114,11 @@ export class HashPool {
           if (pending === 0 && next >= ranges.length) finish();
         };
         const onError = (e: Error) => {
+          const err = new StrataError('E_IO', `${file}: cannot read: ${e.message}`, { file, cause: e });
+          this.broken ??= err;
           if (failed) return;
           failed = true;
-          finish(new StrataError('E_IO', `${file}: cannot read: ${e.message}`, { file, cause: e }));
+          finish(err);
         };
         w.on('message', onMessage);
         w.on('error', onError);
