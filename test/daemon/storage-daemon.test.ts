@@ -2,7 +2,9 @@
 // bitmaps on SIGTERM, refusing an image another QEMU holds, noticing a crash.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { StorageDaemon, TOP_NODE } from '../../electron/core/daemon/storage-daemon.ts';
 import { imageLockState } from '../../electron/core/daemon/image-lock.ts';
 import { inspect } from '../../electron/core/inspect.ts';
@@ -54,17 +56,29 @@ test('read-write: a bitmap added over QMP is on disk after SIGTERM, not in-use',
   assert.equal(await imageLockState(top), 'free');
 });
 
-test('an image held by another QEMU is refused before anything is opened read-write', { timeout: 60000 }, async (t) => {
+test('an image held by another QEMU is refused before anything is written: a writer and a reader both', { timeout: 60000 }, async (t) => {
   const dir = tempDir(t);
   const { top } = buildSeed(dir);
+  const sum = () => createHash('sha256').update(fs.readFileSync(top)).digest('hex');
   // Another QEMU (here a storage daemon, as a VM would) has the image open read-write: it holds
   // the lock by the time its monitor socket exists.
-  await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=vm,file.driver=file,file.filename=${top}`]);
+  const vm = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=vm,file.driver=file,file.filename=${top}`]);
   assert.equal(await imageLockState(top), 'locked');
-  await assert.rejects(
-    start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: false }),
-    (e: any) => e.code === 'E_BAD_INPUT' && e.message.startsWith(top) && /in use by another QEMU/.test(e.message),
-  );
+  const refused = (e: any) => e.code === 'E_BAD_INPUT' && e.message.startsWith(top) && /in use by another QEMU/.test(e.message);
+  // (the holder itself marked the bitmaps in-use when it opened the image: compare from there)
+  let before = sum();
+  await assert.rejects(start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: false }), refused);
+  assert.equal(sum(), before, 'the refused open wrote nothing');
+  vm.child.kill('SIGKILL');
+  await new Promise((r) => vm.child.once('close', r));
+  // A reader (a tool opened read-only without force-share) does not let anyone write under it:
+  // the same refusal, not a tool failure.
+  const reader = await startDaemon(t, dir, ['--blockdev', `driver=qcow2,node-name=reader,read-only=on,file.driver=file,file.filename=${top}`]);
+  before = sum();
+  await assert.rejects(start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: false }), refused);
+  reader.child.kill('SIGKILL');
+  await new Promise((r) => reader.child.once('close', r));
+  assert.equal(sum(), before, 'the refused open under a reader wrote nothing');
 });
 
 test('kill -9 of the daemon is reported as unexpected; the bitmaps it held read back in-use', { timeout: 60000 }, async (t) => {

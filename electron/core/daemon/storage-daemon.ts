@@ -6,7 +6,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { QmpClient, type QmpTraffic } from '../qmp/client.ts';
-import { imageLockState } from './image-lock.ts';
 import { StrataError } from '../errors.ts';
 import { DEFAULT_DEVICE } from '../jobs/start-command.ts';
 
@@ -44,7 +43,8 @@ export class StorageDaemon {
     child.stderr?.on('data', (d) => {
       this.stderrText = (this.stderrText + d).slice(-8192);
     });
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': by then stderr is read to its end, so the reason QEMU gave is complete.
+    child.on('close', (code, signal) => {
       this.exited = { code, signal, expected: this.stopping, stderr: this.stderrText.trim() };
       for (const l of this.exitListeners) l(this.exited);
     });
@@ -60,14 +60,15 @@ export class StorageDaemon {
     return () => this.exitListeners.delete(l);
   }
 
+  /**
+   * Starts the daemon and connects to its monitor. A read-write open is refused while another
+   * process holds the image: QEMU takes its locks when it attaches the file, before it reads or
+   * writes any qcow2 metadata, so the daemon's own open is the check (no race with a separate probe,
+   * and no probe's start-up time); its lock failure becomes E_BAD_INPUT naming the image.
+   */
   static async start(opts: DaemonOptions): Promise<StorageDaemon> {
     const image = path.resolve(opts.image);
     if (!fs.existsSync(image)) throw new StrataError('E_NOT_FOUND', `${image}: no such file`, { file: image });
-    if (!opts.readOnly && (await imageLockState(image)) === 'locked') {
-      throw new StrataError('E_BAD_INPUT', `${image}: in use by another QEMU (a running VM or tool holds its lock); attach to that QEMU's QMP socket instead`, {
-        file: image,
-      });
-    }
     fs.mkdirSync(opts.runtimeDir, { recursive: true, mode: 0o700 });
     const dir = fs.mkdtempSync(path.join(opts.runtimeDir, `qsd-${process.pid}-`));
     const socket = path.join(dir, 'qmp.sock');
@@ -82,7 +83,7 @@ export class StorageDaemon {
     await new Promise<void>((resolve, reject) => {
       const deadline = Date.now() + 10000;
       const poll = () => {
-        if (d.exited) return reject(new StrataError('E_TOOL', `${image}: qemu-storage-daemon could not open the image: ${d.exited.stderr || `exit ${d.exited.code}`}`, { file: image }));
+        if (d.exited) return reject(openFailure(image, d.exited));
         if (fs.existsSync(socket)) return resolve();
         if (Date.now() > deadline) return reject(new StrataError('E_TOOL', `${image}: qemu-storage-daemon did not start within 10 s`, { file: image }));
         setTimeout(poll, 3);
@@ -97,19 +98,18 @@ export class StorageDaemon {
       throw e;
     });
     // The socket file exists a moment before QEMU listens on it: retry a refused connection briefly.
-    for (let attempt = 0; ; attempt++) {
+    const connectBy = Date.now() + 5000;
+    for (;;) {
       try {
         d.qmp = await QmpClient.connect(socket, { onTraffic: opts.onTraffic });
         return d;
       } catch (e) {
-        if (d.exited) {
-          throw new StrataError('E_TOOL', `${image}: qemu-storage-daemon could not open the image: ${d.exited.stderr || `exit ${d.exited.code}`}`, { file: image });
-        }
-        if ((e as StrataError).code !== 'E_QMP_CONNECT' || attempt >= 500) {
+        if (d.exited) throw openFailure(image, d.exited);
+        if ((e as StrataError).code !== 'E_QMP_CONNECT' || Date.now() > connectBy) {
           d.kill();
           throw e;
         }
-        await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 2));
       }
     }
   }
@@ -133,4 +133,12 @@ export class StorageDaemon {
     fs.rmSync(path.dirname(this.socket), { recursive: true, force: true });
     return this.exited!;
   }
+}
+
+/** Why the daemon exited before its monitor answered: another process's lock, or QEMU's own words. */
+function openFailure(image: string, exited: DaemonExit): StrataError {
+  if (/Failed to get "[a-z ]+" lock|Is another process using the image/i.test(exited.stderr)) {
+    return new StrataError('E_BAD_INPUT', `${image}: in use by another QEMU (a running VM or tool holds its lock); attach to that QEMU's QMP socket instead`, { file: image });
+  }
+  return new StrataError('E_TOOL', `${image}: qemu-storage-daemon could not open the image: ${exited.stderr || `exit ${exited.code}`}`, { file: image });
 }
