@@ -128,7 +128,7 @@ test('verify finds a flipped byte in an inc, a truncated file and a broken backi
   assert.ok(JSON.parse(r.out).every((x: any) => x.ok));
 
   const m = Repository.open(repo).find(inc.id);
-  const at = m.digests.runs[0].offset + 1000;
+  const at = m.digests.runs[0].offset! + 1000;
   flipByteAt(inc.file, at);
   r = await strata(home, ['verify', '--repo', repo, '--json']);
   assert.equal(r.code, 2);
@@ -167,7 +167,7 @@ test('a full of more than one digest piece (hashed on threads started with the j
   assert.equal(r.code, 0, r.err);
   assert.equal(JSON.parse(r.out)[0].checkedBytes, 90 << 20);
   const last = m.digests.runs[m.digests.runs.length - 1];
-  flipByteAt(full.file, last.offset + last.length - 1);
+  flipByteAt(full.file, last.offset! + last.length - 1);
   r = await strata(home, ['verify', '--repo', repo, '--json']);
   assert.equal(r.code, 2);
   const problems: string[] = JSON.parse(r.out)[0].problems;

@@ -98,7 +98,7 @@ test('keep-last 2 of full ← inc ← inc ← inc: the plan says inc-2 merges in
   // The merged point's digests cover the folded-in data: a flipped byte in it is caught.
   const run = m.digests.runs.find((x) => x.start <= (1 << 20) + (64 << 10) && x.start + x.length > (1 << 20) + (64 << 10))!;
   const fd = fs.openSync(inc3, 'r+');
-  const at = run.offset + (1 << 20) + (64 << 10) - run.start + 5;
+  const at = run.offset! + (1 << 20) + (64 << 10) - run.start + 5;
   const byte = Buffer.alloc(1);
   fs.readSync(fd, byte, 0, 1, at);
   fs.writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, at);

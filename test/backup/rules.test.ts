@@ -5,9 +5,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HashPool, hashRanges } from '../../electron/core/backup/verify.ts';
+import { HashPool, hashRanges, hashPieces, guestPieces } from '../../electron/core/backup/verify.ts';
 import type { StrataError } from '../../electron/core/errors.ts';
-import { BACKUP_STATES, canMove, needsCleanup, resolveLevel, selectRetention, ancestry, pointsOfDisk, type PointFacts, type CheckpointAnswer } from '../../electron/core/backup/rules.ts';
+import { BACKUP_STATES, canMove, copyPath, needsCleanup, resolveLevel, selectRetention, ancestry, pointsOfDisk, type PointFacts, type CheckpointAnswer } from '../../electron/core/backup/rules.ts';
 
 const ok = (dirtyBytes: number): CheckpointAnswer => ({ state: 'ok', dirtyBytes });
 const p = (id: string, level: PointFacts['level'], parent: string | null, createdAt: string, checkpoint: string | null = `cp-${id}`): PointFacts => ({ id, level, parent, checkpoint, createdAt });
@@ -155,4 +155,61 @@ test('pointsOfDisk: a restored disk starts from its point (and what that needs),
   assert.deepEqual(pointsOfDisk(points, again, '/r.qcow2').map((x) => x.id), ['full-1']);
   const r = resolveLevel({ requested: null, since: null, points: pointsOfDisk(points, restored, '/r.qcow2'), answer: () => ok(1) });
   assert.equal(r.ok && r.parent, 'inc-6');
+});
+
+test('copyPath: only an offline full or copy, uncompressed, of more data than the writeback room goes direct', () => {
+  const G = 2 ** 30;
+  const base = { offline: true, since: null, compress: false, dataBytes: 4 * G, writebackRoom: 2 * G };
+  assert.equal(copyPath(base), 'direct');
+  assert.equal(copyPath({ ...base, dataBytes: G }), 'cached', 'fits in the room');
+  assert.equal(copyPath({ ...base, dataBytes: 2 * G }), 'cached', 'exactly the room');
+  assert.equal(copyPath({ ...base, offline: false }), 'cached', 'a running VM changes its source while it is read');
+  assert.equal(copyPath({ ...base, since: 'cp' }), 'cached', 'an incremental or differential');
+  assert.equal(copyPath({ ...base, compress: true }), 'cached', 'compressed: the file holds other bytes than the disk');
+  assert.equal(copyPath({ ...base, writebackRoom: 0 }), 'direct', 'room unknown');
+});
+
+test('guestPieces: runs of data across layers and zero clusters, cut at 32 MiB; null where data has no place in a file (compressed)', async () => {
+  const M = 1 << 20;
+  const files = ['/top.qcow2', '/base.qcow2'];
+  const map = [
+    { start: 0, length: 4 * M, depth: 1, present: true, zero: false, data: true, offset: 10 * M },
+    { start: 4 * M, length: 64 << 10, depth: 0, present: true, zero: false, data: true, offset: 327680 },
+    { start: 4 * M + (64 << 10), length: 64 << 10, depth: 0, present: true, zero: true, data: true },
+    { start: 4 * M + (128 << 10), length: 60 * M, depth: 1, present: true, zero: false, data: true, offset: 20 * M },
+    { start: 64 * M + (128 << 10), length: 8 * M - (128 << 10), depth: 1, present: false, zero: true, data: false },
+    { start: 72 * M, length: 1 * M, depth: 0, present: true, zero: false, data: true, offset: 5 * M },
+  ];
+  const pieces = guestPieces(map, (d) => files[d] ?? null)!;
+  assert.deepEqual(
+    pieces.map((p) => [p.start / M, p.length / M]),
+    [[0, 32], [32, 32], [64, 1 / 8], [72, 1]],
+  );
+  assert.deepEqual(pieces[0].segs, [
+    { file: '/base.qcow2', offset: 10 * M, length: 4 * M },
+    { file: '/top.qcow2', offset: 327680, length: 64 << 10 },
+    { zero: 64 << 10 },
+    { file: '/base.qcow2', offset: 20 * M, length: 28 * M - (128 << 10) },
+  ]);
+  assert.deepEqual(pieces[1].segs, [{ file: '/base.qcow2', offset: 48 * M - (128 << 10), length: 32 * M }]);
+  assert.equal(guestPieces([{ start: 0, length: M, depth: 0, present: true, zero: false, data: true }], () => '/x'), null, 'compressed');
+  assert.equal(guestPieces([{ start: 0, length: M, depth: 3, present: true, zero: false, data: true, offset: 0 }], (d) => files[d] ?? null), null, 'a layer the chain does not have');
+
+  // hashing a piece is hashing the bytes its segments read, in order, zeros included
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hash-'));
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const a = path.join(dir, 'a');
+  const b = path.join(dir, 'b');
+  fs.writeFileSync(a, Buffer.from(Array.from({ length: 3 * M }, (_, i) => (i * 13) & 0xff)));
+  fs.writeFileSync(b, Buffer.from(Array.from({ length: M }, (_, i) => (i * 5 + 1) & 0xff)));
+  const segs = [{ file: a, offset: 1000, length: 2 * M }, { zero: M + 17 }, { file: b, offset: 7, length: 4096 }, { file: a, offset: 0, length: 10 }];
+  const want = createHash('sha256').update(Buffer.concat([fs.readFileSync(a).subarray(1000, 1000 + 2 * M), Buffer.alloc(M + 17), fs.readFileSync(b).subarray(7, 7 + 4096), fs.readFileSync(a).subarray(0, 10)])).digest('hex');
+  assert.deepEqual(await hashPieces([segs]), [want], 'on this thread');
+  const pool = new HashPool(2, { background: true });
+  try {
+    assert.deepEqual(await pool.hashPieces([segs, segs.slice(1), [{ file: b, offset: M - 10, length: 20 }]]), [want, createHash('sha256').update(Buffer.concat([Buffer.alloc(M + 17), fs.readFileSync(b).subarray(7, 7 + 4096), fs.readFileSync(a).subarray(0, 10)])).digest('hex'), null]);
+    await assert.rejects(pool.hashPieces([[{ zero: 5 }, { file: path.join(dir, 'gone'), offset: 3, length: 4 }]]), (e: StrataError) => e.code === 'E_IO' && e.message.startsWith(`${path.join(dir, 'gone')}: cannot read bytes 3..7`));
+  } finally {
+    await pool.close();
+  }
 });

@@ -143,8 +143,32 @@ try {
   const vInc = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'inc-2', '--json'], env)));
   const vFull = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'full-1', '--json'], env)));
   log(`verify inc-2 (${changed} MiB of data): ${fmtMs(vInc)}; verify full-1 (${DATA_MIB} MiB): ${fmtMs(vFull)}`);
+  // A disk of more data than the kernel's writeback room takes the other copy path (rules.ts
+  // copyPath: past the page cache, digests from the source while QEMU copies): 4x the data, fewer runs.
+  const bigMiB = Number(opt('big-mib') ?? DATA_MIB * 4);
+  const big: { strata: number[]; convertSync: number[]; path: string } = { strata: [], convertSync: [], path: '' };
+  if (bigMiB > 0) {
+    const bigDisk = path.join(dir, 'big.qcow2');
+    timed('qemu-img', ['create', '-q', '-f', 'qcow2', bigDisk, `${bigMiB * 4}M`]);
+    const bigWrites = Array.from({ length: bigMiB / 64 }, (_, i) => ['-c', `write -P ${(i % 250) + 1} ${i * 256}M 64M`]).flat();
+    timed('qemu-io', [...bigWrites, bigDisk]);
+    const bigRuns = Math.max(1, Math.min(RUNS, 3));
+    for (let i = 0; i < bigRuns; i++) {
+      const bigRepo = path.join(dir, `big-${i}`);
+      const out = path.join(dir, `big-convert-${i}.qcow2`);
+      const go = [() => big.strata.push(timed(process.execPath, [BIN, 'backup', bigDisk, '--repo', bigRepo, '--level', 'copy', '--json'], env)), () => big.convertSync.push(convertThenSync(bigDisk, out))];
+      (i % 2 ? go.reverse() : go).forEach((f) => f());
+      const m = JSON.parse(fs.readFileSync(path.join(bigRepo, 'strata-backups.json'), 'utf8'));
+      big.path = m.backups[0].digests.scheme === 'guest' ? 'direct' : 'cached';
+      fs.rmSync(bigRepo, { recursive: true, force: true });
+      fs.rmSync(out, { force: true });
+    }
+    fs.rmSync(bigDisk, { force: true });
+    log(`full copy of ${bigMiB} MiB (${big.path} path): strata ${fmtMs(median(big.strata))}, qemu-img convert + sync ${fmtMs(median(big.convertSync))}, ratio ${round(median(big.strata) / median(big.convertSync))}`);
+  }
   if (process.env.BENCH_JSON) {
     const figures = {
+      big: bigMiB > 0 ? { dataMiB: bigMiB, ...big } : null,
       dataMiB: DATA_MIB,
       copy: { strata: strataFull, convert, convertSync },
       inc: { fullMs: fullMedian, incMs: tInc, incMsWithoutCa: incWithout.length ? median(incWithout) : null, runs: { with: incWith, without: incWithout }, changedMiB: changed, incFileMiB: median(incSizes) },

@@ -477,6 +477,10 @@ async function main(): Promise<number> {
         `; file ${f.inc.incFileMiB.toFixed(1)} MiB`,
     );
     r.notes.push(`verify of that incremental: ${fmtMs(f.verify.incMs)}; of the full: ${fmtMs(f.verify.fullMs)}`);
+    if (f.big) {
+      const ratio = median(f.big.strata) / median(f.big.convertSync);
+      r.notes.push(`full copy of ${f.big.dataMiB} MiB of data (${f.big.path} path, median of ${f.big.strata.length}): ${fmtMs(median(f.big.strata))} vs convert + sync ${fmtMs(median(f.big.convertSync))}, ratio ${ratio.toFixed(2)} (runs ${f.big.strata.map(fmtMs).join(', ')} / ${f.big.convertSync.map(fmtMs).join(', ')})`);
+    }
     return r;
   });
   await guarded(8, 'restore of an incremental: strata restore vs qemu-img convert of the backup chain + sync', () => {

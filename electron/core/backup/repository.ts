@@ -12,17 +12,23 @@ import { isLevel, pointsOfDisk, type Level, type PointFacts, type RestoredDisk }
 
 export const MANIFEST = 'strata-backups.json';
 export const LOCK = 'strata-backups.lock';
-export const MANIFEST_VERSION = 1;
+/** 2: a backup's digests may be of the "guest" scheme (verify.ts); a version-1 manifest (host
+ * digests only) is read as it is and written back as version 2. */
+export const MANIFEST_VERSION = 2;
 
 export type Consistency = 'crash' | 'frozen' | 'offline';
 
-/** sha256 of one run of host bytes of the backup's own file (the data it wrote). */
+/** sha256 of one run of the data a backup holds: disk bytes [start, start + length), which lie at
+ * host `offset` of its own file in the "host" scheme; the "guest" scheme has no offset. */
 export interface DigestRun {
   start: number;
   length: number;
-  offset: number;
+  offset?: number;
   sha256: string;
 }
+
+/** How a backup's digests were taken (verify.ts): absent is "host". */
+export type DigestScheme = 'host' | 'guest';
 
 export interface BackupEntry {
   id: string;
@@ -41,7 +47,7 @@ export interface BackupEntry {
   granularity?: number;
   consistency: Consistency;
   state: 'ok';
-  digests: { algorithm: 'sha256'; fileBytes: number; runs: DigestRun[]; unverifiable: { start: number; length: number }[] };
+  digests: { algorithm: 'sha256'; scheme?: DigestScheme; fileBytes: number; runs: DigestRun[]; unverifiable: { start: number; length: number }[] };
 }
 
 export interface Manifest {
@@ -68,7 +74,7 @@ function isDamaged(file: string, why: string): StrataError {
 function validate(file: string, doc: unknown): Manifest {
   const m = doc as Manifest;
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw isDamaged(file, 'not a JSON object');
-  if (m.version !== MANIFEST_VERSION) {
+  if (m.version !== MANIFEST_VERSION && m.version !== 1) {
     if (typeof m.version === 'number' && m.version > MANIFEST_VERSION) {
       throw new StrataError('E_UNSUPPORTED', `${file}: manifest version ${m.version} is from a newer Strata (this one reads ${MANIFEST_VERSION})`, { file });
     }
@@ -85,6 +91,13 @@ function validate(file: string, doc: unknown): Manifest {
     if (b.parent !== null && !ids.has(b.parent)) throw isDamaged(file, `backup ${b.id} has parent ${JSON.stringify(b.parent)}, not an older backup`);
     if ((b.level === 'inc' || b.level === 'diff') !== (b.parent !== null)) throw isDamaged(file, `backup ${b.id} (${b.level}) ${b.parent ? 'has' : 'lacks'} a parent`);
     if (!b.digests || !Array.isArray(b.digests.runs)) throw isDamaged(file, `backup ${b.id} has no digests`);
+    const scheme = b.digests.scheme ?? 'host';
+    if (scheme !== 'host' && (scheme !== 'guest' || m.version < 2)) throw isDamaged(file, `backup ${b.id} has digests of scheme ${JSON.stringify(b.digests.scheme)}`);
+    const count = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+    for (const run of b.digests.runs) {
+      const ok = typeof run === 'object' && run !== null && count(run.start) && count(run.length) && /^[0-9a-f]{64}$/.test(run.sha256) && (scheme === 'guest' || count(run.offset));
+      if (!ok) throw isDamaged(file, `backup ${b.id} has a digest that is not {start, length, ${scheme === 'host' ? 'offset, ' : ''}sha256}: ${JSON.stringify(run).slice(0, 200)}`);
+    }
   }
   if (m.restored !== undefined) {
     if (!Array.isArray(m.restored)) throw isDamaged(file, '"restored" is not a list');
@@ -207,6 +220,7 @@ export class Repository {
   save(): void {
     if (!this.locked) throw new StrataError('E_INTERNAL', `${this.manifestPath}: written without the repository lock`);
     const tmp = path.join(this.dir, `.${MANIFEST}.${process.pid}.tmp`);
+    this.manifest.version = MANIFEST_VERSION;
     try {
       const fd = fs.openSync(tmp, 'w', 0o644);
       try {

@@ -1,6 +1,12 @@
-// Digests of the data each backup wrote, recorded when it is taken and re-read by verify: sha256 of
-// every run of host bytes the file's own data clusters occupy (from qemu-img map of the file alone,
-// its backing file not opened), so the cost grows with the backup's own data, never with the disk.
+// Digests of the data each backup wrote, recorded when it is taken and re-read by verify, in one of
+// two schemes; either way the cost grows with the backup's own data, never with the disk:
+//  - "host" (every incremental, differential, live or compressed backup, and prune's merges): sha256
+//    of every run of host bytes the file's own data clusters occupy, from qemu-img map of the file
+//    alone (its backing file not opened), hashed from the file once it is written;
+//  - "guest" (an offline full or copy): sha256 of every run of the disk that holds data, read from
+//    the source chain while QEMU copies it (nothing writes an offline source, so these are the bytes
+//    the job copies), so no hashing is left for after the job. Verify reads each run through the
+//    backup file's own map: it checks the copy against the disk it was taken from, end to end.
 // Verify also runs qemu-img check on each file and checks that its backing link is present,
 // relative, and names its parent's file.
 import fs from 'node:fs';
@@ -11,60 +17,86 @@ import { createHash } from 'node:crypto';
 import { StrataError } from '../errors.ts';
 import { openLayer } from '../qcow2/chain.ts';
 import type { BackupEntry, DigestRun, Repository } from './repository.ts';
-import { mapAlone, tool } from './tools.ts';
+import { mapAlone, tool, type MapEntry } from './tools.ts';
 
 /** Digests are taken over pieces of at most this many bytes: verify names the place, and the
  * pieces are spread over the cores. */
 const PIECE = 32 << 20;
 
 // The hashing worker, as source text so it survives bundling into dist/cli.cjs. It waits for pieces
-// ({ seq, i, file, offset, length }) and answers each with its sha256, or null where the file ends
-// first.
+// ({ seq, i, segs }: the bytes of each segment in turn, a file's [offset, offset + length) or `zero`
+// zero bytes) and answers each with its sha256, or null where a file ends first. A pool for work in
+// the background (a backup's digests while QEMU copies) lowers its threads' CPU priority: on Linux
+// a nice value belongs to one thread, so QEMU's job is never the one that waits for a core.
 const WORKER = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const { createHash } = require('node:crypto');
+if (workerData && workerData.background) {
+  try { require('node:os').setPriority(19); } catch {}
+}
 const buf = Buffer.allocUnsafe(1 << 20);
-parentPort.on('message', ({ seq, i, file, offset, length }) => {
-  let fd = null;
+const zeros = Buffer.alloc(1 << 20);
+parentPort.on('message', ({ seq, i, segs }) => {
+  const fds = new Map();
+  let s = 0;
   try {
-    fd = fs.openSync(file, 'r');
     const h = createHash('sha256');
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
-      if (n === 0) return parentPort.postMessage({ seq, i, hex: null });
-      h.update(buf.subarray(0, n));
-      done += n;
+    for (; s < segs.length; s++) {
+      const g = segs[s];
+      if (g.zero !== undefined) {
+        for (let done = 0; done < g.zero; done += zeros.length) h.update(zeros.subarray(0, Math.min(zeros.length, g.zero - done)));
+        continue;
+      }
+      let fd = fds.get(g.file);
+      if (fd === undefined) fds.set(g.file, (fd = fs.openSync(g.file, 'r')));
+      for (let done = 0; done < g.length; ) {
+        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, g.length - done), g.offset + done);
+        if (n === 0) return parentPort.postMessage({ seq, i, hex: null });
+        h.update(buf.subarray(0, n));
+        done += n;
+      }
     }
     parentPort.postMessage({ seq, i, hex: h.digest('hex') });
   } catch (e) {
-    parentPort.postMessage({ seq, i, error: String((e && e.message) || e) });
+    parentPort.postMessage({ seq, i, seg: s, error: String((e && e.message) || e) });
   } finally {
-    if (fd !== null) fs.closeSync(fd);
+    for (const fd of fds.values()) fs.closeSync(fd);
   }
 });
 `;
 
+/** One stretch of a piece's bytes: a file's [offset, offset + length), or `zero` zero bytes. */
+export type Segment = { file: string; offset: number; length: number } | { zero: number };
+
+const segmentLength = (g: Segment) => ('zero' in g ? g.zero : g.length);
+
+function readError(segs: Segment[], at: number | undefined, message: string, cause?: unknown): StrataError {
+  const g = segs[at ?? 0];
+  if (!g || 'zero' in g) return new StrataError('E_IO', `cannot hash: ${message}`, { cause });
+  return new StrataError('E_IO', `${g.file}: cannot read bytes ${g.offset}..${g.offset + g.length}: ${message}`, { file: g.file, cause });
+}
+
 /**
- * sha256 of file ranges on Node's own crypto, one worker thread a core (at most 4), each pulling the
- * next piece when it is done (so a slow core never holds the others back). A pool can be started
- * before the file is complete (a backup starts it when its job starts, so the threads are up when
- * the data is): nothing is read until `hash` is called. Node's sha256 is OpenSSL's in-process; on the
- * test machine it hashes 1 GiB in 0.36 s on 2 cores, where `dd | openssl dgst` lanes took 0.54 s
- * (the pipe copies every byte twice more).
+ * sha256 of pieces of files on Node's own crypto, one worker thread a core (at most 4), each pulling
+ * the next piece when it is done (so a slow core never holds the others back). A pool can be started
+ * before the data is complete (a backup starts it when its job starts, so the threads are up when
+ * the data is): nothing is read until a call. Node's sha256 is OpenSSL's in-process; on the test
+ * machine it hashes 1 GiB in 0.36 s on 2 cores, where `dd | openssl dgst` lanes took 0.54 s (the pipe
+ * copies every byte twice more).
  */
 export class HashPool {
   private readonly workers: Worker[];
   private closed = false;
   /** a thread died (its 'error'): it would never answer, so no later call is started */
   private broken: Error | null = null;
-  /** each hash call's number: a late answer to a failed call is never taken for the next one's */
+  /** each call's number: a late answer to a failed call is never taken for the next one's */
   private seq = 0;
 
-  constructor(size = Math.max(1, Math.min(os.availableParallelism(), 4))) {
+  /** `background`: the threads run at the lowest CPU priority (work beside a QEMU job). */
+  constructor(size = Math.max(1, Math.min(os.availableParallelism(), 4)), opts: { background?: boolean } = {}) {
     this.workers = Array.from({ length: size }, () => {
-      const w = new Worker(WORKER, { eval: true });
+      const w = new Worker(WORKER, { eval: true, workerData: { background: opts.background === true } });
       // between calls too: a thread that died marks the pool, it never crashes the process
       w.on('error', (e) => (this.broken ??= new StrataError('E_IO', `digest thread failed: ${e.message}`, { cause: e })));
       w.unref();
@@ -74,10 +106,15 @@ export class HashPool {
 
   /** sha256 of each [offset, length) of `file`, in order (null where the file ends first). */
   hash(file: string, ranges: { offset: number; length: number }[]): Promise<(string | null)[]> {
+    return this.hashPieces(ranges.map((r) => [{ file, offset: r.offset, length: r.length }]));
+  }
+
+  /** sha256 of each piece's segments, in order (null where a file ends first). */
+  hashPieces(pieces: Segment[][]): Promise<(string | null)[]> {
     if (this.closed) throw new Error('HashPool: closed');
     if (this.broken) throw this.broken;
-    const out: (string | null)[] = new Array(ranges.length).fill(null);
-    if (!ranges.length) return Promise.resolve(out);
+    const out: (string | null)[] = new Array(pieces.length).fill(null);
+    if (!pieces.length) return Promise.resolve(out);
     const seq = ++this.seq;
     // Idle threads never keep the process alive; a call in progress does.
     for (const w of this.workers) w.ref();
@@ -96,25 +133,25 @@ export class HashPool {
         else resolve(out);
       };
       const give = (w: Worker) => {
-        if (next >= ranges.length) return;
+        if (next >= pieces.length) return;
         const i = next++;
         pending++;
-        w.postMessage({ seq, i, file, offset: ranges[i].offset, length: ranges[i].length });
+        w.postMessage({ seq, i, segs: pieces[i] });
       };
       for (const w of this.workers) {
-        const onMessage = (m: { seq: number; i: number; hex?: string | null; error?: string }) => {
+        const onMessage = (m: { seq: number; i: number; hex?: string | null; error?: string; seg?: number }) => {
           if (failed || m.seq !== seq) return;
           pending--;
           if (m.error !== undefined) {
             failed = true;
-            return finish(new StrataError('E_IO', `${file}: cannot read bytes ${ranges[m.i].offset}..${ranges[m.i].offset + ranges[m.i].length}: ${m.error}`, { file }));
+            return finish(readError(pieces[m.i], m.seg, m.error));
           }
           out[m.i] = m.hex ?? null;
           give(w);
-          if (pending === 0 && next >= ranges.length) finish();
+          if (pending === 0 && next >= pieces.length) finish();
         };
         const onError = (e: Error) => {
-          const err = new StrataError('E_IO', `${file}: cannot read: ${e.message}`, { file, cause: e });
+          const err = new StrataError('E_IO', `digest thread failed: ${e.message}`, { cause: e });
           this.broken ??= err;
           if (failed) return;
           failed = true;
@@ -139,11 +176,17 @@ export class HashPool {
  * sha256 of each [offset, length) of `file` (null where the file ends first), on every core; up to
  * one piece in all (an incremental's few MiB) on this thread, which costs less than starting one.
  */
-export async function hashRanges(file: string, ranges: { offset: number; length: number }[], pool?: HashPool): Promise<(string | null)[]> {
-  if (!pool && ranges.reduce((n, r) => n + r.length, 0) <= PIECE) return hashHere(file, ranges);
-  const own = pool ?? new HashPool(Math.max(1, Math.min(os.availableParallelism(), 4, ranges.length)));
+export function hashRanges(file: string, ranges: { offset: number; length: number }[], pool?: HashPool): Promise<(string | null)[]> {
+  return hashPieces(ranges.map((r) => [{ file, offset: r.offset, length: r.length }]), pool);
+}
+
+/** sha256 of each piece (null where a file ends first): on `pool`, on threads of its own, or here when small. */
+export async function hashPieces(pieces: Segment[][], pool?: HashPool): Promise<(string | null)[]> {
+  const bytes = pieces.reduce((n, p) => n + p.reduce((m, g) => m + segmentLength(g), 0), 0);
+  if (!pool && bytes <= PIECE) return hashHere(pieces);
+  const own = pool ?? new HashPool(Math.max(1, Math.min(os.availableParallelism(), 4, pieces.length)));
   try {
-    return await own.hash(file, ranges);
+    return await own.hashPieces(pieces);
   } finally {
     if (!pool) await own.close();
   }
@@ -152,30 +195,88 @@ export async function hashRanges(file: string, ranges: { offset: number; length:
 /** Is hashing `bytes` worth threads of its own (more than one piece)? */
 export const worthAPool = (bytes: number) => bytes > PIECE;
 
-function hashHere(file: string, ranges: { offset: number; length: number }[]): (string | null)[] {
-  let fd: number;
+function hashHere(pieces: Segment[][]): (string | null)[] {
+  const fds = new Map<string, number>();
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const zeros = Buffer.alloc(1 << 20);
   try {
-    fd = fs.openSync(file, 'r');
-  } catch (e) {
-    throw new StrataError('E_IO', `${file}: cannot read: ${(e as Error).message}`, { file, cause: e });
-  }
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    return ranges.map(({ offset, length }) => {
+    return pieces.map((segs) => {
       const h = createHash('sha256');
-      for (let done = 0; done < length; ) {
-        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
-        if (n === 0) return null;
-        h.update(buf.subarray(0, n));
-        done += n;
+      for (let s = 0; s < segs.length; s++) {
+        const g = segs[s];
+        if ('zero' in g) {
+          for (let done = 0; done < g.zero; done += zeros.length) h.update(zeros.subarray(0, Math.min(zeros.length, g.zero - done)));
+          continue;
+        }
+        try {
+          let fd = fds.get(g.file);
+          if (fd === undefined) fds.set(g.file, (fd = fs.openSync(g.file, 'r')));
+          for (let done = 0; done < g.length; ) {
+            const n = fs.readSync(fd, buf, 0, Math.min(buf.length, g.length - done), g.offset + done);
+            if (n === 0) return null;
+            h.update(buf.subarray(0, n));
+            done += n;
+          }
+        } catch (e) {
+          throw readError(segs, s, (e as Error).message, e);
+        }
       }
       return h.digest('hex');
     });
-  } catch (e) {
-    throw new StrataError('E_IO', `${file}: cannot read: ${(e as Error).message}`, { file, cause: e });
   } finally {
-    fs.closeSync(fd);
+    for (const fd of fds.values()) fs.closeSync(fd);
   }
+}
+
+/**
+ * The digest pieces of a guest-addressed ("guest" scheme) backup: runs of the disk that hold data,
+ * each cut at PIECE bytes, as the segments of `map` (a qemu-img map of a chain or of one file alone)
+ * they read from. `fileOf(depth)` names the file of each layer the map reaches. Null when some data
+ * has no fixed place in a file (compressed clusters): those cannot be read raw.
+ */
+export function guestPieces(map: MapEntry[], fileOf: (depth: number) => string | null): { start: number; length: number; segs: Segment[] }[] | null {
+  const pieces: { start: number; length: number; segs: Segment[] }[] = [];
+  let cur: { start: number; length: number; segs: Segment[] } | null = null;
+  for (const e of map) {
+    if (!e.data) {
+      cur = null;
+      continue;
+    }
+    const file = e.zero ? null : fileOf(e.depth);
+    if (!e.zero && (e.offset === undefined || file === null)) return null;
+    for (let d = 0; d < e.length; ) {
+      if (!cur || cur.start + cur.length !== e.start + d || cur.length >= PIECE) {
+        cur = { start: e.start + d, length: 0, segs: [] };
+        pieces.push(cur);
+      }
+      const n = Math.min(e.length - d, PIECE - cur.length);
+      cur.segs.push(e.zero ? { zero: n } : { file: file!, offset: e.offset! + d, length: n });
+      cur.length += n;
+      d += n;
+    }
+  }
+  return pieces;
+}
+
+/** The segments that [start, start + length) of a file alone reads from (its own `map`): data where
+ * it holds data, zeros elsewhere; null where the data is compressed (no fixed place to read). */
+function segmentsAlone(file: string, map: MapEntry[], start: number, length: number): Segment[] | null {
+  const segs: Segment[] = [];
+  const end = start + length;
+  let at = start;
+  for (const e of map) {
+    const lo = Math.max(at, e.start);
+    const hi = Math.min(end, e.start + e.length);
+    if (hi <= lo) continue;
+    if (lo > at) segs.push({ zero: lo - at });
+    if (e.data && !e.zero) {
+      if (e.offset === undefined) return null;
+      segs.push({ file, offset: e.offset + (lo - e.start), length: hi - lo });
+    } else segs.push({ zero: hi - lo });
+    at = hi;
+  }
+  if (at < end) segs.push({ zero: end - at });
+  return segs;
 }
 
 /** The digests of a backup file's own data (`pool`: hash on these already started threads). */
@@ -243,12 +344,30 @@ export async function verifyBackup(repo: Repository, b: BackupEntry): Promise<Ve
   } catch (e) {
     problems.push(`qemu-img check: ${(e as Error).message}`);
   }
-  const hashes = await hashRanges(file, b.digests.runs);
-  b.digests.runs.forEach((run, i) => {
+  const runs = b.digests.runs;
+  let pieces: (Segment[] | null)[];
+  if (b.digests.scheme === 'guest') {
+    // Recorded from the disk as QEMU copied it: each run is what the file alone must read over
+    // those disk bytes, found through its own map (data from its clusters, zeros elsewhere).
+    let map: MapEntry[];
+    try {
+      map = await mapAlone(file);
+    } catch (e) {
+      problems.push(`${file}: ${(e as Error).message}`);
+      return r();
+    }
+    pieces = runs.map((run) => segmentsAlone(file, map, run.start, run.length));
+  } else pieces = runs.map((run) => [{ file, offset: run.offset!, length: run.length }]);
+  const readable = pieces.filter((p): p is Segment[] => p !== null);
+  const hashed = await hashPieces(readable);
+  let k = 0;
+  runs.forEach((run, i) => {
     checkedBytes += run.length;
     const where = `the data of disk bytes ${run.start}..${run.start + run.length}`;
-    if (hashes[i] === null) problems.push(`${file}: ${where} is cut off (file truncated)`);
-    else if (hashes[i] !== run.sha256) problems.push(`${file}: ${where} differs from what was written (sha256 mismatch)`);
+    if (pieces[i] === null) return problems.push(`${file}: ${where} is stored compressed, where the backup wrote it plain`);
+    const hex = hashed[k++];
+    if (hex === null) problems.push(`${file}: ${where} is cut off (file truncated)`);
+    else if (hex !== run.sha256) problems.push(`${file}: ${where} differs from what was written (sha256 mismatch)`);
   });
   return r();
 }
