@@ -3,16 +3,17 @@
 // copies. Real QEMU on real chains: the point restores exactly, verify checks the copy against the
 // disk it came from (a flipped byte, and a data cluster turned into zeros, are named), the backup
 // file is not left in the page cache, a compressed source and a filesystem without O_DIRECT (ramfs) both
-// still give a good backup.
+// still give a good backup. And a copy opens its image read-only: it writes nothing to it.
 import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 import { takeBackup } from '../../electron/core/backup/take.ts';
 import { Repository } from '../../electron/core/backup/repository.ts';
 import { mapAlone } from '../../electron/core/backup/tools.ts';
+import { imageLockState } from '../../electron/core/daemon/image-lock.ts';
 import { tmp, makeDisk, truthOf, sameDisk, strata, flipByteAt, opts } from './helpers.ts';
 
 const MiB = 1 << 20;
@@ -186,4 +187,27 @@ test('manifest versions: a version-1 manifest is read and written back as 2; gue
   r = await strata(home, ['backups', '--repo', repo]);
   assert.equal(r.code, 2);
   assert.match(r.err, /manifest version 3 is from a newer Strata \(this one reads 2\)/);
+}, 120_000);
+
+test('a copy opens the image read-only: the image is byte for byte as it was, bitmaps and all; a disk a VM writes is still refused', async () => {
+  const dir = tmp();
+  const disk = makeDisk(dir);
+  qemuIo(disk, ['write -P 0x11 0 4M']);
+  qemuImg('bitmap', '--add', disk, 'theirs');
+  qemuIo(disk, ['write -P 0x12 8M 1M']);
+  const before = fs.readFileSync(disk);
+  for (const writebackRoom of [0, 1024 * MiB]) {
+    const copy = await takeBackup(opts(dir, disk, { level: 'copy', writebackRoom }));
+    assert.equal(copy.checkpoint, null);
+    assert.ok(fs.readFileSync(disk).equals(before), `the image is unchanged (writeback room ${writebackRoom})`);
+  }
+  // a writer (qemu-io, as a VM would) holds the image
+  const holder = spawn('qemu-io', ['-c', 'sleep 20000', disk], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 400 && (await imageLockState(disk)) === 'free'; i++) await new Promise((res) => setTimeout(res, 25));
+    assert.equal(await imageLockState(disk), 'locked', 'the holder holds the image');
+    await assert.rejects(takeBackup(opts(dir, disk, { level: 'copy' })), (e: any) => e.code === 'E_BAD_INPUT' && /in use by another QEMU/.test(e.message));
+  } finally {
+    holder.kill('SIGKILL');
+  }
 }, 120_000);

@@ -472,10 +472,12 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     try {
       // The daemon (which refuses an image another QEMU holds) and the target file start together:
       // the partial file is journaled already, so whichever fails, the clean-up below removes it.
+      // A copy adds no checkpoint, so its daemon opens the image read-only: the image is left
+      // byte for byte as it was (a read-write open marks its bitmaps in-use and stores them again).
       const create = ['create', '-q', '-f', 'qcow2'];
       if (parent) create.push('-b', parent.file, '-F', 'qcow2');
       const [started, created] = await Promise.allSettled([
-        liveQmp ? Promise.resolve(null) : StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: false, onTraffic: traffic?.sink }),
+        liveQmp ? Promise.resolve(null) : StorageDaemon.start({ image, runtimeDir: path.join(o.dataDir, 'run'), readOnly: r.level === 'copy', onTraffic: traffic?.sink }),
         tool('qemu-img', [...create, partial, String(r.virtualSize)], partial),
       ]);
       if (started.status === 'fulfilled' && started.value) {
