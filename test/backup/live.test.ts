@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { run } from '../helpers/qemu.ts';
+import { run, waitListening } from '../helpers/qemu.ts';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { restoreBackup } from '../../electron/core/backup/restore.ts';
 import { tmp, makeDisk, sameDisk, strata } from './helpers.ts';
@@ -26,7 +26,8 @@ async function startVm(dir: string, disk: string) {
       await new Promise((r) => child.once('exit', r));
     }
   });
-  for (let i = 0; i < 500 && !(fs.existsSync(sock) && fs.existsSync(nbd)); i++) await new Promise((r) => setTimeout(r, 10));
+  // listening, not just bound: a socket file exists a moment before QEMU listens on it
+  for (const s of [sock, nbd]) await waitListening(s, child, () => 'qemu-storage-daemon (its stderr is not kept)');
   const uri = `nbd+unix:///vm?socket=${nbd}`;
   return {
     sock,

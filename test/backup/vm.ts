@@ -6,7 +6,7 @@ import { onTestFinished } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { qemuImg, qemuIo, type Cleanup } from '../helpers/qemu.ts';
+import { qemuImg, qemuIo, waitListening, type Cleanup } from '../helpers/qemu.ts';
 import { startDaemon } from '../helpers/storage-daemon.ts';
 import { QmpClient } from '../../electron/core/qmp/client.ts';
 import { restoreBackup } from '../../electron/core/backup/restore.ts';
@@ -24,7 +24,8 @@ export async function startVm(dir: string, disk: string) {
     '--chardev', `socket,id=l,path=${lookSock},server=on,wait=off`, '--monitor', 'chardev=l',
     '--blockdev', `driver=qcow2,node-name=vm,file.driver=file,file.filename=${disk}`,
   ]);
-  for (let i = 0; i < 500 && !(fs.existsSync(sock) && fs.existsSync(lookSock)); i++) await new Promise((r) => setTimeout(r, 10));
+  // listening, not just bound: a socket file exists a moment before QEMU listens on it
+  for (const s of [sock, lookSock]) await waitListening(s, vm.child, () => `qemu-storage-daemon: ${vm.stderr()}`);
   const look = await QmpClient.connect(lookSock);
   onTestFinished(() => look.close());
   const model = path.join(dir, 'model.raw');
