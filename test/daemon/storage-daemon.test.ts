@@ -69,6 +69,7 @@ test('an image held by another QEMU is refused before anything is written: a wri
   let before = sum();
   await assert.rejects(start(t, { image: top, runtimeDir: path.join(dir, 'run'), readOnly: false }), refused);
   assert.equal(sum(), before, 'the refused open wrote nothing');
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'run')), [], 'nothing of the refused daemon is left in the runtime folder');
   vm.child.kill('SIGKILL');
   await new Promise((r) => vm.child.once('close', r));
   // A reader (a tool opened read-only without force-share) does not let anyone write under it:

@@ -104,9 +104,23 @@ export class StorageDaemon {
         d.qmp = await QmpClient.connect(socket, { onTraffic: opts.onTraffic });
         return d;
       } catch (e) {
-        if (d.exited) throw openFailure(image, d.exited);
-        if ((e as StrataError).code !== 'E_QMP_CONNECT' || Date.now() > connectBy) {
+        // QEMU makes the monitor socket before it opens the image, so a refused open ends here too:
+        // the connection is taken, then closed without a greeting as QEMU exits. Give its exit a
+        // moment to be seen, so the reason is QEMU's own words, not a closed socket.
+        const giveUp = (e as StrataError).code !== 'E_QMP_CONNECT' || Date.now() > connectBy;
+        if (giveUp && !d.exited) {
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, 2000);
+            d.onExit(() => {
+              clearTimeout(t);
+              r();
+            });
+          });
+        }
+        if (d.exited || giveUp) {
           d.kill();
+          fs.rmSync(dir, { recursive: true, force: true });
+          if (d.exited) throw openFailure(image, d.exited);
           throw e;
         }
         await new Promise((r) => setTimeout(r, 2));
