@@ -1,15 +1,16 @@
-// An offline full beyond the kernel's writeback room (rules.ts copyPath 'direct'): the target written
+// An offline full or copy (rules.ts copyPath 'direct'): the target written
 // past the page cache, and the digests ("guest" scheme) hashed from the source chain while QEMU
 // copies. Real QEMU on real chains: the point restores exactly, verify checks the copy against the
 // disk it came from (a flipped byte, and a data cluster turned into zeros, are named), the backup
 // file is not left in the page cache, a compressed source and a filesystem without O_DIRECT (ramfs) both
 // still give a good backup. And a copy opens its image read-only: it writes nothing to it.
-import { test } from 'vitest';
+import { test, onTestFinished } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
-import { qemuImg, qemuIo } from '../helpers/qemu.ts';
+import { spawnSync } from 'node:child_process';
+import { qemuImg, qemuIo, type Cleanup } from '../helpers/qemu.ts';
+import { startDaemon } from '../helpers/storage-daemon.ts';
 import { takeBackup } from '../../electron/core/backup/take.ts';
 import { Repository } from '../../electron/core/backup/repository.ts';
 import { mapAlone } from '../../electron/core/backup/tools.ts';
@@ -54,7 +55,7 @@ test('past the page cache, digested from the source chain while QEMU copies: res
   const disk = chain(dir);
   const home = path.join(dir, 'home');
   const repo = path.join(dir, 'repo');
-  const full = await takeBackup(opts(dir, disk, { level: 'full', writebackRoom: 0 }));
+  const full = await takeBackup(opts(dir, disk, { level: 'full' }));
   const truth = truthOf(disk, dir, 'full');
   const m = Repository.open(repo).find(full.id);
   assert.equal(m.digests.scheme, 'guest');
@@ -93,10 +94,10 @@ test('past the page cache, digested from the source chain while QEMU copies: res
   assert.deepEqual(JSON.parse(r.out)[0].problems, [`${full.file}: the data of disk bytes ${b.start}..${b.start + b.length} differs from what was written (sha256 mismatch)`]);
 }, 120_000);
 
-test('the same disk within the writeback room: through the page cache, digests of the file itself', async () => {
+test('a compressed full of the same disk: through the page cache, digests of the file itself', async () => {
   const dir = tmp();
   const disk = chain(dir);
-  const full = await takeBackup(opts(dir, disk, { level: 'copy', writebackRoom: 1024 * MiB }));
+  const full = await takeBackup(opts(dir, disk, { level: 'full', compress: true }));
   const m = Repository.open(path.join(dir, 'repo')).find(full.id);
   assert.equal(m.digests.scheme, undefined);
   assert.ok(m.digests.runs.every((x) => typeof x.offset === 'number'));
@@ -110,7 +111,7 @@ test('a compressed source cannot be read raw: the backup digests its own file in
   qemuIo(plain, ['write -P 0x61 0 8M', 'write -P 0x62 64M 4M']);
   const disk = path.join(dir, 'compressed.qcow2');
   qemuImg('convert', '-c', '-O', 'qcow2', plain, disk);
-  const full = await takeBackup(opts(dir, disk, { level: 'full', writebackRoom: 0 }));
+  const full = await takeBackup(opts(dir, disk, { level: 'full' }));
   const truth = truthOf(disk, dir, 'full');
   const m = Repository.open(path.join(dir, 'repo')).find(full.id);
   assert.equal(m.digests.scheme, undefined);
@@ -131,7 +132,7 @@ test('a repository on a filesystem without O_DIRECT (ramfs): through the page ca
   // runs; a test that cannot set up its filesystem fails, it never skips.
   assert.equal(spawnSync('mount', ['-t', 'ramfs', 'ramfs', repo]).status, 0, 'mount a ramfs (needs root)');
   try {
-    const full = await takeBackup(opts(dir, disk, { level: 'full', writebackRoom: 0 }));
+    const full = await takeBackup(opts(dir, disk, { level: 'full' }));
     assert.ok(full.notes.some((x) => x.startsWith(`${repo}: its filesystem takes no O_DIRECT writes`)), full.notes.join('\n'));
     const truth = truthOf(disk, dir, 'full');
     assert.equal(Repository.open(repo).find(full.id).digests.scheme, 'guest');
@@ -145,25 +146,25 @@ test('a repository on a filesystem without O_DIRECT (ramfs): through the page ca
   }
 }, 120_000);
 
-test('manifest versions: a version-1 manifest is read and written back as 2; guest digests in a version-1 manifest, or a run without its sha256, is damaged and nothing is written', async () => {
+test('manifest versions: 1 while every digest is a host one (older Strata read it), 2 once a guest one is written; guest digests in a version-1 manifest, or a run without its sha256, is damaged and nothing is written', async () => {
   const dir = tmp();
   const disk = makeDisk(dir);
   qemuIo(disk, ['write -P 0x11 0 2M']);
   const home = path.join(dir, 'home');
   const repo = path.join(dir, 'repo');
   const manifest = path.join(repo, 'strata-backups.json');
-  await takeBackup(opts(dir, disk, { level: 'full' }));
-  const doc = JSON.parse(fs.readFileSync(manifest, 'utf8'));
-  assert.equal(doc.backups[0].digests.scheme, undefined, 'a small full: host digests');
-  // as an older Strata wrote it
-  fs.writeFileSync(manifest, JSON.stringify({ ...doc, version: 1 }));
-  let r = await strata(home, ['backups', '--repo', repo, '--json']);
-  assert.equal(r.code, 0, r.err);
-  assert.deepEqual(JSON.parse(r.out).map((x: any) => x.id), ['full-1']);
-  assert.equal((await strata(home, ['verify', '--repo', repo])).code, 0);
+  const version = () => JSON.parse(fs.readFileSync(manifest, 'utf8')).version;
+  await takeBackup(opts(dir, disk, { level: 'full', compress: true }));
+  assert.equal(version(), 1, 'host digests only');
   qemuIo(disk, ['write -P 0x22 1M 64k']);
   await takeBackup(opts(dir, disk));
-  assert.equal(JSON.parse(fs.readFileSync(manifest, 'utf8')).version, 2, 'written back as version 2');
+  assert.equal(version(), 1, 'an incremental: host digests');
+  let r = await strata(home, ['verify', '--repo', repo]);
+  assert.equal(r.code, 0, r.out + r.err);
+  const hostOnly = JSON.parse(fs.readFileSync(manifest, 'utf8'));
+  await takeBackup(opts(dir, disk, { level: 'copy' }));
+  assert.equal(version(), 2, 'a guest digest written');
+  assert.equal((await strata(home, ['verify', '--repo', repo])).code, 0);
 
   const damaged = async (m: unknown, why: RegExp) => {
     fs.writeFileSync(manifest, JSON.stringify(m));
@@ -173,15 +174,13 @@ test('manifest versions: a version-1 manifest is read and written back as 2; gue
     assert.match(res.err, why);
     assert.deepEqual(fs.readFileSync(manifest), before, 'nothing was written');
   };
-  const good = JSON.parse(fs.readFileSync(manifest, 'utf8'));
-  const guest = structuredClone(good);
-  guest.version = 1;
+  const guest = structuredClone(hostOnly);
   guest.backups[0].digests.scheme = 'guest';
   await damaged(guest, /damaged backup manifest: backup full-1 has digests of scheme "guest"/);
-  const noSha = structuredClone(good);
+  const noSha = structuredClone(hostOnly);
   delete noSha.backups[1].digests.runs[0].sha256;
   await damaged(noSha, /damaged backup manifest: backup inc-2 has a digest that is not \{start, length, offset, sha256\}/);
-  const future = structuredClone(good);
+  const future = structuredClone(hostOnly);
   future.version = 3;
   fs.writeFileSync(manifest, JSON.stringify(future));
   r = await strata(home, ['backups', '--repo', repo]);
@@ -196,18 +195,15 @@ test('a copy opens the image read-only: the image is byte for byte as it was, bi
   qemuImg('bitmap', '--add', disk, 'theirs');
   qemuIo(disk, ['write -P 0x12 8M 1M']);
   const before = fs.readFileSync(disk);
-  for (const writebackRoom of [0, 1024 * MiB]) {
-    const copy = await takeBackup(opts(dir, disk, { level: 'copy', writebackRoom }));
+  for (const compress of [false, true]) {
+    const copy = await takeBackup(opts(dir, disk, { level: 'copy', compress }));
     assert.equal(copy.checkpoint, null);
-    assert.ok(fs.readFileSync(disk).equals(before), `the image is unchanged (writeback room ${writebackRoom})`);
+    assert.ok(fs.readFileSync(disk).equals(before), `the image is unchanged (${compress ? 'compressed, through the page cache' : 'direct'})`);
   }
-  // a writer (qemu-io, as a VM would) holds the image
-  const holder = spawn('qemu-io', ['-c', 'sleep 20000', disk], { stdio: 'ignore' });
-  try {
-    for (let i = 0; i < 400 && (await imageLockState(disk)) === 'free'; i++) await new Promise((res) => setTimeout(res, 25));
-    assert.equal(await imageLockState(disk), 'locked', 'the holder holds the image');
-    await assert.rejects(takeBackup(opts(dir, disk, { level: 'copy' })), (e: any) => e.code === 'E_BAD_INPUT' && /in use by another QEMU/.test(e.message));
-  } finally {
-    holder.kill('SIGKILL');
-  }
+  // a writer (a storage daemon, as a VM would) holds the image: it holds the lock by the time its
+  // monitor listens
+  const vm = await startDaemon({ onTestFinished } as Cleanup, dir, ['--blockdev', `driver=qcow2,node-name=vm,file.driver=file,file.filename=${disk}`]);
+  assert.equal(await imageLockState(disk), 'locked', 'the holder holds the image');
+  await assert.rejects(takeBackup(opts(dir, disk, { level: 'copy' })), (e: any) => e.code === 'E_BAD_INPUT' && /in use by another QEMU/.test(e.message));
+  vm.child.kill('SIGKILL');
 }, 120_000);

@@ -143,8 +143,8 @@ try {
   const vInc = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'inc-2', '--json'], env)));
   const vFull = median(Array.from({ length: RUNS }, () => timed(process.execPath, [BIN, 'verify', '--repo', repo, 'full-1', '--json'], env)));
   log(`verify inc-2 (${changed} MiB of data): ${fmtMs(vInc)}; verify full-1 (${DATA_MIB} MiB): ${fmtMs(vFull)}`);
-  // A disk of more data than the kernel's writeback room takes the other copy path (rules.ts
-  // copyPath: past the page cache, digests from the source while QEMU copies): 4x the data, fewer runs.
+  // A larger disk (4x the data, fewer runs): the full copy's cost as it grows (rules.ts copyPath:
+  // past the page cache, digests from the source while QEMU copies).
   const bigMiB = Number(opt('big-mib') ?? DATA_MIB * 4);
   const big: { strata: number[]; convertSync: number[]; path: string } = { strata: [], convertSync: [], path: '' };
   if (bigMiB > 0) {

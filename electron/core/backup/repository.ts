@@ -12,8 +12,8 @@ import { isLevel, pointsOfDisk, type Level, type PointFacts, type RestoredDisk }
 
 export const MANIFEST = 'strata-backups.json';
 export const LOCK = 'strata-backups.lock';
-/** 2: a backup's digests may be of the "guest" scheme (verify.ts); a version-1 manifest (host
- * digests only) is read as it is and written back as version 2. */
+/** 2: some backup's digests are of the "guest" scheme (verify.ts); a manifest whose digests are all
+ * "host" ones is written as version 1, which older Strata versions read. */
 export const MANIFEST_VERSION = 2;
 
 export type Consistency = 'crash' | 'frozen' | 'offline';
@@ -220,7 +220,8 @@ export class Repository {
   save(): void {
     if (!this.locked) throw new StrataError('E_INTERNAL', `${this.manifestPath}: written without the repository lock`);
     const tmp = path.join(this.dir, `.${MANIFEST}.${process.pid}.tmp`);
-    this.manifest.version = MANIFEST_VERSION;
+    // Version 1 while every digest is a host one, so an older Strata can still read the repository.
+    this.manifest.version = this.manifest.backups.some((b) => b.digests.scheme === 'guest') ? MANIFEST_VERSION : 1;
     try {
       const fd = fs.openSync(tmp, 'w', 0o644);
       try {

@@ -27,21 +27,22 @@ export function needsCleanup(state: BackupState): boolean {
 
 /**
  * How a backup's data reaches the repository's disk, and where its digests come from:
- *  - 'cached': through the page cache, one fsync at the end, and the digests hashed from the backup
- *    file meanwhile (the "host" scheme): while the data fits in what the kernel lets stay dirty
- *    before it writes back in the background, that one flush costs what the writes would, and the
- *    hashing hides behind it;
- *  - 'direct': past the page cache (O_DIRECT), the disk writing while QEMU copies, and the digests
- *    hashed from the source at the same time (the "guest" scheme): beyond that room, writeback
- *    competes with the job anyway, and hashing left for after the job would be the backup's tail
- *    (4 GiB on the 2-core test machine: 5.6-13 s cached, 3.2-4.7 s direct, convert + sync 2.6-3.5 s).
- *    Only an offline full or copy: its source does not change while it is read, so the bytes hashed
- *    are the bytes copied; and not compressed (the compressed file holds other bytes than the disk).
+ *  - 'direct': an offline full or copy, not compressed: past the page cache (O_DIRECT), the disk
+ *    writing while QEMU copies, and the digests hashed from the source chain at the same time (the
+ *    "guest" scheme). Its source does not change while it is read (Strata's daemon holds it), so the
+ *    bytes hashed are the bytes copied. The backup does not push the desktop's working set out of
+ *    memory, and it does not depend on how fast the kernel writes back a flood of dirty pages: on the
+ *    2-core test machine 1 GiB took 0.97-1.1 s in every state of its disk (through the page cache:
+ *    0.92-2.4 s), 4 GiB 3.4-3.9 s (through the page cache 5.6-13 s; qemu-img convert + sync 3.5-15 s);
+ *  - 'cached': everything else (a running VM's disk changes while it is read; an incremental's or a
+ *    differential's few clusters; a compressed file holds other bytes than the disk): through the
+ *    page cache, one fsync at the end, and the digests hashed from the backup file meanwhile (the
+ *    "host" scheme).
  */
 export type CopyPath = 'cached' | 'direct';
 
-export function copyPath(o: { offline: boolean; since: string | null; compress: boolean; dataBytes: number; writebackRoom: number }): CopyPath {
-  return o.offline && o.since === null && !o.compress && o.dataBytes > o.writebackRoom ? 'direct' : 'cached';
+export function copyPath(o: { offline: boolean; since: string | null; compress: boolean }): CopyPath {
+  return o.offline && o.since === null && !o.compress ? 'direct' : 'cached';
 }
 
 export const LEVELS = ['full', 'inc', 'diff', 'copy'] as const;

@@ -53,8 +53,6 @@ export interface TakeOptions {
   onProgress?: (job: JobView) => void;
   /** lines worth telling the user (a stale lock taken over, a crashed backup cleaned up) */
   onNote?: (line: string) => void;
-  /** bytes the kernel lets stay dirty before background writeback (rules.ts copyPath); absent: read from /proc */
-  writebackRoom?: number;
   /** tests only: awaited at 'looked', 'bridge-recording', 'allocation-read' (a live proof) and 'transaction' */
   hook?: (point: 'looked' | 'bridge-recording' | 'allocation-read' | 'transaction') => void | Promise<void>;
 }
@@ -260,20 +258,6 @@ async function bitmapGranularity(qmp: QmpClient, node: string, name: string): Pr
   return typeof b?.granularity === 'number' ? b.granularity : null;
 }
 
-/** Linux's dirty_background threshold in bytes: dirty_background_bytes, else dirty_background_ratio
- * percent of the memory available; 0 where it cannot be read (then every offline full goes direct). */
-export function writebackRoom(): number {
-  try {
-    const bytes = Number(fs.readFileSync('/proc/sys/vm/dirty_background_bytes', 'utf8'));
-    if (bytes > 0) return bytes;
-    const ratio = Number(fs.readFileSync('/proc/sys/vm/dirty_background_ratio', 'utf8'));
-    const available = /^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
-    return available && ratio > 0 ? Math.floor((Number(available[1]) * 1024 * ratio) / 100) : 0;
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * The "guest" digests of an offline full or copy (verify.ts): every run of the source chain that
  * holds data, hashed from the layers' own files on `pool` while QEMU copies it. Only once Strata's
@@ -457,7 +441,7 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
     let bridgeAdded = false;
     let hashPool: HashPool | null = null;
     // How the data reaches the disk, and where its digests come from (rules.ts copyPath).
-    const fromSource = copyPath({ offline: !liveQmp, since: r.since, compress: o.compress === true, dataBytes: r.dirtyBytes, writebackRoom: o.writebackRoom ?? writebackRoom() }) === 'direct';
+    const fromSource = copyPath({ offline: !liveQmp, since: r.since, compress: o.compress === true }) === 'direct';
     let fromTheSource: Promise<Omit<BackupEntry['digests'], 'fileBytes'> | null> | null = null;
     let direct = false;
     /** the scratch has done its part once merged (in the transaction): its node closed, its file removed */
@@ -609,16 +593,22 @@ export async function takeBackup(o: TakeOptions): Promise<TakeResult> {
       engine.close();
       engine = null;
       // Durable before it is listed: one fsync of the file and of its folder, then the rename. The
-      // digests of what the job wrote are taken meanwhile (hashing is CPU, the fsync is the disk),
-      // and Strata's daemon, done with the target, stops meanwhile too (storing the new checkpoint
-      // in the image); the manifest lists the backup only once all three are done.
-      const stopping = daemon ? daemon.stop() : Promise.resolve({ code: 0, signal: null, stderr: '' });
+      // digests are taken meanwhile (hashing is CPU, the fsync is the disk). Strata's daemon, done
+      // with the target, stops meanwhile too (storing the new checkpoint in the image), but only once
+      // the source's own digests are read: its lock is what keeps anything else from writing the
+      // source while they are. The manifest lists the backup only once all of it is done.
       const fileBytes = fs.statSync(partial).size;
-      const digesting = (async () => {
-        const d = fromTheSource ? await fromTheSource : null;
-        return d ? { ...d, fileBytes } : recordDigests(partial, hashPool ?? undefined);
-      })();
-      const [digests, , exit] = await Promise.all([digesting, fsyncAsync(partial), stopping]);
+      const flushed = fsyncAsync(partial);
+      flushed.catch(() => {}); // awaited below
+      const fromSourceDone = fromTheSource
+        ? await fromTheSource.catch((e: Error) => {
+            note(`the digests are taken from the backup file itself: reading the source's failed (${e.message})`);
+            return null;
+          })
+        : null;
+      const stopping = daemon ? daemon.stop() : Promise.resolve({ code: 0, signal: null, stderr: '' });
+      const digesting = fromSourceDone ? Promise.resolve({ ...fromSourceDone, fileBytes }) : recordDigests(partial, hashPool ?? undefined);
+      const [digests, , exit] = await Promise.all([digesting, flushed, stopping]);
       daemon = null;
       fs.renameSync(partial, final);
       fsyncPath(repo.dir);

@@ -3,7 +3,8 @@
 //  - "host" (every incremental, differential, live or compressed backup, and prune's merges): sha256
 //    of every run of host bytes the file's own data clusters occupy, from qemu-img map of the file
 //    alone (its backing file not opened), hashed from the file once it is written;
-//  - "guest" (an offline full or copy): sha256 of every run of the disk that holds data, read from
+//  - "guest" (an offline full or copy, uncompressed, of a source without compressed clusters: rules.ts
+//    copyPath): sha256 of every run of the disk that holds data, read from
 //    the source chain while QEMU copies it (nothing writes an offline source, so these are the bytes
 //    the job copies), so no hashing is left for after the job. Verify reads each run through the
 //    backup file's own map: it checks the copy against the disk it was taken from, end to end.
@@ -264,7 +265,16 @@ function segmentsAlone(file: string, map: MapEntry[], start: number, length: num
   const segs: Segment[] = [];
   const end = start + length;
   let at = start;
-  for (const e of map) {
+  // the map is sorted and gapless: the first entry that ends after `start`, by bisection (a full of
+  // a large disk has tens of thousands of runs and as many map entries)
+  let lo = 0;
+  for (let hi = map.length; lo < hi; ) {
+    const mid = (lo + hi) >>> 1;
+    if (map[mid].start + map[mid].length <= start) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < map.length && map[i].start < end; i++) {
+    const e = map[i];
     const lo = Math.max(at, e.start);
     const hi = Math.min(end, e.start + e.length);
     if (hi <= lo) continue;
@@ -362,9 +372,9 @@ export async function verifyBackup(repo: Repository, b: BackupEntry): Promise<Ve
   const hashed = await hashPieces(readable);
   let k = 0;
   runs.forEach((run, i) => {
-    checkedBytes += run.length;
     const where = `the data of disk bytes ${run.start}..${run.start + run.length}`;
     if (pieces[i] === null) return problems.push(`${file}: ${where} is stored compressed, where the backup wrote it plain`);
+    checkedBytes += run.length;
     const hex = hashed[k++];
     if (hex === null) problems.push(`${file}: ${where} is cut off (file truncated)`);
     else if (hex !== run.sha256) problems.push(`${file}: ${where} differs from what was written (sha256 mismatch)`);
