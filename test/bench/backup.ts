@@ -29,6 +29,13 @@
 // = 15.7% / 17.7% of the (faster) full; without NODE_EXTRA_CA_CERTS 139 / 142 ms = 12.7% / 14.1%.
 // Tried and dropped: fdatasync in a loop while QEMU writes (the job slowed: 1.05-1.30 s in the fast
 // mode), the job without copy_file_range (2x slower), 16 workers instead of 64 (no change).
+// 2026-12-03, later still: every offline full or copy goes past the page cache (O_DIRECT) with its
+// digests hashed from the source while QEMU copies (rules.ts copyPath). Two runs of --only=7(,8):
+// 1 GiB copy 0.93-1.01 s in every run (convert + sync 0.76-3.7 s): medians 0.468 and 0.305 PASS,
+// best against best 1.22 and 1.24; 4 GiB (3 a side) 3.35-3.88 s against 2.57-14.9 s: medians 0.68
+// and 0.64, best against best 0.96 and 1.30. Before (through the page cache, digests after the job)
+// 4 GiB took 3.8-13 s. The incremental: 144 / 161 ms = 15.3% / 16.7%; without NODE_EXTRA_CA_CERTS
+// 117 / 125 ms = 12.4% / 12.9%. Restore 0.36 (830 ms against 0.8-3.8 s).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
