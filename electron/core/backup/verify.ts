@@ -24,11 +24,44 @@ import { mapAlone, tool, type MapEntry } from './tools.ts';
  * pieces are spread over the cores. */
 const PIECE = 32 << 20;
 
-// The hashing worker, as source text so it survives bundling into dist/cli.cjs. It waits for pieces
-// ({ seq, i, segs }: the bytes of each segment in turn, a file's [offset, offset + length) or `zero`
-// zero bytes) and answers each with its sha256, or null where a file ends first. A pool for work in
-// the background (a backup's digests while QEMU copies) lowers its threads' CPU priority: on Linux
-// a nice value belongs to one thread, so QEMU's job is never the one that waits for a core.
+/** One stretch of a piece's bytes: a file's [offset, offset + length), or `zero` zero bytes. */
+export type Segment = { file: string; offset: number; length: number } | { zero: number };
+
+const segmentLength = (g: Segment) => ('zero' in g ? g.zero : g.length);
+
+/**
+ * sha256 of the bytes of `segs` in turn (null where a file ends first), or the segment that could
+ * not be read and why. It runs on this thread and, as its source text, in the hashing threads, so
+ * it uses nothing but its arguments (open files are kept in `fds` for the caller to close).
+ */
+function hashSegments(segs: Segment[], fds: Map<string, number>, buf: Buffer, zeros: Buffer, io: { fs: typeof fs; createHash: typeof createHash }): { hex: string | null } | { seg: number; message: string } {
+  const h = io.createHash('sha256');
+  for (let s = 0; s < segs.length; s++) {
+    const g = segs[s];
+    try {
+      if ('zero' in g) {
+        for (let done = 0; done < g.zero; done += zeros.length) h.update(zeros.subarray(0, Math.min(zeros.length, g.zero - done)));
+        continue;
+      }
+      let fd = fds.get(g.file);
+      if (fd === undefined) fds.set(g.file, (fd = io.fs.openSync(g.file, 'r')));
+      for (let done = 0; done < g.length; ) {
+        const n = io.fs.readSync(fd, buf, 0, Math.min(buf.length, g.length - done), g.offset + done);
+        if (n === 0) return { hex: null };
+        h.update(buf.subarray(0, n));
+        done += n;
+      }
+    } catch (e) {
+      return { seg: s, message: String((e as Error)?.message ?? e) };
+    }
+  }
+  return { hex: h.digest('hex') };
+}
+
+// The hashing thread, as source text so it survives bundling into dist/cli.cjs: it waits for pieces
+// ({ seq, i, segs }) and answers each with hashSegments' result. A pool for work in the background
+// (a backup's digests while QEMU copies) lowers its threads' CPU priority: on Linux a nice value
+// belongs to one thread, so QEMU's job is never the one that waits for a core.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
@@ -38,44 +71,21 @@ if (workerData && workerData.background) {
 }
 const buf = Buffer.allocUnsafe(1 << 20);
 const zeros = Buffer.alloc(1 << 20);
+${hashSegments.toString()}
 parentPort.on('message', ({ seq, i, segs }) => {
   const fds = new Map();
-  let s = 0;
   try {
-    const h = createHash('sha256');
-    for (; s < segs.length; s++) {
-      const g = segs[s];
-      if (g.zero !== undefined) {
-        for (let done = 0; done < g.zero; done += zeros.length) h.update(zeros.subarray(0, Math.min(zeros.length, g.zero - done)));
-        continue;
-      }
-      let fd = fds.get(g.file);
-      if (fd === undefined) fds.set(g.file, (fd = fs.openSync(g.file, 'r')));
-      for (let done = 0; done < g.length; ) {
-        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, g.length - done), g.offset + done);
-        if (n === 0) return parentPort.postMessage({ seq, i, hex: null });
-        h.update(buf.subarray(0, n));
-        done += n;
-      }
-    }
-    parentPort.postMessage({ seq, i, hex: h.digest('hex') });
-  } catch (e) {
-    parentPort.postMessage({ seq, i, seg: s, error: String((e && e.message) || e) });
+    parentPort.postMessage({ seq, i, ...hashSegments(segs, fds, buf, zeros, { fs, createHash }) });
   } finally {
     for (const fd of fds.values()) fs.closeSync(fd);
   }
 });
 `;
 
-/** One stretch of a piece's bytes: a file's [offset, offset + length), or `zero` zero bytes. */
-export type Segment = { file: string; offset: number; length: number } | { zero: number };
-
-const segmentLength = (g: Segment) => ('zero' in g ? g.zero : g.length);
-
-function readError(segs: Segment[], at: number | undefined, message: string, cause?: unknown): StrataError {
+function readError(segs: Segment[], at: number | undefined, message: string): StrataError {
   const g = segs[at ?? 0];
-  if (!g || 'zero' in g) return new StrataError('E_IO', `cannot hash: ${message}`, { cause });
-  return new StrataError('E_IO', `${g.file}: cannot read bytes ${g.offset}..${g.offset + g.length}: ${message}`, { file: g.file, cause });
+  if (!g || 'zero' in g) return new StrataError('E_IO', `cannot hash: ${message}`);
+  return new StrataError('E_IO', `${g.file}: cannot read bytes ${g.offset}..${g.offset + g.length}: ${message}`, { file: g.file });
 }
 
 /**
@@ -140,12 +150,12 @@ export class HashPool {
         w.postMessage({ seq, i, segs: pieces[i] });
       };
       for (const w of this.workers) {
-        const onMessage = (m: { seq: number; i: number; hex?: string | null; error?: string; seg?: number }) => {
+        const onMessage = (m: { seq: number; i: number; hex?: string | null; seg?: number; message?: string }) => {
           if (failed || m.seq !== seq) return;
           pending--;
-          if (m.error !== undefined) {
+          if (m.message !== undefined) {
             failed = true;
-            return finish(readError(pieces[m.i], m.seg, m.error));
+            return finish(readError(pieces[m.i], m.seg, m.message));
           }
           out[m.i] = m.hex ?? null;
           give(w);
@@ -202,27 +212,9 @@ function hashHere(pieces: Segment[][]): (string | null)[] {
   const zeros = Buffer.alloc(1 << 20);
   try {
     return pieces.map((segs) => {
-      const h = createHash('sha256');
-      for (let s = 0; s < segs.length; s++) {
-        const g = segs[s];
-        if ('zero' in g) {
-          for (let done = 0; done < g.zero; done += zeros.length) h.update(zeros.subarray(0, Math.min(zeros.length, g.zero - done)));
-          continue;
-        }
-        try {
-          let fd = fds.get(g.file);
-          if (fd === undefined) fds.set(g.file, (fd = fs.openSync(g.file, 'r')));
-          for (let done = 0; done < g.length; ) {
-            const n = fs.readSync(fd, buf, 0, Math.min(buf.length, g.length - done), g.offset + done);
-            if (n === 0) return null;
-            h.update(buf.subarray(0, n));
-            done += n;
-          }
-        } catch (e) {
-          throw readError(segs, s, (e as Error).message, e);
-        }
-      }
-      return h.digest('hex');
+      const r = hashSegments(segs, fds, buf, zeros, { fs, createHash });
+      if ('seg' in r) throw readError(segs, r.seg, r.message);
+      return r.hex;
     });
   } finally {
     for (const fd of fds.values()) fs.closeSync(fd);
